@@ -1,0 +1,1 @@
+"""Igor-P2P: portable WebAssembly agents that wander between libp2p peers without forking."""
