@@ -1,0 +1,215 @@
+"""The capability manifest: what an agent may call, how much memory it may use, where it may go.
+
+Field names follow Go Igor's JSON sidecar (``<agent>.manifest.json``). An absent or empty
+manifest is ``{}``: no capabilities. The manifest is canonicalised (sorted keys, compact JSON,
+no duplicate keys) and hashed; the hash is bound into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from igor_p2p.errors import InvalidInput
+
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_MEMORY_CEILING_BYTES = 64 * 1024 * 1024
+MAX_CAPABILITY_NAME_LEN = 64
+
+#: Capabilities Igor-P2P offers (each maps to hostcalls in module ``igor``).
+KNOWN_CAPABILITIES: frozenset[str] = frozenset(
+    {"clock", "rand", "log", "budget", "lifecycle", "migrate"}
+)
+#: Go Igor capabilities that parse but are refused at load with ``CapabilityNotOffered``.
+GO_ONLY_CAPABILITIES: frozenset[str] = frozenset({"wallet", "pricing", "http", "x402"})
+
+
+class ManifestError(InvalidInput):
+    """The manifest bytes are not a valid capability manifest."""
+
+
+@dataclass(frozen=True)
+class CapabilityGrant:
+    """One declared capability: ``{"version": int >= 1, "options": {...}}``."""
+
+    name: str
+    version: int
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """``resource_limits``; only ``max_memory_bytes`` is enforced (it lowers the memory cap)."""
+
+    max_memory_bytes: int | None = None
+    max_cpu_millis: int | None = None
+    max_storage_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class MigrationPolicy:
+    """``migration_policy``; ``max_price_per_second`` is in µ per 1000 fuel (Go's name kept)."""
+
+    enabled: bool = True
+    max_price_per_second: int | None = None
+    preferred_regions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest plus its canonical bytes and their sha256."""
+
+    capabilities: Mapping[str, CapabilityGrant]
+    resource_limits: ResourceLimits
+    migration_policy: MigrationPolicy
+    canonical_bytes: bytes
+    hash: bytes
+
+    def declares(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def hash_hex(self) -> str:
+        return self.hash.hex()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ManifestError(f"JSON constant {name} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ManifestError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _as_int(value: Any, where: str, minimum: int = 0) -> int:
+    """JSON numbers are read like Go does (float64 → int), but only when integral."""
+    if isinstance(value, bool):
+        raise ManifestError(f"{where} must be an integer")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ManifestError(f"{where} must be an integer")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ManifestError(f"{where} must be an integer")
+    if value < minimum:
+        raise ManifestError(f"{where} must be >= {minimum}")
+    if value >= 2**63:
+        raise ManifestError(f"{where} is too large")
+    return value
+
+
+def _optional_int(section: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = section.get(key)
+    return None if value is None else _as_int(value, f"{where}.{key}")
+
+
+def _section(root: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = root.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ManifestError(f"{key} must be an object")
+    return value
+
+
+def _parse_capabilities(raw: Mapping[str, Any]) -> dict[str, CapabilityGrant]:
+    grants: dict[str, CapabilityGrant] = {}
+    for name, spec in raw.items():
+        if not name or len(name) > MAX_CAPABILITY_NAME_LEN:
+            raise ManifestError("capability names must be 1..64 characters")
+        if not isinstance(spec, dict):
+            raise ManifestError(f"capabilities.{name} must be an object")
+        if "version" not in spec:
+            raise ManifestError(f"capabilities.{name}.version is required")
+        version = _as_int(spec["version"], f"capabilities.{name}.version", minimum=1)
+        options = spec.get("options")
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise ManifestError(f"capabilities.{name}.options must be an object")
+        grants[name] = CapabilityGrant(name, version, MappingProxyType(dict(options)))
+    return grants
+
+
+def _parse_limits(raw: Mapping[str, Any]) -> ResourceLimits:
+    limits = ResourceLimits(
+        max_memory_bytes=_optional_int(raw, "max_memory_bytes", "resource_limits"),
+        max_cpu_millis=_optional_int(raw, "max_cpu_millis", "resource_limits"),
+        max_storage_bytes=_optional_int(raw, "max_storage_bytes", "resource_limits"),
+    )
+    if limits.max_memory_bytes is not None and limits.max_memory_bytes > MAX_MEMORY_CEILING_BYTES:
+        raise ManifestError("resource_limits.max_memory_bytes is over the 64 MiB ceiling")
+    return limits
+
+
+def _parse_migration(raw: Mapping[str, Any]) -> MigrationPolicy:
+    enabled = raw.get("enabled", True)
+    if enabled is None:
+        enabled = True
+    if not isinstance(enabled, bool):
+        raise ManifestError("migration_policy.enabled must be a boolean")
+    regions = raw.get("preferred_regions") or []
+    if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+        raise ManifestError("migration_policy.preferred_regions must be a list of strings")
+    return MigrationPolicy(
+        enabled=enabled,
+        max_price_per_second=_optional_int(raw, "max_price_per_second", "migration_policy"),
+        preferred_regions=tuple(regions),
+    )
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, compact separators, UTF-8, no NaN/Infinity."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def parse_manifest(data: bytes | None) -> Manifest:
+    """Parse manifest bytes; ``None`` or empty bytes give the empty manifest ``{}``.
+
+    Raises :class:`ManifestError` for anything malformed.
+    """
+    if data is None or not data.strip():
+        root: dict[str, Any] = {}
+    else:
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"manifest is over {MAX_MANIFEST_BYTES} bytes")
+        try:
+            text = bytes(data).decode("utf-8")
+            root = json.loads(
+                text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+            )
+        except ManifestError:
+            raise
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
+        if not isinstance(root, dict):
+            raise ManifestError("manifest must be a JSON object")
+    capabilities = _parse_capabilities(_section(root, "capabilities"))
+    limits = _parse_limits(_section(root, "resource_limits"))
+    migration = _parse_migration(_section(root, "migration_policy"))
+    try:
+        canonical = canonical_json(root)
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(f"manifest cannot be canonicalised: {exc}") from exc
+    return Manifest(
+        capabilities=MappingProxyType(capabilities),
+        resource_limits=limits,
+        migration_policy=migration,
+        canonical_bytes=canonical,
+        hash=hashlib.sha256(canonical).digest(),
+    )
+
+
+EMPTY_MANIFEST: Manifest = parse_manifest(b"")

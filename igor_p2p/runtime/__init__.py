@@ -1,0 +1,1 @@
+"""The agent runtime: launch, tick, meter, checkpoint and resume one agent on one node."""

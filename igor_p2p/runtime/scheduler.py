@@ -1,0 +1,395 @@
+"""The tick scheduler: runs due agents' ticks in batches off the trio thread, meters them,
+checkpoints them and commits the checkpoints through the group committer.
+
+Only agents this node holds as ACTIVE_OWNER are ever added. A handoff first calls
+:meth:`TickScheduler.quiesce`, which returns once the agent is out of every batch and its last
+tick is committed: from then on this node does not tick it (MC-8).
+
+Per batch (one thread hop): for each due agent ``tick(fuel)`` with fuel = what its budget can
+pay for, then the charge, then — every ``checkpoint_every`` ticks, and always on a terminal
+outcome — a snapshot and a checkpoint signed by this node. Back on the trio thread each agent's
+ops are committed (the committer merges them into one transaction and isolates failures), and
+history events are written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from igor_p2p.agent.errors import OutOfFuel, SandboxError, TickInterrupted
+from igor_p2p.agent.sandbox import TickResult
+from igor_p2p.authority.states import AuthorityState
+from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.logs import get_logger
+from igor_p2p.runtime.hosted import HostedAgent
+from igor_p2p.runtime.ledger import append_ops
+from igor_p2p.runtime.metering import charge, fuel_allowance
+from igor_p2p.runtime.services import NodeServices
+from igor_p2p.store.errors import StoreError
+from igor_p2p.store.ops import MarkRecoveryRequired
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    idle_interval_s: float = 1.0
+    """Delay before the next tick when the agent reported no more work (Go Igor: 1 s)."""
+    busy_interval_s: float = 0.01
+    """Delay when the agent returned non-zero from ``agent_tick`` (Go Igor: 10 ms)."""
+    checkpoint_every: int = 1
+    """Commit a checkpoint every K ticks (1 = every tick)."""
+    max_batch: int = 512
+    """At most this many agents' ticks per thread hop."""
+
+
+@dataclass
+class TickOutcome:
+    """What happened to one agent in one batch (built in the worker thread)."""
+
+    agent: HostedAgent
+    start_ns: int
+    end_ns: int
+    result: TickResult | SandboxError
+    cost: int = 0
+    checkpoint: Checkpoint | None = None
+    terminal: AuthorityState | None = None
+    reason: str = ""
+
+
+@dataclass
+class _Slot:
+    agent: HostedAgent
+    due: float
+    tick_limit: int | None = None
+    ticks_run: int = 0
+
+
+@dataclass
+class SchedulerHooks:
+    """Callbacks the node wires in (all optional)."""
+
+    on_committed: Callable[[HostedAgent, Checkpoint], None] | None = None
+    on_terminal: Callable[[HostedAgent, AuthorityState, str], None] | None = None
+
+
+class TickScheduler:
+    """Ticks every hosted agent on its schedule. Start :meth:`run` in a nursery."""
+
+    def __init__(
+        self,
+        services: NodeServices,
+        config: SchedulerConfig | None = None,
+        hooks: SchedulerHooks | None = None,
+    ) -> None:
+        self.services = services
+        self.config = config or SchedulerConfig()
+        self.hooks = hooks or SchedulerHooks()
+        self._slots: dict[str, _Slot] = {}
+        self._in_batch: set[str] = set()
+        self._batch_done = trio.Event()
+        self._batch_done.set()
+        self._wake = trio.Event()
+        self.idle = trio.Event()
+        """Set whenever no agent is scheduled (all finished, exhausted, halted or removed)."""
+        self.idle.set()
+        self.ticks_total = 0
+
+    # ---------------------------------------------------------------- membership
+
+    @property
+    def agents(self) -> dict[str, HostedAgent]:
+        return {did: slot.agent for did, slot in self._slots.items()}
+
+    def add(self, agent: HostedAgent, *, tick_limit: int | None = None) -> None:
+        """Schedule ``agent`` (which this node durably owns) to tick now."""
+        if agent.did in self._slots:
+            raise ValueError(f"{agent.did} is already scheduled")
+        self._slots[agent.did] = _Slot(agent, trio.current_time(), tick_limit)
+        self.idle = trio.Event() if self.idle.is_set() else self.idle
+        self._wake.set()
+
+    async def quiesce(self, did: str) -> HostedAgent:
+        """Stop ticking ``did`` at a tick boundary; returns once no batch holds it."""
+        slot = self._slots.get(did)
+        if slot is None:
+            raise KeyError(did)
+        slot.agent.paused = True
+        while did in self._in_batch:
+            await self._batch_done.wait()
+        return slot.agent
+
+    def unpause(self, did: str) -> None:
+        """Let a quiesced agent tick again (a handoff aborted before its decision)."""
+        slot = self._slots[did]
+        slot.agent.paused = False
+        slot.due = trio.current_time()
+        self._wake.set()
+
+    def remove(self, did: str) -> HostedAgent | None:
+        """Forget an agent that is quiesced (or never ticking); closes nothing."""
+        if did in self._in_batch:
+            raise RuntimeError(f"{did} is in a running batch; quiesce it first")
+        slot = self._slots.pop(did, None)
+        if not self._slots:
+            self.idle.set()
+        return slot.agent if slot else None
+
+    # ---------------------------------------------------------------- loop
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            now = trio.current_time()
+            due = [
+                s
+                for s in self._slots.values()
+                if not s.agent.paused and s.due <= now and s.agent.instance is not None
+            ]
+            if not due:
+                self._wake = trio.Event()
+                waiting = [s.due for s in self._slots.values() if not s.agent.paused]
+                deadline = min(waiting) if waiting else math.inf
+                with trio.move_on_at(deadline):
+                    await self._wake.wait()
+                continue
+            due.sort(key=lambda s: s.due)
+            await self._run_batch(due[: self.config.max_batch])
+
+    async def _run_batch(self, slots: Sequence[_Slot]) -> None:
+        items = [(s.agent, fuel_allowance(s.agent.budget, s.agent.price)) for s in slots]
+        self._in_batch = {s.agent.did for s in slots}
+        self._batch_done = trio.Event()
+        try:
+            outcomes = await trio.to_thread.run_sync(
+                _tick_batch, items, self.services, self.config.checkpoint_every
+            )
+            async with trio.open_nursery() as nursery:
+                for slot, outcome in zip(slots, outcomes, strict=True):
+                    nursery.start_soon(self._settle, slot, outcome)
+        finally:
+            self._in_batch = set()
+            self._batch_done.set()
+
+    async def _settle(self, slot: _Slot, outcome: TickOutcome) -> None:
+        agent = outcome.agent
+        services = self.services
+        if isinstance(outcome.result, TickResult):
+            self.ticks_total += 1
+            slot.ticks_run += 1
+            services.history.emit(
+                "tick",
+                agent=agent.did,
+                epoch=agent.epoch,
+                tick=agent.tick,
+                start_ns=outcome.start_ns,
+                end_ns=outcome.end_ns,
+                fuel=outcome.result.fuel_used,
+                cost=outcome.cost,
+            )
+        if isinstance(outcome.result, TickInterrupted) and outcome.terminal is None:
+            await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
+        if outcome.checkpoint is not None:
+            await self._commit(slot, outcome)
+        interval = self.config.busy_interval_s if agent.more_work else self.config.idle_interval_s
+        slot.due = trio.current_time() + interval
+        if slot.tick_limit is not None and slot.ticks_run >= slot.tick_limit:
+            if agent.ticks_since_commit:
+                await self._commit_now(slot)
+            self._finish(slot)
+
+    async def _commit(self, slot: _Slot, outcome: TickOutcome) -> None:
+        agent = outcome.agent
+        checkpoint = outcome.checkpoint
+        assert checkpoint is not None
+        changes: dict[str, object] = {}
+        if outcome.terminal is not None:
+            changes = {"state": outcome.terminal, "reason": outcome.reason}
+        ops, record = append_ops(
+            agent.record, [checkpoint], previous_tick=agent.head.tick, **changes
+        )
+        try:
+            await self.services.committer.commit(ops)
+        except StoreError as exc:
+            await self._fail_stop(slot, f"commit refused by the store: {exc}")
+            return
+        agent.committed(record, checkpoint)
+        self.services.history.emit(
+            "commit",
+            agent=agent.did,
+            epoch=checkpoint.epoch,
+            tick=checkpoint.tick,
+            kind=checkpoint.kind.name,
+            digest=checkpoint.digest(),
+            prev=checkpoint.prev,
+            budget=checkpoint.budget,
+        )
+        if self.hooks.on_committed is not None:
+            self.hooks.on_committed(agent, checkpoint)
+        if outcome.terminal is not None:
+            self.services.history.emit(
+                "authority",
+                agent=agent.did,
+                epoch=agent.epoch,
+                from_state="ACTIVE_OWNER",
+                to_state=outcome.terminal.value,
+                reason=outcome.reason,
+            )
+            log.info(
+                "agent stopped", agent=agent.did, epoch=agent.epoch, step=outcome.terminal.value
+            )
+            self._finish(slot)
+            if self.hooks.on_terminal is not None:
+                self.hooks.on_terminal(agent, outcome.terminal, outcome.reason)
+
+    async def _commit_now(self, slot: _Slot) -> None:
+        """Commit the agent's current state (used when a local run reaches its tick limit)."""
+        agent = slot.agent
+        outcome = await trio.to_thread.run_sync(_snapshot_outcome, agent, self.services)
+        if outcome.checkpoint is not None:
+            await self._commit(slot, outcome)
+
+    async def checkpoint_now(self, did: str, kind: CheckpointKind) -> Checkpoint:
+        """Snapshot a quiesced agent and return a signed checkpoint (not yet committed)."""
+        agent = self._slots[did].agent
+        if did in self._in_batch or not agent.paused:
+            raise RuntimeError("checkpoint_now needs a quiesced agent")
+        instance = agent.instance
+        if instance is None:
+            raise RuntimeError("agent has no instance")
+        state = await trio.to_thread.run_sync(instance.snapshot)
+        return agent.checkpoint(
+            self.services.key, kind=kind, state=state, wall_ns=self.services.clock.wall_ns()
+        )
+
+    async def _fail_stop(self, slot: _Slot, reason: str) -> None:
+        agent = slot.agent
+        log.error("fail-stop", agent=agent.did, epoch=agent.epoch, step=reason)
+        self._finish(slot)
+        try:
+            await self.services.committer.commit([MarkRecoveryRequired(agent.did, reason)])
+        except StoreError as exc:
+            log.error("could not record RECOVERY_REQUIRED", agent=agent.did, step=str(exc))
+        self.services.history.emit(
+            "authority",
+            agent=agent.did,
+            epoch=agent.epoch,
+            from_state="ACTIVE_OWNER",
+            to_state="RECOVERY_REQUIRED",
+            reason=reason,
+        )
+        if self.hooks.on_terminal is not None:
+            self.hooks.on_terminal(agent, AuthorityState.RECOVERY_REQUIRED, reason)
+
+    def _finish(self, slot: _Slot) -> None:
+        self._slots.pop(slot.agent.did, None)
+        slot.agent.close()
+        if not self._slots:
+            self.idle.set()
+
+
+def _snapshot_outcome(agent: HostedAgent, services: NodeServices) -> TickOutcome:
+    now = services.clock.mono_ns()
+    outcome = TickOutcome(agent, now, now, TickResult(more_work=agent.more_work, fuel_used=0))
+    assert agent.instance is not None
+    try:
+        state = agent.instance.snapshot()
+    except SandboxError as exc:
+        return _halted(agent, services, outcome, f"snapshot failed: {exc}")
+    outcome.checkpoint = agent.checkpoint(
+        services.key, kind=CheckpointKind.TICK, state=state, wall_ns=services.clock.wall_ns()
+    )
+    return outcome
+
+
+def _final(
+    agent: HostedAgent, services: NodeServices, outcome: TickOutcome, state: bytes
+) -> TickOutcome:
+    outcome.checkpoint = agent.checkpoint(
+        services.key, kind=CheckpointKind.FINAL, state=state, wall_ns=services.clock.wall_ns()
+    )
+    return outcome
+
+
+def _halted(
+    agent: HostedAgent, services: NodeServices, outcome: TickOutcome, reason: str
+) -> TickOutcome:
+    """The agent misbehaved: roll back to the committed head and stop it, HALTED, with reason."""
+    agent.tick = agent.head.tick
+    agent.budget = agent.head.budget
+    outcome.terminal = AuthorityState.HALTED
+    outcome.reason = reason
+    return _final(agent, services, outcome, agent.head.state)
+
+
+def _tick_batch(
+    items: Sequence[tuple[HostedAgent, int]], services: NodeServices, checkpoint_every: int
+) -> list[TickOutcome]:
+    """Run in a worker thread: tick, charge and (when due) checkpoint each agent."""
+    outcomes: list[TickOutcome] = []
+    mono = services.clock.mono_ns
+    for agent, fuel in items:
+        instance = agent.instance
+        assert instance is not None
+        if fuel <= 0:
+            start = mono()
+            outcome = TickOutcome(agent, start, start, OutOfFuel(0))
+            outcome.terminal = AuthorityState.BUDGET_EXHAUSTED
+            outcome.reason = "budget exhausted"
+            agent.tick = agent.head.tick
+            agent.budget = 0
+            outcomes.append(_final(agent, services, outcome, agent.head.state))
+            continue
+        start = mono()
+        result: TickResult | SandboxError
+        try:
+            result = instance.tick(fuel)
+        except SandboxError as exc:
+            result = exc
+        end = mono()
+        outcome = TickOutcome(agent, start, end, result)
+        outcomes.append(outcome)
+        if isinstance(result, TickResult):
+            charged = charge(agent.budget, agent.price, result.fuel_used)
+            outcome.cost = charged.cost
+            agent.budget = charged.budget_after
+            agent.env.budget = agent.budget
+            agent.tick += 1
+            agent.ticks_since_commit += 1
+            agent.more_work = result.more_work
+            exhausted = agent.budget == 0
+            if exhausted or agent.ticks_since_commit >= checkpoint_every:
+                try:
+                    state = instance.snapshot()
+                except SandboxError as exc:
+                    _halted(agent, services, outcome, f"snapshot failed: {exc}")
+                    continue
+                if exhausted:
+                    outcome.terminal = AuthorityState.BUDGET_EXHAUSTED
+                    outcome.reason = "budget exhausted"
+                    _final(agent, services, outcome, state)
+                else:
+                    outcome.checkpoint = agent.checkpoint(
+                        services.key,
+                        kind=CheckpointKind.TICK,
+                        state=state,
+                        wall_ns=services.clock.wall_ns(),
+                    )
+        elif isinstance(result, OutOfFuel):
+            # The tick needed more fuel than the budget pays for: the budget is spent. The
+            # instance is poisoned, so the final checkpoint carries the last committed state.
+            outcome.cost = agent.budget
+            agent.tick = agent.head.tick
+            agent.budget = 0
+            outcome.terminal = AuthorityState.BUDGET_EXHAUSTED
+            outcome.reason = "budget exhausted"
+            _final(agent, services, outcome, agent.head.state)
+        elif isinstance(result, TickInterrupted):
+            pass  # rebuilt from the committed head by the trio side
+        else:
+            _halted(agent, services, outcome, f"{type(result).__name__}: {result}")
+    return outcomes
