@@ -31,7 +31,7 @@ def units_to_micro(units: float) -> int:
     """Convert a CLI budget in units (e.g. ``1.5``) to micro-units, truncating."""
     if units < 0:
         raise ValueError("budget must not be negative")
-    return int(round(units * MICRO_PER_UNIT))
+    return round(units * MICRO_PER_UNIT)
 
 
 def format_micro(micro: int) -> str:

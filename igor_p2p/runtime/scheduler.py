@@ -253,6 +253,16 @@ class TickScheduler:
         if outcome.checkpoint is not None:
             await self._commit(slot, outcome)
 
+    async def drain(self) -> None:
+        """Stop every agent at a tick boundary and commit any uncommitted ticks (clean stop)."""
+        for did in list(self._slots):
+            slot = self._slots.get(did)
+            if slot is None:
+                continue
+            await self.quiesce(did)
+            if slot.agent.ticks_since_commit and slot.agent.instance is not None:
+                await self._commit_now(slot)
+
     async def checkpoint_now(self, did: str, kind: CheckpointKind) -> Checkpoint:
         """Snapshot a quiesced agent and return a signed checkpoint (not yet committed)."""
         agent = self._slots[did].agent

@@ -1,0 +1,300 @@
+"""Custody records: the entries that move authority over an agent from one epoch to the next.
+
+* :class:`TransferRecord` — signed by the node giving authority up (``from_node``); its ``prev``
+  is the digest of that node's HANDOFF checkpoint.
+* :class:`ForcedRecovery` — signed by the node forcing itself owner at a higher epoch after an
+  operator decision; names the operator and the reason.
+
+Both are canonical msgpack arrays starting with their own format tag, signed over their own
+domain tag followed by the array without its signature.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from typing import Any
+
+from igor_p2p.lineage._codec import (
+    INT64_MAX,
+    INT64_MIN,
+    CorruptEntry,
+    FieldReader,
+    check_bytes,
+    check_canonical,
+    check_int,
+    check_str,
+    pack,
+    sha256,
+    unpack_array,
+)
+from igor_p2p.lineage.identity import (
+    MAX_DID_CHARS,
+    InvalidDID,
+    Keypair,
+    public_key_from_did,
+    verify_signature,
+)
+
+TRANSFER_TAG = "igor/xfer/1"
+TRANSFER_DOMAIN = b"igor-p2p/transfer/v1\x00"
+FORCED_TAG = "igor/force/1"
+FORCED_DOMAIN = b"igor-p2p/forced-recovery/v1\x00"
+
+MIGRATION_ID_BYTES = 16
+MAX_OPERATOR_BYTES = 256
+MAX_REASON_BYTES = 1024
+MAX_RECORD_BYTES = 4096
+"""No custody record encodes to more than this; longer input is rejected before parsing."""
+
+
+class CorruptCustodyRecord(CorruptEntry):
+    """Bytes or fields that are not a valid transfer or forced-recovery record."""
+
+
+def _check_agent(agent: Any) -> None:
+    check_str(agent, "agent", CorruptCustodyRecord, MAX_DID_CHARS)
+    try:
+        public_key_from_did(agent)
+    except InvalidDID as exc:
+        raise CorruptCustodyRecord(f"agent: {exc}") from None
+
+
+def _check_epoch(value: Any, name: str) -> None:
+    check_int(value, name, CorruptCustodyRecord, 1, INT64_MAX)
+
+
+def _check_hash(value: Any, name: str, length: int = 32) -> None:
+    check_bytes(value, name, CorruptCustodyRecord, length)
+
+
+# --- transfer -----------------------------------------------------------------------------------
+
+_TRANSFER_UNSIGNED = (
+    "agent",
+    "from_epoch",
+    "to_epoch",
+    "from_node",
+    "to_node",
+    "prev",
+    "migration_id",
+    "wall_ns",
+)
+_TRANSFER_ENCODED = ("tag", *_TRANSFER_UNSIGNED, "signature")
+
+
+def _validate_transfer(rec: Any) -> None:
+    _check_agent(rec.agent)
+    _check_epoch(rec.from_epoch, "from_epoch")
+    _check_epoch(rec.to_epoch, "to_epoch")
+    _check_hash(rec.from_node, "from_node")
+    _check_hash(rec.to_node, "to_node")
+    _check_hash(rec.prev, "prev")
+    _check_hash(rec.migration_id, "migration_id", MIGRATION_ID_BYTES)
+    check_int(rec.wall_ns, "wall_ns", CorruptCustodyRecord, INT64_MIN, INT64_MAX)
+
+
+def _transfer_unsigned_items(rec: Any) -> list[Any]:
+    return [TRANSFER_TAG, *(getattr(rec, name) for name in _TRANSFER_UNSIGNED)]
+
+
+@dataclass(frozen=True)
+class UnsignedTransferRecord:
+    agent: str
+    from_epoch: int
+    to_epoch: int
+    from_node: bytes
+    to_node: bytes
+    prev: bytes
+    migration_id: bytes
+    wall_ns: int
+
+    def __post_init__(self) -> None:
+        _validate_transfer(self)
+
+    def signing_bytes(self) -> bytes:
+        return TRANSFER_DOMAIN + pack(_transfer_unsigned_items(self))
+
+    def sign(self, keypair: Keypair) -> TransferRecord:
+        """Sign as ``from_node``; the verifier rejects a record signed by any other key."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return TransferRecord(**values, signature=keypair.sign(self.signing_bytes()))
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    """Epoch ``from_epoch`` → ``to_epoch``: ``from_node`` hands the agent to ``to_node``."""
+
+    agent: str
+    from_epoch: int
+    to_epoch: int
+    from_node: bytes
+    to_node: bytes
+    prev: bytes
+    migration_id: bytes
+    wall_ns: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _validate_transfer(self)
+        _check_hash(self.signature, "signature", 64)
+
+    @property
+    def signer(self) -> bytes:
+        return self.from_node
+
+    def signing_bytes(self) -> bytes:
+        return TRANSFER_DOMAIN + pack(_transfer_unsigned_items(self))
+
+    def encode(self) -> bytes:
+        return pack([*_transfer_unsigned_items(self), self.signature])
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        return sha256(self.encode())
+
+    def digest(self) -> bytes:
+        return self._digest
+
+    def verify_signature(self) -> None:
+        verify_signature(self.from_node, self.signing_bytes(), self.signature)
+
+    @classmethod
+    def decode(cls, data: bytes) -> TransferRecord:
+        items = unpack_array(data, CorruptCustodyRecord, max_bytes=MAX_RECORD_BYTES)
+        return cls._from_items(items, data)
+
+    @classmethod
+    def _from_items(cls, items: list[Any], data: bytes) -> TransferRecord:
+        r = FieldReader(items, CorruptCustodyRecord, _TRANSFER_ENCODED)
+        if r.raw("tag") != TRANSFER_TAG:
+            raise CorruptCustodyRecord("not a transfer record (format tag)")
+        rec = cls(
+            agent=r.str("agent", MAX_DID_CHARS),
+            from_epoch=r.int("from_epoch"),
+            to_epoch=r.int("to_epoch"),
+            from_node=r.bytes("from_node", 32),
+            to_node=r.bytes("to_node", 32),
+            prev=r.bytes("prev", 32),
+            migration_id=r.bytes("migration_id", MIGRATION_ID_BYTES),
+            wall_ns=r.int("wall_ns"),
+            signature=r.bytes("signature", 64),
+        )
+        check_canonical(data, rec.encode(), CorruptCustodyRecord)
+        return rec
+
+
+# --- forced recovery ----------------------------------------------------------------------------
+
+_FORCED_UNSIGNED = (
+    "agent",
+    "from_epoch",
+    "to_epoch",
+    "node",
+    "prev",
+    "forced_by",
+    "reason",
+    "wall_ns",
+)
+_FORCED_ENCODED = ("tag", *_FORCED_UNSIGNED, "signature")
+
+
+def _validate_forced(rec: Any) -> None:
+    _check_agent(rec.agent)
+    _check_epoch(rec.from_epoch, "from_epoch")
+    _check_epoch(rec.to_epoch, "to_epoch")
+    _check_hash(rec.node, "node")
+    _check_hash(rec.prev, "prev")
+    check_str(rec.forced_by, "forced_by", CorruptCustodyRecord, MAX_OPERATOR_BYTES)
+    check_str(rec.reason, "reason", CorruptCustodyRecord, MAX_REASON_BYTES)
+    check_int(rec.wall_ns, "wall_ns", CorruptCustodyRecord, INT64_MIN, INT64_MAX)
+
+
+def _forced_unsigned_items(rec: Any) -> list[Any]:
+    return [FORCED_TAG, *(getattr(rec, name) for name in _FORCED_UNSIGNED)]
+
+
+@dataclass(frozen=True)
+class UnsignedForcedRecovery:
+    agent: str
+    from_epoch: int
+    to_epoch: int
+    node: bytes
+    prev: bytes
+    forced_by: str
+    reason: str
+    wall_ns: int
+
+    def __post_init__(self) -> None:
+        _validate_forced(self)
+
+    def signing_bytes(self) -> bytes:
+        return FORCED_DOMAIN + pack(_forced_unsigned_items(self))
+
+    def sign(self, keypair: Keypair) -> ForcedRecovery:
+        """Sign as ``node``; the verifier rejects a record signed by any other key."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return ForcedRecovery(**values, signature=keypair.sign(self.signing_bytes()))
+
+
+@dataclass(frozen=True)
+class ForcedRecovery:
+    """``node`` forces itself owner at ``to_epoch`` from ``prev``, on an operator's word."""
+
+    agent: str
+    from_epoch: int
+    to_epoch: int
+    node: bytes
+    prev: bytes
+    forced_by: str
+    reason: str
+    wall_ns: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _validate_forced(self)
+        _check_hash(self.signature, "signature", 64)
+
+    @property
+    def signer(self) -> bytes:
+        return self.node
+
+    def signing_bytes(self) -> bytes:
+        return FORCED_DOMAIN + pack(_forced_unsigned_items(self))
+
+    def encode(self) -> bytes:
+        return pack([*_forced_unsigned_items(self), self.signature])
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        return sha256(self.encode())
+
+    def digest(self) -> bytes:
+        return self._digest
+
+    def verify_signature(self) -> None:
+        verify_signature(self.node, self.signing_bytes(), self.signature)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ForcedRecovery:
+        items = unpack_array(data, CorruptCustodyRecord, max_bytes=MAX_RECORD_BYTES)
+        return cls._from_items(items, data)
+
+    @classmethod
+    def _from_items(cls, items: list[Any], data: bytes) -> ForcedRecovery:
+        r = FieldReader(items, CorruptCustodyRecord, _FORCED_ENCODED)
+        if r.raw("tag") != FORCED_TAG:
+            raise CorruptCustodyRecord("not a forced-recovery record (format tag)")
+        rec = cls(
+            agent=r.str("agent", MAX_DID_CHARS),
+            from_epoch=r.int("from_epoch"),
+            to_epoch=r.int("to_epoch"),
+            node=r.bytes("node", 32),
+            prev=r.bytes("prev", 32),
+            forced_by=r.str("forced_by", MAX_OPERATOR_BYTES),
+            reason=r.str("reason", MAX_REASON_BYTES),
+            wall_ns=r.int("wall_ns"),
+            signature=r.bytes("signature", 64),
+        )
+        check_canonical(data, rec.encode(), CorruptCustodyRecord)
+        return rec

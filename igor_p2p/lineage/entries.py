@@ -1,0 +1,53 @@
+"""Tagged lineage entries: one linear hash chain over checkpoints and custody records.
+
+Every entry's ``prev`` is the digest of the entry before it. A GENESIS checkpoint's ``prev`` is
+32 zero bytes; an IMPORT genesis's ``prev`` is SHA-256 of the imported Go Igor blob.
+"""
+
+from __future__ import annotations
+
+from igor_p2p.lineage._codec import ZERO_HASH, CorruptEntry, unpack_array
+from igor_p2p.lineage.custody import (
+    FORCED_TAG,
+    MAX_RECORD_BYTES,
+    TRANSFER_TAG,
+    CorruptCustodyRecord,
+    ForcedRecovery,
+    TransferRecord,
+)
+from igor_p2p.lineage.envelope import FORMAT_TAG, Checkpoint, CorruptCheckpoint
+
+__all__ = [
+    "ZERO_HASH",
+    "Checkpoint",
+    "CorruptCheckpoint",
+    "CorruptCustodyRecord",
+    "CorruptEntry",
+    "ForcedRecovery",
+    "LineageEntry",
+    "TransferRecord",
+    "decode_entry",
+    "entry_signer",
+]
+
+LineageEntry = Checkpoint | TransferRecord | ForcedRecovery
+
+
+def decode_entry(data: bytes) -> LineageEntry:
+    """Decode any lineage entry by its format tag; every defect raises :class:`CorruptEntry`."""
+    items = unpack_array(data, CorruptEntry)
+    tag = items[0] if items else None
+    if tag == FORMAT_TAG:
+        return Checkpoint._from_items(items, data)
+    if tag in (TRANSFER_TAG, FORCED_TAG):
+        if len(data) > MAX_RECORD_BYTES:
+            raise CorruptCustodyRecord(f"custody record larger than {MAX_RECORD_BYTES} bytes")
+        if tag == TRANSFER_TAG:
+            return TransferRecord._from_items(items, data)
+        return ForcedRecovery._from_items(items, data)
+    raise CorruptEntry("unknown lineage entry format tag")
+
+
+def entry_signer(entry: LineageEntry) -> bytes:
+    """The public key whose signature the entry carries."""
+    return entry.signer

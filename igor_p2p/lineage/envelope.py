@@ -1,0 +1,218 @@
+"""The checkpoint envelope: one signed, hash-chained snapshot of an agent.
+
+Encoding (see ``protocols/checkpoint-envelope.md``): a canonical msgpack array of 15 elements::
+
+    ["igor/ckpt/1", agent, epoch, tick, prev, kind, wasm_hash, manifest_hash,
+     budget, price, wall_ns, state, owner, signer, signature]
+
+The first byte is therefore 0x9f (a msgpack fixarray), which never collides with Go Igor's
+version bytes 0x02-0x04. The signature covers ``SIGNING_DOMAIN`` followed by the canonical msgpack
+of the same array without its last element; the digest is SHA-256 of the full encoding.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass, fields
+from typing import Any
+
+from igor_p2p.lineage._codec import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STATE_BYTES,
+    CorruptEntry,
+    FieldReader,
+    check_bytes,
+    check_canonical,
+    check_int,
+    check_str,
+    pack,
+    sha256,
+    unpack_array,
+)
+from igor_p2p.lineage.identity import (
+    MAX_DID_CHARS,
+    InvalidDID,
+    Keypair,
+    public_key_from_did,
+    verify_signature,
+)
+
+FORMAT_TAG = "igor/ckpt/1"
+SIGNING_DOMAIN = b"igor-p2p/checkpoint/v1\x00"
+HASH_BYTES = 32
+
+
+class CorruptCheckpoint(CorruptEntry):
+    """Bytes or fields that are not a valid checkpoint envelope."""
+
+
+class CheckpointKind(enum.IntEnum):
+    GENESIS = 0
+    """First checkpoint of a new agent: epoch 1, tick 0, prev zero, signed by the agent key."""
+    TICK = 1
+    """A periodic checkpoint after the tick counter advanced."""
+    HANDOFF = 2
+    """The last checkpoint of an epoch, written by the source before a transfer record."""
+    FINAL = 3
+    """The checkpoint written when an agent stops (budget exhausted or halted)."""
+    IMPORT = 4
+    """Genesis of an agent imported from Go Igor: prev is SHA-256 of the imported blob."""
+
+
+_UNSIGNED_FIELDS = (
+    "agent",
+    "epoch",
+    "tick",
+    "prev",
+    "kind",
+    "wasm_hash",
+    "manifest_hash",
+    "budget",
+    "price",
+    "wall_ns",
+    "state",
+    "owner",
+)
+_ENCODED_FIELDS = ("tag", *_UNSIGNED_FIELDS, "signer", "signature")
+
+
+def _validate_unsigned(ck: Any) -> None:
+    err = CorruptCheckpoint
+    check_str(ck.agent, "agent", err, MAX_DID_CHARS)
+    try:
+        public_key_from_did(ck.agent)
+    except InvalidDID as exc:
+        raise CorruptCheckpoint(f"agent: {exc}") from None
+    check_int(ck.epoch, "epoch", err, 1, INT64_MAX)
+    check_int(ck.tick, "tick", err, 0, INT64_MAX)
+    check_bytes(ck.prev, "prev", err, HASH_BYTES)
+    if type(ck.kind) is not CheckpointKind:
+        check_int(ck.kind, "kind", err, INT64_MIN, INT64_MAX)
+        try:
+            object.__setattr__(ck, "kind", CheckpointKind(ck.kind))
+        except ValueError:
+            raise CorruptCheckpoint(f"kind: unknown checkpoint kind {ck.kind}") from None
+    check_bytes(ck.wasm_hash, "wasm_hash", err, HASH_BYTES)
+    check_bytes(ck.manifest_hash, "manifest_hash", err, HASH_BYTES)
+    check_int(ck.budget, "budget", err, 0, INT64_MAX)
+    check_int(ck.price, "price", err, 0, INT64_MAX)
+    check_int(ck.wall_ns, "wall_ns", err, INT64_MIN, INT64_MAX)
+    check_bytes(ck.state, "state", err, max_len=MAX_STATE_BYTES)
+    check_bytes(ck.owner, "owner", err, HASH_BYTES)
+
+
+def _unsigned_items(ck: Any) -> list[Any]:
+    return [FORMAT_TAG, *(_as_wire(getattr(ck, name)) for name in _UNSIGNED_FIELDS)]
+
+
+def _as_wire(value: Any) -> Any:
+    return int(value) if isinstance(value, enum.IntEnum) else value
+
+
+@dataclass(frozen=True)
+class UnsignedCheckpoint:
+    """A checkpoint before it is signed; ``sign`` turns it into a :class:`Checkpoint`."""
+
+    agent: str
+    epoch: int
+    tick: int
+    prev: bytes
+    kind: CheckpointKind
+    wasm_hash: bytes
+    manifest_hash: bytes
+    budget: int
+    price: int
+    wall_ns: int
+    state: bytes
+    owner: bytes
+
+    def __post_init__(self) -> None:
+        _validate_unsigned(self)
+
+    def signing_bytes(self, signer: bytes) -> bytes:
+        return SIGNING_DOMAIN + pack([*_unsigned_items(self), signer])
+
+    def sign(self, keypair: Keypair) -> Checkpoint:
+        signer = keypair.public_key
+        signature = keypair.sign(self.signing_bytes(signer))
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Checkpoint(**values, signer=signer, signature=signature)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One signed checkpoint envelope. Construction validates every field's type and range."""
+
+    agent: str
+    epoch: int
+    tick: int
+    prev: bytes
+    kind: CheckpointKind
+    wasm_hash: bytes
+    manifest_hash: bytes
+    budget: int
+    price: int
+    wall_ns: int
+    state: bytes
+    owner: bytes
+    signer: bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _validate_unsigned(self)
+        check_bytes(self.signer, "signer", CorruptCheckpoint, 32)
+        check_bytes(self.signature, "signature", CorruptCheckpoint, 64)
+
+    @property
+    def unsigned(self) -> UnsignedCheckpoint:
+        return UnsignedCheckpoint(**{name: getattr(self, name) for name in _UNSIGNED_FIELDS})
+
+    def encode(self) -> bytes:
+        return pack([*_unsigned_items(self), self.signer, self.signature])
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        return sha256(self.encode())
+
+    def digest(self) -> bytes:
+        """SHA-256 of :meth:`encode`: what the next lineage entry names in ``prev``."""
+        return self._digest
+
+    def signing_bytes(self) -> bytes:
+        """``SIGNING_DOMAIN`` ‖ canonical msgpack of every field except the signature."""
+        return SIGNING_DOMAIN + pack([*_unsigned_items(self), self.signer])
+
+    def verify_signature(self) -> None:
+        """Raise ``BadSignature`` unless ``signer`` signed :meth:`signing_bytes`."""
+        verify_signature(self.signer, self.signing_bytes(), self.signature)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Checkpoint:
+        """Decode and validate; any defect raises :class:`CorruptCheckpoint`."""
+        return cls._from_items(unpack_array(data, CorruptCheckpoint), data)
+
+    @classmethod
+    def _from_items(cls, items: list[Any], data: bytes) -> Checkpoint:
+        r = FieldReader(items, CorruptCheckpoint, _ENCODED_FIELDS)
+        if r.raw("tag") != FORMAT_TAG:
+            raise CorruptCheckpoint("not a checkpoint envelope (format tag)")
+        ck = cls(
+            agent=r.str("agent", MAX_DID_CHARS),
+            epoch=r.int("epoch"),
+            tick=r.int("tick"),
+            prev=r.bytes("prev", HASH_BYTES),
+            kind=r.int("kind"),  # type: ignore[arg-type]  # converted by __post_init__
+            wasm_hash=r.bytes("wasm_hash", HASH_BYTES),
+            manifest_hash=r.bytes("manifest_hash", HASH_BYTES),
+            budget=r.int("budget"),
+            price=r.int("price"),
+            wall_ns=r.int("wall_ns"),
+            state=r.bytes("state", max_len=MAX_STATE_BYTES),
+            owner=r.bytes("owner", HASH_BYTES),
+            signer=r.bytes("signer", 32),
+            signature=r.bytes("signature", 64),
+        )
+        check_canonical(data, ck.encode(), CorruptCheckpoint)
+        return ck

@@ -1,0 +1,224 @@
+"""Portable agent files: export, import, and import of Go Igor agents.
+
+A bundle file (``AgentBundle``: module, manifest, whole lineage) is *not* authority: possessing
+one proves nothing. Authority moves with it only when the exporting node, which owns the agent,
+retires durably and signs a transfer record naming the importing node
+(``export --transfer-to PEER_ID``). Importing a bundle whose chain of custody ends at this node
+makes this node ACTIVE_OWNER at that epoch; any other bundle is imported as a read-only copy
+(RETIRED) that can be inspected and verified but never ticked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+
+from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.authority.states import AuthorityState
+from igor_p2p.errors import IgorError
+from igor_p2p.lineage.bundle import AgentBundle
+from igor_p2p.lineage.custody import UnsignedTransferRecord
+from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
+from igor_p2p.lineage.identity import Keypair, KeyFileExists, save_key_file
+from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_signature
+from igor_p2p.lineage.verify import verify_lineage
+from igor_p2p.net.keys import public_key_from_peer_id
+from igor_p2p.runtime.clock import NodeClock
+from igor_p2p.runtime.datadir import DataDir
+from igor_p2p.runtime.ledger import append_ops
+from igor_p2p.runtime.loader import chain_order, check_owner, custodian, last_checkpoint
+from igor_p2p.store.ops import Op, PutManifest, PutModule, PutTombstone, RaiseFence
+from igor_p2p.store.records import AuthorityRecord
+from igor_p2p.store.sqlite import Store
+
+
+class ImportRefused(IgorError):
+    """The file cannot be imported here (invalid, conflicting with local state, or stale)."""
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    did: str
+    state: AuthorityState
+    epoch: int
+    reason: str
+
+
+def export_copy(store: Store, did: str) -> AgentBundle:
+    """A read-only bundle of an agent this node knows (no authority moves)."""
+    record = store.authority(did)
+    if record is None:
+        raise ImportRefused(f"no agent {did} here")
+    wasm = store.module(record.wasm_hash)
+    manifest = store.manifest(record.manifest_hash)
+    if wasm is None or manifest is None:
+        raise ImportRefused(f"module or manifest of {did} is missing")
+    return AgentBundle(wasm=wasm, manifest=manifest, entries=tuple(store.lineage(did)))
+
+
+def export_transfer(store: Store, key: Keypair, did: str, to_peer_id: str) -> AgentBundle:
+    """Durably retire ``did`` here and sign its transfer to ``to_peer_id``; returns the bundle.
+
+    The caller must hold the data directory lock (no node may be ticking the agent).
+    """
+    record, entries = check_owner(store, key, did)
+    to_node = public_key_from_peer_id(to_peer_id)
+    if to_node == key.public_key:
+        raise ImportRefused("cannot transfer an agent to the node that already owns it")
+    transfer = UnsignedTransferRecord(
+        agent=did,
+        from_epoch=record.epoch,
+        to_epoch=record.epoch + 1,
+        from_node=key.public_key,
+        to_node=to_node,
+        prev=entries[-1].digest(),
+        migration_id=os.urandom(16),
+        wall_ns=time.time_ns(),
+    ).sign(key)
+    ops, _ = append_ops(
+        record,
+        [transfer],
+        previous_tick=last_checkpoint(entries).tick,
+        state=AuthorityState.RETIRED,
+        peer=to_peer_id,
+        migration_id=transfer.migration_id,
+        confirmed=False,
+        reason=f"exported to {to_peer_id}",
+    )
+    ops.append(PutTombstone(did, record.epoch + 1, to_peer_id))
+    store.apply(ops)
+    return export_copy(store, did)
+
+
+def import_bundle(store: Store, key: Keypair, bundle: AgentBundle) -> ImportOutcome:
+    """Import a bundle: owner if its custody ends at this node, a read-only copy otherwise."""
+    report = verify_lineage(bundle.entries)
+    if not report.valid:
+        reasons = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems)
+        raise ImportRefused(f"bundle lineage is invalid: {reasons}")
+    entries = chain_order([decode_entry(b) for b in bundle.entries])
+    head = last_checkpoint(entries)
+    if hashlib.sha256(bundle.wasm).digest() != head.wasm_hash:
+        raise ImportRefused("bundle module does not match the lineage's wasm hash")
+    manifest = parse_manifest(bundle.manifest)
+    if manifest.hash != head.manifest_hash:
+        raise ImportRefused("bundle manifest does not match the lineage's manifest hash")
+    did = head.agent
+    holder, epoch = custodian(entries)
+    if epoch < store.fence(did):
+        raise ImportRefused(f"stale: bundle ends at epoch {epoch}, epoch {store.fence(did)} seen")
+    existing = store.authority(did)
+    known = 0
+    if existing is not None:
+        digests = [e.digest() for e in entries]
+        if existing.head not in digests:
+            raise ImportRefused("the bundle does not extend this node's lineage of the agent")
+        known = digests.index(existing.head) + 1
+        if existing.state is AuthorityState.ACTIVE_OWNER and known < len(entries):
+            raise ImportRefused("this node owns the agent; a newer bundle contradicts it")
+    owner = holder == key.public_key
+    state = AuthorityState.ACTIVE_OWNER if owner else AuthorityState.RETIRED
+    reason = "" if owner else "imported read-only copy; custody is with another node"
+    base = existing or AuthorityRecord(
+        agent=did,
+        state=state,
+        epoch=epoch,
+        owner=holder,
+        head=None,
+        head_seq=-1,
+        wasm_hash=head.wasm_hash,
+        manifest_hash=head.manifest_hash,
+        reason=reason,
+        peer=None,
+        migration_id=None,
+        confirmed=False,
+        updated_ns=time.time_ns(),
+    )
+    previous_tick = 0
+    for e in entries[:known]:
+        previous_tick = getattr(e, "tick", previous_tick)
+    ops: list[Op] = [PutModule(bundle.wasm), PutManifest(manifest.canonical_bytes)]
+    more, _ = append_ops(
+        base,
+        entries[known:],
+        previous_tick=previous_tick,
+        state=state,
+        epoch=epoch,
+        owner=holder,
+        reason=reason,
+    )
+    ops += more
+    ops.append(RaiseFence(did, epoch, "imported bundle"))
+    store.apply(ops)
+    return ImportOutcome(did=did, state=state, epoch=epoch, reason=reason)
+
+
+@dataclass(frozen=True)
+class GoImport:
+    """A Go Igor agent: its checkpoint file, module, identity key file and manifest."""
+
+    checkpoint: bytes
+    wasm: bytes
+    identity: Keypair
+    manifest: bytes
+
+
+def import_go_agent(
+    store: Store, key: Keypair, data: DataDir, request: GoImport, price: int
+) -> ImportOutcome:
+    """Continue a Go Igor agent here under its own DID.
+
+    The Go checkpoint must match the module's hash, and (v0x04) carry the identity's key and a
+    valid signature. The agent key signs an IMPORT genesis whose ``prev`` is the SHA-256 of the
+    Go blob, naming this node as the first owner; the key file is kept here (mode 0600).
+    """
+    go = parse_go_checkpoint(request.checkpoint)
+    if hashlib.sha256(request.wasm).digest() != go.wasm_hash:
+        raise ImportRefused("the Go checkpoint was not produced by this module (wasm hash)")
+    if go.version >= 4:
+        if go.agent_pubkey != request.identity.public_key:
+            raise ImportRefused("the Go checkpoint's key is not the identity's key")
+        verify_go_signature(go)
+    manifest = parse_manifest(request.manifest)
+    did = request.identity.did
+    if store.authority(did) is not None:
+        raise ImportRefused(f"{did} already exists here")
+    try:
+        save_key_file(data.agent_key_path(did), request.identity)
+    except KeyFileExists:
+        pass
+    genesis = UnsignedCheckpoint(
+        agent=did,
+        epoch=1,
+        tick=go.tick,
+        prev=hashlib.sha256(go.raw).digest(),
+        kind=CheckpointKind.IMPORT,
+        wasm_hash=go.wasm_hash,
+        manifest_hash=manifest.hash,
+        budget=go.budget,
+        price=price,
+        wall_ns=NodeClock().wall_ns(),
+        state=go.state,
+        owner=key.public_key,
+    ).sign(request.identity)
+    record = AuthorityRecord(
+        agent=did,
+        state=AuthorityState.ACTIVE_OWNER,
+        epoch=1,
+        owner=key.public_key,
+        head=None,
+        head_seq=-1,
+        wasm_hash=go.wasm_hash,
+        manifest_hash=manifest.hash,
+        reason="",
+        peer=None,
+        migration_id=None,
+        confirmed=False,
+        updated_ns=time.time_ns(),
+    )
+    ops, _ = append_ops(record, [genesis], previous_tick=go.tick)
+    store.apply([PutModule(request.wasm), PutManifest(manifest.canonical_bytes), *ops])
+    return ImportOutcome(did=did, state=AuthorityState.ACTIVE_OWNER, epoch=1, reason="")

@@ -1,0 +1,76 @@
+"""Durable local state: the SQLite store (one transaction per batch) and trio group commit."""
+
+from igor_p2p.store.committer import (
+    CommitterClosed,
+    CommitterConfig,
+    CommitterStats,
+    GroupCommitter,
+)
+from igor_p2p.store.errors import (
+    ChainBreak,
+    FencedOff,
+    HeadMismatch,
+    InvalidOp,
+    NotDiscardable,
+    SchemaTooNew,
+    SchemaUnknown,
+    StoreCorrupt,
+    StoreError,
+    StoreIOError,
+    UnknownAgent,
+)
+from igor_p2p.store.ops import (
+    AppendEntries,
+    DeleteLineage,
+    MarkRecoveryRequired,
+    NewEntry,
+    Op,
+    PutAuthority,
+    PutManifest,
+    PutModule,
+    PutTombstone,
+    RaiseFence,
+)
+from igor_p2p.store.records import (
+    AuthorityRecord,
+    DamageKind,
+    IntegrityProblem,
+    LineageRow,
+    Tombstone,
+)
+from igor_p2p.store.sqlite import DB_FILENAME, Store
+
+__all__ = [
+    "DB_FILENAME",
+    "AppendEntries",
+    "AuthorityRecord",
+    "ChainBreak",
+    "CommitterClosed",
+    "CommitterConfig",
+    "CommitterStats",
+    "DamageKind",
+    "DeleteLineage",
+    "FencedOff",
+    "GroupCommitter",
+    "HeadMismatch",
+    "IntegrityProblem",
+    "InvalidOp",
+    "LineageRow",
+    "MarkRecoveryRequired",
+    "NewEntry",
+    "NotDiscardable",
+    "Op",
+    "PutAuthority",
+    "PutManifest",
+    "PutModule",
+    "PutTombstone",
+    "RaiseFence",
+    "SchemaTooNew",
+    "SchemaUnknown",
+    "Store",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreIOError",
+    "Tombstone",
+    "UnknownAgent",
+]

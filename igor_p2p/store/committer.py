@@ -1,0 +1,220 @@
+"""Trio group commit: many concurrent ``commit()`` calls share one durable transaction.
+
+One background task (:meth:`GroupCommitter.run`) takes every submission waiting at that moment
+(up to the configured limits), applies them as ONE ``Store.apply`` on a worker thread, and wakes
+each submitter when the transaction is durable. If the merged transaction fails, the
+submissions are retried one by one, so a bad submission fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import outcome
+import trio
+
+from igor_p2p.store.errors import StoreError
+from igor_p2p.store.ops import AppendEntries, Op
+from igor_p2p.store.sqlite import Store
+
+T = TypeVar("T")
+
+
+class CommitterClosed(StoreError):
+    """The committer is closing or stopped; the submission was not applied."""
+
+
+@dataclass(frozen=True)
+class CommitterConfig:
+    """Limits of one merged transaction (a single larger submission still goes alone)."""
+
+    max_ops_per_transaction: int = 4096
+    """Ops per transaction; an AppendEntries counts as one op per entry."""
+    max_bytes_per_transaction: int = 32 * 1024 * 1024
+    """Sum of appended blob sizes per transaction."""
+
+
+@dataclass
+class CommitterStats:
+    """Counters a test or benchmark can read."""
+
+    transactions: int = 0
+    """Transactions attempted by the worker (merged, single, and one-by-one retries)."""
+    batches: int = 0
+    """Merged batches taken from the queue."""
+    submissions: int = 0
+    """Submissions that got an outcome (success or error)."""
+    split_batches: int = 0
+    """Merged batches that failed and were retried one submission at a time."""
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class _Submission:
+    __slots__ = ("bytes", "ops", "taken", "task", "weight")
+
+    def __init__(self, ops: tuple[Op, ...], task: trio.lowlevel.Task) -> None:
+        self.ops = ops
+        self.task = task
+        self.taken = False
+        weight = 0
+        size = 0
+        for op in ops:
+            if isinstance(op, AppendEntries):
+                weight += max(1, len(op.entries))
+                size += sum(len(e.blob) for e in op.entries)
+            else:
+                weight += 1
+        self.weight = weight
+        self.bytes = size
+
+
+class GroupCommitter:
+    """Serialises every store call onto one worker and merges concurrent commits."""
+
+    def __init__(self, store: Store, config: CommitterConfig | None = None) -> None:
+        self._store = store
+        self._config = config or CommitterConfig()
+        self._limiter = trio.CapacityLimiter(1)
+        self._pending: deque[_Submission] = deque()
+        self._wakeup: trio.Event | None = None
+        self._state = _State.NEW
+        self._closing = False
+        self._stopped = trio.Event()
+        self.stats = CommitterStats()
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The background task; returns after :meth:`aclose` once the queue is drained."""
+        if self._state is not _State.NEW:
+            raise CommitterClosed("run() may be started once")
+        self._state = _State.RUNNING
+        task_status.started()
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    wakeup = self._wakeup = trio.Event()
+                    await wakeup.wait()
+                    self._wakeup = None
+                    continue
+                await trio.lowlevel.checkpoint_if_cancelled()  # no new batch once cancelled
+                await self._commit_batch(self._take_batch())
+        finally:
+            self._state = _State.CLOSED
+            self._fail_pending()
+            self._stopped.set()
+
+    async def commit(self, ops: Sequence[Op]) -> None:
+        """Return once ``ops`` are durable (one transaction, all-or-nothing).
+
+        Raises the StoreError of THIS submission if it failed. If the caller is cancelled
+        while the submission is still queued, it is withdrawn (never applied) and Cancelled
+        propagates. Once it is in a transaction, cancellation is deferred: commit() waits for
+        the durable outcome, returns it, and the cancellation hits the caller's next checkpoint.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closing or self._state is _State.CLOSED:
+            raise CommitterClosed("committer is closed")
+        submission = _Submission(tuple(ops), trio.lowlevel.current_task())
+        if not submission.ops:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        self._pending.append(submission)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if submission.taken:
+                return trio.lowlevel.Abort.FAILED
+            self._pending.remove(submission)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the store worker, serialised with the commits."""
+        return await trio.to_thread.run_sync(fn, self._store, limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        """Refuse new commits, wait until every queued submission has its outcome."""
+        self._closing = True
+        if self._state is _State.NEW:
+            self._state = _State.CLOSED
+            self._fail_pending()
+            self._stopped.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
+        await self._stopped.wait()
+
+    # ------------------------------------------------------------------ worker side
+
+    def _take_batch(self) -> list[_Submission]:
+        cfg = self._config
+        batch: list[_Submission] = []
+        weight = 0
+        size = 0
+        pending = self._pending
+        while pending:
+            nxt = pending[0]
+            if batch and (
+                weight + nxt.weight > cfg.max_ops_per_transaction
+                or size + nxt.bytes > cfg.max_bytes_per_transaction
+            ):
+                break
+            pending.popleft()
+            nxt.taken = True
+            batch.append(nxt)
+            weight += nxt.weight
+            size += nxt.bytes
+        return batch
+
+    async def _commit_batch(self, batch: list[_Submission]) -> None:
+        # Shielded: once taken, a batch is always applied and every submitter gets its real
+        # outcome, even when run() is being cancelled (the cancel lands after the batch).
+        with trio.CancelScope(shield=True):
+            results = await trio.to_thread.run_sync(self._apply_batch, batch, limiter=self._limiter)
+        self.stats.batches += 1
+        for submission, result in zip(batch, results, strict=True):
+            self.stats.submissions += 1
+            trio.lowlevel.reschedule(submission.task, result)
+
+    def _apply_batch(self, batch: list[_Submission]) -> list[outcome.Outcome[None]]:
+        """Worker thread: one merged transaction, or one per submission if that fails."""
+        store = self._store
+        if len(batch) == 1:
+            self.stats.transactions += 1
+            return [outcome.capture(store.apply, batch[0].ops)]
+        merged: list[Op] = []
+        for submission in batch:
+            merged.extend(submission.ops)
+        self.stats.transactions += 1
+        try:
+            store.apply(merged)
+        except Exception:
+            self.stats.split_batches += 1
+        else:
+            return [outcome.Value(None) for _ in batch]
+        results: list[outcome.Outcome[None]] = []
+        for submission in batch:
+            self.stats.transactions += 1
+            results.append(outcome.capture(store.apply, submission.ops))
+        return results
+
+    def _fail_pending(self) -> None:
+        while self._pending:
+            submission = self._pending.popleft()
+            submission.taken = True
+            trio.lowlevel.reschedule(
+                submission.task, outcome.Error(CommitterClosed("committer stopped"))
+            )
