@@ -1,3 +1,23 @@
+"""The ``igor`` command."""
+
+from __future__ import annotations
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from igor_p2p.cli import agent
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Igor-P2P: WebAssembly agents that checkpoint durably and wander between peers "
+    "without ever running in two places at once.",
+)
+app.add_typer(agent.app, name="agent")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``igor agent …``: run and resume agents locally; launch and drive them on a running node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import trio
+import typer
+
+from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.agent.source import load_agent_manifest, load_agent_source
+from igor_p2p.cli.common import (
+    DataDirOption,
+    JsonOption,
+    console,
+    data_dir,
+    emit_json,
+    resolve_agent_id,
+    typed_errors,
+)
+from igor_p2p.logs import configure_logging
+from igor_p2p.runtime.local import LocalRunOptions, LocalRunResult, run_local
+from igor_p2p.runtime.loader import LaunchRequest, launch, resume
+from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro, units_to_micro
+from igor_p2p.runtime.scheduler import SchedulerConfig
+from igor_p2p.runtime.services import RuntimeConfig
+from igor_p2p.store.sqlite import Store
+
+app = typer.Typer(no_args_is_help=True, help="Run, resume, launch and inspect agents.")
+
+BudgetOption = Annotated[
+    float, typer.Option("--budget", help="Initial budget in units (1 unit = 1,000,000 µ).")
+]
+TicksOption = Annotated[
+    int | None, typer.Option("--ticks", help="Stop after N ticks (default: run until stopped).")
+]
+EveryOption = Annotated[
+    int, typer.Option("--checkpoint-every", min=1, help="Commit a checkpoint every K ticks.")
+]
+IntervalOption = Annotated[
+    float | None,
+    typer.Option(
+        "--interval",
+        help="Seconds between ticks, overriding the default schedule (1 s idle, 10 ms busy).",
+    ),
+]
+PriceOption = Annotated[int, typer.Option("--price", help="Price in µ per 1,000 fuel.")]
+
+
+def _scheduler(every: int, interval: float | None) -> SchedulerConfig:
+    if interval is None:
+        return SchedulerConfig(checkpoint_every=every)
+    return SchedulerConfig(
+        checkpoint_every=every, idle_interval_s=interval, busy_interval_s=interval
+    )
+
+
+def _printer(as_json: bool):  # type: ignore[no-untyped-def]
+    def report(event: str, fields: dict[str, object]) -> None:
+        if as_json:
+            emit_json({"event": event, **fields})
+            return
+        if event == "started":
+            console.print(f"agent  {fields['agent']}")
+            console.print(
+                f"node   {fields['peer_id']}  epoch {fields['epoch']}  tick {fields['tick']}"
+                f"  budget {format_micro(int(fields['budget']))}"  # type: ignore[call-overload]
+            )
+        elif event == "committed":
+            console.print(
+                f"tick {fields['tick']:>6}  {fields['kind']:<5}  budget "
+                f"{format_micro(int(fields['budget']))}  {str(fields['digest'])[:16]}"  # type: ignore[call-overload]
+            )
+        elif event == "stopped":
+            reason = f" ({fields['reason']})" if fields.get("reason") else ""
+            console.print(
+                f"stopped: {fields['ticks']} ticks this run, last committed tick "
+                f"{fields['tick']}, state {fields['state']}{reason}"
+            )
+
+    return report
+
+
+def _finish(result: LocalRunResult) -> None:
+    if result.state.value not in ("ACTIVE_OWNER", "BUDGET_EXHAUSTED"):
+        raise typer.Exit(3)
+
+
+@app.command("run")
+def run_cmd(
+    agent: Annotated[str, typer.Argument(help="A .wasm/.wat file or a shipped example name.")],
+    data: DataDirOption = Path("igor-data"),
+    budget: BudgetOption = 1.0,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Capability manifest (JSON).")
+    ] = None,
+    ticks: TicksOption = None,
+    checkpoint_every: EveryOption = 1,
+    interval: IntervalOption = None,
+    price: PriceOption = DEFAULT_PRICE,
+    as_json: JsonOption = False,
+) -> None:
+    """Launch a new agent locally and tick it (no network). Stop with Ctrl-C; resume later."""
+    configure_logging("console", "WARNING")
+    with typed_errors():
+        wasm = load_agent_source(agent)
+        manifest_obj = (
+            parse_manifest(manifest.read_bytes()) if manifest else load_agent_manifest(agent)
+        )
+        request = LaunchRequest(
+            wasm=wasm, manifest=manifest_obj.canonical_bytes, budget=units_to_micro(budget)
+        )
+        options = LocalRunOptions(
+            data=data_dir(data),
+            runtime=RuntimeConfig(price=price),
+            scheduler=_scheduler(checkpoint_every, interval),
+            ticks=ticks,
+        )
+        result = trio.run(run_local, options, lambda s: launch(s, request), _printer(as_json))
+    _finish(result)
+
+
+@app.command("resume")
+def resume_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent's DID (or a suffix).")],
+    data: DataDirOption = Path("igor-data"),
+    ticks: TicksOption = None,
+    checkpoint_every: EveryOption = 1,
+    interval: IntervalOption = None,
+    price: PriceOption = DEFAULT_PRICE,
+    as_json: JsonOption = False,
+) -> None:
+    """Continue an agent from its last committed checkpoint, with the same identity."""
+    configure_logging("console", "WARNING")
+    with typed_errors():
+        did = _resolve(data, agent_id)
+        options = LocalRunOptions(
+            data=data_dir(data),
+            runtime=RuntimeConfig(price=price),
+            scheduler=_scheduler(checkpoint_every, interval),
+            ticks=ticks,
+        )
+        result = trio.run(run_local, options, lambda s: resume(s, did), _printer(as_json))
+    _finish(result)
+
+
+def _resolve(data: Path, agent_id: str) -> str:
+    store = Store.open(data_dir(data).database, check_on_open=False)
+    try:
+        return resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+    finally:
+        store.close()
