@@ -1,1 +1,1 @@
-"""Per-agent authority: the states a node can hold an agent in, and the pure machine between them."""
+"""Per-agent authority: the states a node can hold an agent in, and the pure machine."""

@@ -1,0 +1,1 @@
+"""Migration and recovery: wire messages, pure source/target sessions, resolution, drivers."""
