@@ -20,8 +20,8 @@ from igor_p2p.cli.common import (
     typed_errors,
 )
 from igor_p2p.logs import configure_logging
-from igor_p2p.runtime.local import LocalRunOptions, LocalRunResult, run_local
 from igor_p2p.runtime.loader import LaunchRequest, launch, resume
+from igor_p2p.runtime.local import LocalRunOptions, LocalRunResult, run_local
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro, units_to_micro
 from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import RuntimeConfig

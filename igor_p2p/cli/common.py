@@ -47,10 +47,29 @@ def typed_errors() -> Iterator[None]:
     """Print a typed error as one clear line and exit 2 (never a traceback)."""
     try:
         yield
-    except IgorError as exc:
+    except (IgorError, OSError) as exc:
         fail(f"{type(exc).__name__}: {exc}")
-    except OSError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+    except BaseExceptionGroup as group:
+        leaf = first_leaf(group, (IgorError, OSError))
+        if leaf is None:
+            raise
+        if isinstance(leaf, BrokenPipeError):
+            raise typer.Exit(0) from None
+        fail(f"{type(leaf).__name__}: {leaf}")
+
+
+def first_leaf(
+    group: BaseExceptionGroup[BaseException], types: tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first exception of ``types`` inside a (nested) exception group."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_leaf(exc, types)
+            if found is not None:
+                return found
+        elif isinstance(exc, types):
+            return exc
+    return None
 
 
 def emit_json(obj: Any) -> None:
@@ -70,7 +89,9 @@ def resolve_agent_id(candidates: list[str], given: str) -> str:
     """A full did:key, or a unique suffix/prefix of one of ``candidates``."""
     if given in candidates:
         return given
-    matches = [c for c in candidates if c.endswith(given) or c.removeprefix("did:key:").startswith(given)]
+    matches = [
+        c for c in candidates if c.endswith(given) or c.removeprefix("did:key:").startswith(given)
+    ]
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from igor_p2p.cli import agent
+from igor_p2p.cli import agent, checkpoint
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -13,6 +13,7 @@ app = typer.Typer(
     "without ever running in two places at once.",
 )
 app.add_typer(agent.app, name="agent")
+app.add_typer(checkpoint.app, name="checkpoint")
 
 
 def main() -> None:

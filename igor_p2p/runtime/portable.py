@@ -22,7 +22,7 @@ from igor_p2p.lineage.bundle import AgentBundle
 from igor_p2p.lineage.custody import UnsignedTransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
-from igor_p2p.lineage.identity import Keypair, KeyFileExists, save_key_file
+from igor_p2p.lineage.identity import KeyFileExists, Keypair, save_key_file
 from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_signature
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.net.keys import public_key_from_peer_id
@@ -68,20 +68,35 @@ def export_transfer(store: Store, key: Keypair, did: str, to_peer_id: str) -> Ag
     to_node = public_key_from_peer_id(to_peer_id)
     if to_node == key.public_key:
         raise ImportRefused("cannot transfer an agent to the node that already owns it")
+    head = last_checkpoint(entries)
+    handoff = UnsignedCheckpoint(
+        agent=did,
+        epoch=record.epoch,
+        tick=head.tick,
+        prev=entries[-1].digest(),
+        kind=CheckpointKind.HANDOFF,
+        wasm_hash=head.wasm_hash,
+        manifest_hash=head.manifest_hash,
+        budget=head.budget,
+        price=head.price,
+        wall_ns=time.time_ns(),
+        state=head.state,
+        owner=key.public_key,
+    ).sign(key)
     transfer = UnsignedTransferRecord(
         agent=did,
         from_epoch=record.epoch,
         to_epoch=record.epoch + 1,
         from_node=key.public_key,
         to_node=to_node,
-        prev=entries[-1].digest(),
+        prev=handoff.digest(),
         migration_id=os.urandom(16),
         wall_ns=time.time_ns(),
     ).sign(key)
     ops, _ = append_ops(
         record,
-        [transfer],
-        previous_tick=last_checkpoint(entries).tick,
+        [handoff, transfer],
+        previous_tick=head.tick,
         state=AuthorityState.RETIRED,
         peer=to_peer_id,
         migration_id=transfer.migration_id,

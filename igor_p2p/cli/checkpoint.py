@@ -1,0 +1,370 @@
+"""``igor checkpoint …``: inspect, verify, export and import lineages and bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from igor_p2p.cli.common import (
+    DataDirOption,
+    JsonOption,
+    console,
+    data_dir,
+    emit_json,
+    fail,
+    resolve_agent_id,
+    typed_errors,
+)
+from igor_p2p.lineage.bundle import AgentBundle
+from igor_p2p.lineage.entries import (
+    Checkpoint,
+    ForcedRecovery,
+    LineageEntry,
+    TransferRecord,
+    decode_entry,
+)
+from igor_p2p.lineage.identity import did_from_public_key, load_go_identity
+from igor_p2p.lineage.igor_go import (
+    GoCheckpoint,
+    looks_like_go_checkpoint,
+    parse_go_checkpoint,
+    verify_go_history,
+)
+from igor_p2p.lineage.verify import VerifyReport, verify_lineage
+from igor_p2p.runtime.lock import DataDirLock
+from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro
+from igor_p2p.runtime.portable import (
+    GoImport,
+    export_copy,
+    export_transfer,
+    import_bundle,
+    import_go_agent,
+)
+from igor_p2p.store.sqlite import Store
+
+app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export and import lineages.")
+
+MAX_FILE_BYTES = 1 << 30
+
+
+def _read(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        fail(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    return path.read_bytes()
+
+
+def _open_store(data: Path) -> Store:
+    db = data_dir(data).database
+    if not db.exists():
+        fail(f"no store at {db}")
+    return Store.open(db, check_on_open=False)
+
+
+def _agent_in_store(data: Path, agent_id: str) -> tuple[Store, str]:
+    store = _open_store(data)
+    did = resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+    return store, did
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def _entry_fields(entry: LineageEntry) -> dict[str, Any]:
+    if isinstance(entry, Checkpoint):
+        return {
+            "type": "checkpoint",
+            "kind": entry.kind.name,
+            "agent": entry.agent,
+            "epoch": entry.epoch,
+            "tick": entry.tick,
+            "budget": entry.budget,
+            "price": entry.price,
+            "wall_ns": entry.wall_ns,
+            "wasm_hash": entry.wasm_hash.hex(),
+            "manifest_hash": entry.manifest_hash.hex(),
+            "owner": entry.owner.hex(),
+            "signer": entry.signer.hex(),
+            "prev": entry.prev.hex(),
+            "digest": entry.digest().hex(),
+            "state_bytes": len(entry.state),
+            "state_head": entry.state[:64].hex(),
+        }
+    if isinstance(entry, TransferRecord):
+        return {
+            "type": "transfer",
+            "agent": entry.agent,
+            "from_epoch": entry.from_epoch,
+            "to_epoch": entry.to_epoch,
+            "from_node": entry.from_node.hex(),
+            "to_node": entry.to_node.hex(),
+            "migration_id": entry.migration_id.hex(),
+            "prev": entry.prev.hex(),
+            "digest": entry.digest().hex(),
+        }
+    assert isinstance(entry, ForcedRecovery)
+    return {
+        "type": "forced_recovery",
+        "agent": entry.agent,
+        "from_epoch": entry.from_epoch,
+        "to_epoch": entry.to_epoch,
+        "node": entry.node.hex(),
+        "forced_by": entry.forced_by,
+        "reason": entry.reason,
+        "prev": entry.prev.hex(),
+        "digest": entry.digest().hex(),
+    }
+
+
+def _go_fields(ck: GoCheckpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "go-igor-checkpoint",
+        "version": ck.version,
+        "budget": ck.budget,
+        "price_per_second": ck.price,
+        "tick": ck.tick,
+        "wasm_hash": ck.wasm_hash.hex(),
+        "state_bytes": len(ck.state),
+        "state_head": ck.state[:64].hex(),
+    }
+    if ck.major is not None:
+        out.update(major=ck.major, generation=ck.generation, lease_expiry=ck.lease_expiry)
+    if ck.agent_pubkey is not None:
+        out.update(
+            prev_hash=ck.prev_hash.hex() if ck.prev_hash else None,
+            agent=did_from_public_key(ck.agent_pubkey),
+        )
+    return out
+
+
+def _print_fields(fields: dict[str, Any]) -> None:
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        if key == "budget":
+            value = f"{format_micro(value)} ({value} µ)"
+        console.print(f"{key:<{width}}  {value}")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    target: Annotated[str, typer.Argument(metavar="FILE|ID", help="A file, or an agent ID.")],
+    data: DataDirOption = Path("igor-data"),
+    as_json: JsonOption = False,
+) -> None:
+    """Show one checkpoint: a lineage entry file, a Go Igor checkpoint, a bundle's head, or
+    the head of an agent in the data directory."""
+    with typed_errors():
+        path = Path(target)
+        if path.is_file():
+            raw = _read(path)
+            if looks_like_go_checkpoint(raw):
+                fields = _go_fields(parse_go_checkpoint(raw))
+            else:
+                try:
+                    fields = _entry_fields(decode_entry(raw))
+                except Exception:
+                    bundle = AgentBundle.decode(raw)
+                    report = verify_lineage(bundle.entries)
+                    fields = {"type": "bundle", "entries": len(bundle.entries)}
+                    if report.head is not None:
+                        for blob in bundle.entries:
+                            entry = decode_entry(blob)
+                            if entry.digest() == report.head:
+                                fields["head"] = _entry_fields(entry)
+        else:
+            store, did = _agent_in_store(data, target)
+            try:
+                blob = store.head_blob(did)
+                record = store.authority(did)
+            finally:
+                store.close()
+            if blob is None or record is None:
+                fail(f"{did} has no lineage here")
+            fields = _entry_fields(decode_entry(blob))
+            fields["authority_state"] = record.state.value
+            fields["authority_reason"] = record.reason
+        if as_json:
+            emit_json(fields)
+        else:
+            head = fields.pop("head", None)
+            _print_fields(fields)
+            if head:
+                console.print("head:")
+                _print_fields(head)
+
+
+# ---------------------------------------------------------------- verify
+
+
+def _report_out(report: VerifyReport, as_json: bool, source: str) -> None:
+    if as_json:
+        emit_json({"source": source, **report.to_json()})
+    else:
+        verdict = "[green]VALID[/green]" if report.valid else "[red]INVALID[/red]"
+        console.print(f"{verdict}  {source}")
+        if report.agent:
+            console.print(f"agent      {report.agent}")
+        console.print(
+            f"entries    {report.entries} ({report.checkpoints} checkpoints, "
+            f"{report.transfers} transfers)"
+        )
+        if report.first_tick is not None:
+            console.print(f"ticks      {report.first_tick} → {report.last_tick}")
+        if report.first_epoch is not None:
+            console.print(f"epochs     {report.first_epoch} → {report.last_epoch}")
+        if report.budget_start is not None and report.budget_end is not None:
+            spent = report.budget_start - report.budget_end
+            console.print(
+                f"budget     {format_micro(report.budget_start)} → "
+                f"{format_micro(report.budget_end)} (spent {format_micro(spent)})"
+            )
+        for forced in report.forced:
+            console.print(
+                f"[yellow]forced[/yellow]     epoch {forced.from_epoch} → {forced.to_epoch} "
+                f"by {forced.forced_by!r}: {forced.reason}"
+            )
+        for problem in report.problems:
+            console.print(f"[red]{problem.code.value}[/red]  {problem.message}")
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify_cmd(
+    target: Annotated[
+        str, typer.Argument(metavar="ID|DIR|FILE", help="Agent ID, directory, or file.")
+    ],
+    data: DataDirOption = Path("igor-data"),
+    as_json: JsonOption = False,
+) -> None:
+    """Verify a whole lineage: signatures, chain links, genesis, epochs, budget, custody.
+
+    Prints VALID or INVALID with every reason; exits 1 when invalid. Accepts an agent in the
+    data directory, a directory of entry files (ours or Go Igor's ``*.ckpt`` history), a bundle
+    file, or a single Go Igor checkpoint.
+    """
+    with typed_errors():
+        path = Path(target)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file())
+            blobs = [_read(p) for p in files]
+            if blobs and all(looks_like_go_checkpoint(b) for b in blobs):
+                report = verify_go_history(path)
+            else:
+                report = verify_lineage(blobs)
+            _report_out(report, as_json, str(path))
+            return
+        if path.is_file():
+            raw = _read(path)
+            if looks_like_go_checkpoint(raw):
+                report = verify_go_history(path.parent) if path.suffix == ".ckpt" else None
+                if report is None:
+                    ck = parse_go_checkpoint(raw)
+                    report = VerifyReport(valid=True, entries=1, checkpoints=1)
+                    report.first_tick = report.last_tick = ck.tick
+                    if ck.agent_pubkey is not None:
+                        from igor_p2p.lineage.igor_go import verify_go_signature
+
+                        report.agent = did_from_public_key(ck.agent_pubkey)
+                        verify_go_signature(ck)
+                _report_out(report, as_json, str(path))
+                return
+            try:
+                bundle = AgentBundle.decode(raw)
+            except Exception:
+                report = verify_lineage([raw])
+            else:
+                report = bundle.verify()
+            _report_out(report, as_json, str(path))
+            return
+        store, did = _agent_in_store(data, target)
+        try:
+            blobs = store.lineage(did)
+        finally:
+            store.close()
+        _report_out(verify_lineage(blobs, expected_agent=did), as_json, did)
+
+
+# ---------------------------------------------------------------- export / import
+
+
+@app.command("export")
+def export_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="ID")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Bundle file to write.")],
+    data: DataDirOption = Path("igor-data"),
+    transfer_to: Annotated[
+        str | None,
+        typer.Option(
+            "--transfer-to",
+            help="Peer ID of the node that will own the agent. Retires it here durably and "
+            "signs the transfer; without it the bundle is a read-only copy.",
+        ),
+    ] = None,
+) -> None:
+    """Write one portable file with the agent's module, manifest and whole lineage."""
+    with typed_errors():
+        dd = data_dir(data)
+        if transfer_to is None:
+            store, did = _agent_in_store(data, agent_id)
+            try:
+                bundle = export_copy(store, did)
+            finally:
+                store.close()
+        else:
+            with DataDirLock(dd.ensure().root):
+                store = Store.open(dd.database)
+                try:
+                    did = resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+                    bundle = export_transfer(store, dd.node_keypair(), did, transfer_to)
+                finally:
+                    store.close()
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_bytes(bundle.encode())
+        tmp.replace(output)
+    what = f"transferred to {transfer_to}" if transfer_to else "read-only copy"
+    console.print(f"exported {did} ({what}) → {output}")
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="A bundle, or a Go Igor checkpoint.")],
+    data: DataDirOption = Path("igor-data"),
+    wasm: Annotated[
+        Path | None, typer.Option("--wasm", help="Go Igor import: the agent's module.")
+    ] = None,
+    identity: Annotated[
+        Path | None, typer.Option("--identity", help="Go Igor import: the .identity key file.")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Go Igor import: the manifest JSON.")
+    ] = None,
+    price: Annotated[int, typer.Option("--price", help="µ per 1,000 fuel.")] = DEFAULT_PRICE,
+) -> None:
+    """Import a bundle (owner if its custody ends at this node) or a Go Igor agent."""
+    with typed_errors():
+        dd = data_dir(data).ensure()
+        raw = _read(file)
+        with DataDirLock(dd.root):
+            store = Store.open(dd.database)
+            try:
+                key = dd.node_keypair()
+                if looks_like_go_checkpoint(raw):
+                    if wasm is None or identity is None:
+                        fail("a Go Igor import needs --wasm and --identity")
+                    from igor_p2p.agent.source import load_agent_source
+
+                    request = GoImport(
+                        checkpoint=raw,
+                        wasm=load_agent_source(wasm),
+                        identity=load_go_identity(identity),
+                        manifest=manifest.read_bytes() if manifest else b"{}",
+                    )
+                    outcome = import_go_agent(store, key, dd, request, price)
+                else:
+                    outcome = import_bundle(store, key, AgentBundle.decode(raw))
+            finally:
+                store.close()
+    reason = f" ({outcome.reason})" if outcome.reason else ""
+    console.print(f"imported {outcome.did}: {outcome.state.value} at epoch {outcome.epoch}{reason}")
