@@ -10,6 +10,7 @@ makes this node ACTIVE_OWNER at that epoch; any other bundle is imported as a re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -201,10 +202,8 @@ def import_go_agent(
     did = request.identity.did
     if store.authority(did) is not None:
         raise ImportRefused(f"{did} already exists here")
-    try:
+    with contextlib.suppress(KeyFileExists):
         save_key_file(data.agent_key_path(did), request.identity)
-    except KeyFileExists:
-        pass
     genesis = UnsignedCheckpoint(
         agent=did,
         epoch=1,
