@@ -151,3 +151,98 @@ def _resolve(data: Path, agent_id: str) -> str:
         return resolve_agent_id([r.agent for r in store.authorities()], agent_id)
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------- against a running node
+
+
+def _admin(data: Path, method: str, timeout_s: float = 30.0, **params: object) -> object:
+    from igor_p2p.cli.node import admin
+
+    return admin(data, method, timeout_s, **params)
+
+
+@app.command("launch")
+def launch_cmd(
+    agent: Annotated[str, typer.Argument(help="A .wasm/.wat file or a shipped example name.")],
+    data: DataDirOption = Path("igor-data"),
+    budget: BudgetOption = 1.0,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Capability manifest (JSON).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Launch an agent on the running node of the data directory; prints its DID."""
+    with typed_errors():
+        wasm = load_agent_source(agent)
+        manifest_obj = (
+            parse_manifest(manifest.read_bytes()) if manifest else load_agent_manifest(agent)
+        )
+        result = _admin(
+            data,
+            "launch",
+            wasm=wasm.hex(),
+            manifest=manifest_obj.canonical_bytes.hex(),
+            budget=units_to_micro(budget),
+        )
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(result["agent"])  # type: ignore[index]
+
+
+@app.command("list")
+def list_cmd(data: DataDirOption = Path("igor-data"), as_json: JsonOption = False) -> None:
+    """Every agent the running node has a record of, with its authority state."""
+    from rich.table import Table
+
+    with typed_errors():
+        agents = _admin(data, "agents")
+    if as_json:
+        emit_json(agents)
+        return
+    table = Table("agent", "state", "epoch", "tick", "budget", "reason")
+    for a in agents:  # type: ignore[union-attr]
+        table.add_row(
+            a["agent"],
+            a["state"],
+            str(a["epoch"]),
+            str(a.get("tick", "-")),
+            format_micro(a["budget"]) if "budget" in a else "-",
+            a.get("reason", ""),
+        )
+    console.print(table)
+
+
+@app.command("status")
+def status_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="DID")],
+    data: DataDirOption = Path("igor-data"),
+    as_json: JsonOption = False,
+) -> None:
+    """Owner, epoch, state, tick and budget of an agent, from any node (via the DHT)."""
+    with typed_errors():
+        status = _admin(data, "agent_status", agent=agent_id)
+    if as_json:
+        emit_json(status)
+        return
+    for key in ("agent", "state", "epoch", "owner_peer", "node", "tick", "budget", "reason"):
+        value = status.get(key)  # type: ignore[union-attr]
+        if value in (None, ""):
+            continue
+        if key == "budget":
+            value = format_micro(value)  # type: ignore[arg-type]
+        console.print(f"{key:<11} {value}")
+    console.print(f"{'source':<11} {status.get('source')}")  # type: ignore[union-attr]
+
+
+@app.command("halt")
+def halt_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="DID")],
+    data: DataDirOption = Path("igor-data"),
+    reason: Annotated[str, typer.Option("--reason")] = "halted by operator",
+) -> None:
+    """Stop an agent at a tick boundary with a final checkpoint (state HALTED)."""
+    with typed_errors():
+        result = _admin(data, "halt", agent=agent_id, reason=reason)
+    console.print(f"halted at tick {result['tick']}")  # type: ignore[index]

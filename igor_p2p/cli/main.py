@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from igor_p2p.cli import agent, checkpoint
+from igor_p2p.cli import agent, checkpoint, node
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(agent.app, name="agent")
 app.add_typer(checkpoint.app, name="checkpoint")
+app.add_typer(node.app, name="node")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The node: root nursery, scheduler, placement, admin socket, event history."""

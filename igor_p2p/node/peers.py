@@ -1,0 +1,132 @@
+"""The peer table, built from signed gossip announcements, with liveness.
+
+A peer that has not been heard from within ``down_after_s`` is marked down; hearing from it
+again marks it up. Gossip is a hint: the table decides where an agent *might* go, never who
+owns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from igor_p2p.errors import InvalidInput
+
+ANNOUNCE_TOPIC = "igor/nodes/1"
+PROTOCOL_VERSION = "igor-p2p/0.1"
+MAX_ADDRS = 16
+
+
+class MalformedAnnouncement(InvalidInput):
+    """A node announcement with missing or wrong-typed fields."""
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What a node gossips about itself every ``announce_interval_s``."""
+
+    peer_id: str
+    name: str
+    addrs: tuple[str, ...]
+    capacity: int
+    price: int
+    load: int
+    """Agents hosted now."""
+    version: str = PROTOCOL_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "announce", **asdict(self), "addrs": list(self.addrs)}
+
+    @classmethod
+    def from_wire(cls, message: dict[str, Any]) -> Announcement:
+        try:
+            addrs = message["addrs"]
+            if not isinstance(addrs, list) or len(addrs) > MAX_ADDRS:
+                raise MalformedAnnouncement("addrs must be a short list")
+            out = cls(
+                peer_id=message["peer_id"],
+                name=message["name"],
+                addrs=tuple(addrs),
+                capacity=message["capacity"],
+                price=message["price"],
+                load=message["load"],
+                version=message["version"],
+            )
+        except KeyError as exc:
+            raise MalformedAnnouncement(f"missing field {exc}") from None
+        for name in ("peer_id", "name", "version"):
+            if not isinstance(getattr(out, name), str) or len(getattr(out, name)) > 256:
+                raise MalformedAnnouncement(f"{name} must be a short string")
+        for name in ("capacity", "price", "load"):
+            value = getattr(out, name)
+            if type(value) is not int or value < 0:
+                raise MalformedAnnouncement(f"{name} must be a non-negative integer")
+        if not all(isinstance(a, str) and len(a) < 512 for a in out.addrs):
+            raise MalformedAnnouncement("addrs must be strings")
+        return out
+
+
+@dataclass
+class PeerEntry:
+    announcement: Announcement
+    last_seen: float
+    """trio time of the last announcement."""
+    up: bool = True
+    connected: bool = False
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        a = self.announcement
+        return {
+            "peer_id": a.peer_id,
+            "name": a.name,
+            "addrs": list(a.addrs),
+            "capacity": a.capacity,
+            "price": a.price,
+            "load": a.load,
+            "version": a.version,
+            "up": self.up,
+            "connected": self.connected,
+            "last_seen_s_ago": round(max(0.0, now - self.last_seen), 3),
+        }
+
+
+@dataclass
+class PeerTable:
+    """Peers this node has heard announcing themselves."""
+
+    self_id: str
+    down_after_s: float
+    peers: dict[str, PeerEntry] = field(default_factory=dict)
+
+    def observe(self, announcement: Announcement, now: float) -> bool:
+        """Record an announcement; True when the peer is new or was down."""
+        if announcement.peer_id == self.self_id:
+            return False
+        entry = self.peers.get(announcement.peer_id)
+        fresh = entry is None or not entry.up
+        if entry is None:
+            self.peers[announcement.peer_id] = PeerEntry(announcement, now)
+        else:
+            entry.announcement = announcement
+            entry.last_seen = now
+            entry.up = True
+        return fresh
+
+    def sweep(self, now: float) -> list[str]:
+        """Mark peers not heard from recently as down; return the newly-down peer IDs."""
+        downed = []
+        for peer_id, entry in self.peers.items():
+            if entry.up and now - entry.last_seen > self.down_after_s:
+                entry.up = False
+                downed.append(peer_id)
+        return downed
+
+    def up_peers(self) -> list[PeerEntry]:
+        return [e for e in self.peers.values() if e.up]
+
+    def to_json(self, now: float) -> list[dict[str, Any]]:
+        return [e.to_json(now) for e in sorted(self.peers.values(), key=_by_name)]
+
+
+def _by_name(entry: PeerEntry) -> tuple[str, str]:
+    return (entry.announcement.name, entry.announcement.peer_id)
