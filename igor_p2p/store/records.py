@@ -32,6 +32,8 @@ class AuthorityRecord:
     confirmed: bool
     """For a RETIRED source: whether the target confirmed."""
     updated_ns: int
+    context: bytes | None = None
+    """Opaque handoff context the authority driver persists with the record (msgpack)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ SCHEMA = (
         migration_id BLOB,
         confirmed INTEGER NOT NULL,
         updated_ns INTEGER NOT NULL,
+        context BLOB,
         FOREIGN KEY (agent, head) REFERENCES lineage (agent, digest)
             DEFERRABLE INITIALLY DEFERRED
     )""",

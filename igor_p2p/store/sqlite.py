@@ -57,14 +57,14 @@ _Tip = tuple[int, bytes] | None
 
 _AUTH_COLUMNS = (
     "agent, state, epoch, owner, head, head_seq, wasm_hash, manifest_hash, reason, peer, "
-    "migration_id, confirmed, updated_ns"
+    "migration_id, confirmed, updated_ns, context"
 )
 _SQL_INSERT_LINEAGE = (
     "INSERT INTO lineage (agent, seq, digest, prev, kind, epoch, tick, blob) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_PUT_AUTHORITY = (
-    f"INSERT OR REPLACE INTO authority ({_AUTH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT OR REPLACE INTO authority ({_AUTH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SQL_MARK = "UPDATE authority SET state = ?, reason = ?, updated_ns = ? WHERE agent = ?"
 _SQL_SYNC_HEAD = "UPDATE authority SET head = ?, head_seq = ? WHERE agent = ?"
@@ -108,6 +108,7 @@ def _record_row(r: AuthorityRecord) -> tuple[object, ...]:
         r.migration_id,
         int(r.confirmed),
         r.updated_ns,
+        r.context,
     )
 
 
@@ -126,6 +127,7 @@ def _row_record(row: Sequence[object]) -> AuthorityRecord:
         migration_id=row[10],  # type: ignore[arg-type]
         confirmed=bool(row[11]),
         updated_ns=row[12],  # type: ignore[arg-type]
+        context=row[13],  # type: ignore[arg-type]
     )
 
 
@@ -147,6 +149,7 @@ def _validate_record(r: AuthorityRecord) -> None:
     )
     _require(isinstance(r.confirmed, bool), "confirmed must be a bool")
     _require(_is_int(r.updated_ns), "updated_ns must be an int")
+    _require(r.context is None or isinstance(r.context, bytes), "context must be bytes or None")
 
 
 @dataclass
