@@ -448,9 +448,17 @@ class AdminServer:
     async def _send_quietly(
         self, stream: trio.SocketStream, data: bytes, timeout_s: float | None = None
     ) -> bool:
-        """Write ``data``; ``False`` if the client is gone or too slow to read it."""
+        """Write ``data``; ``False`` if the client is gone or too slow to read it.
+
+        The write is shielded (but still bounded by the write timeout) so that an answer that
+        was computed is delivered even when the node starts shutting down meanwhile, e.g. the
+        answer to ``stop``.
+        """
         try:
-            with trio.fail_after(timeout_s or self.config.write_timeout_s):
+            with (
+                trio.CancelScope(shield=True),
+                trio.fail_after(timeout_s or self.config.write_timeout_s),
+            ):
                 await stream.send_all(data)
         except (trio.TooSlowError, *_STREAM_GONE):
             return False
@@ -500,23 +508,27 @@ async def _remove_stale_socket(path: Path) -> None:
         raise AdminSocketError(f"cannot inspect {path}: {exc.strerror}") from exc
     if not stat.S_ISSOCK(st.st_mode):
         raise AdminSocketError(f"{path} exists and is not a socket; refusing to remove it")
-    probe = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    try:
-        with trio.move_on_after(STALE_PROBE_TIMEOUT_S):
-            await probe.connect(os.fspath(path))
-        # Connected, or the connect is stuck in a full backlog: a live process owns it.
+    if await _something_answers(path):
         raise AdminSocketInUse(
             f"another process (probably a running node) answers on {path}; "
             "stop it first or use another data dir"
         )
-    except ConnectionRefusedError:
-        LOG.warning("removing stale admin socket", path=str(path))
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    except FileNotFoundError:
-        return
+    LOG.warning("removing stale admin socket", path=str(path))
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise AdminSocketError(f"cannot remove stale socket {path}: {exc.strerror}") from exc
+
+
+async def _something_answers(path: Path) -> bool:
+    """Whether a process listens on the socket at ``path`` (a hanging connect counts as yes)."""
+    probe = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        with trio.move_on_after(STALE_PROBE_TIMEOUT_S):
+            await probe.connect(os.fspath(path))
+        return True  # connected, or stuck in a full backlog: a live process owns it
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
     except OSError as exc:
         raise AdminSocketError(f"cannot probe {path}: {exc.strerror}") from exc
     finally:
