@@ -4,6 +4,8 @@ Every failure a peer or the network can cause in :mod:`igor_p2p.net` ends in one
 classes. Errors caused by bytes a peer sent us also subclass :class:`InvalidInput`.
 """
 
+from libp2p.network.exceptions import SwarmException
+
 from igor_p2p.errors import IgorError, InvalidInput
 
 
@@ -21,6 +23,18 @@ class InvalidAddress(NetError, InvalidInput):
 
 class DialFailed(NetError):
     """A dial did not produce a connection (refused, unreachable, handshake failed, timed out)."""
+
+
+class PartitionedPeer(DialFailed, SwarmException):
+    """The fault gate cuts this peer off (a test partition): no dial, stream or connection.
+
+    Also a ``SwarmException`` so that py-libp2p code that dials on its own (DHT queries, gossip,
+    identify, the auto-connector) handles the refusal like any failed dial instead of crashing.
+    """
+
+
+class InvalidFaultSpec(NetError, InvalidInput):
+    """A fault-injection setting is out of range (probability outside [0, 1], negative delay)."""
 
 
 class FrameError(NetError):

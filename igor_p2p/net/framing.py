@@ -8,11 +8,15 @@ ack frame, and "the peer closed" is only ever :class:`ConnectionClosedCleanly` *
 After :class:`FrameTooLarge`, :class:`TruncatedFrame`, :class:`FrameTimeout` or
 :class:`MalformedMessage` the stream is out of step; the caller must reset it.
 
+Message faults (tests only): ``write_frame``/``write_message`` take an optional ``gate`` (the
+node's ``FaultGate``); without one, or while it has no message faults, the path is unchanged.
+
 The functions work on any object with libp2p's stream methods (``read(n)``, ``write(data)``);
 :class:`TrioStreamAdapter` gives a ``trio.abc.Stream`` (e.g. a memory stream) that shape.
 """
 
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgpack
@@ -51,6 +55,25 @@ class ByteStream(Protocol):
     async def read(self, n: int | None = None) -> bytes: ...
 
     async def write(self, data: bytes) -> None: ...
+
+
+class OutboundFaults(Protocol):
+    """What :func:`write_frame` needs of a fault gate (``igor_p2p.net.faults.FaultGate``)."""
+
+    @property
+    def has_message_faults(self) -> bool: ...
+
+    def message_faults_apply_to(self, peer_id: str) -> bool: ...
+
+    async def apply_outbound(
+        self,
+        peer_id: str,
+        protocol: str,
+        send: Callable[[bytes], Awaitable[None]],
+        frame: bytes,
+        *,
+        stream_key: object | None = None,
+    ) -> None: ...
 
 
 class TrioStreamAdapter:
@@ -115,11 +138,7 @@ async def read_frame(stream: ByteStream, *, max_size: int, timeout_s: float) -> 
         raise FrameTimeout(f"no complete frame within {timeout_s} s") from exc
 
 
-async def write_frame(stream: ByteStream, payload: bytes, *, timeout_s: float) -> None:
-    """Write one frame (header and payload in one write)."""
-    if len(payload) > MAX_FRAME_SIZE_LIMIT:
-        raise FrameTooLarge(f"payload of {len(payload)} bytes does not fit a 4-byte length")
-    data = HEADER.pack(len(payload)) + bytes(payload)
+async def _write_bytes(stream: ByteStream, data: bytes, timeout_s: float) -> None:
     try:
         with trio.fail_after(timeout_s):
             await stream.write(data)
@@ -127,6 +146,57 @@ async def write_frame(stream: ByteStream, payload: bytes, *, timeout_s: float) -
         raise FrameTimeout(f"frame not written within {timeout_s} s") from exc
     except _STREAM_FAILURES as exc:
         raise StreamBroken(f"write failed: {type(exc).__name__}") from exc
+
+
+def _stream_peer(stream: ByteStream) -> str:
+    try:
+        return str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]
+    except Exception:
+        return "<unknown>"
+
+
+def _stream_protocol(stream: ByteStream) -> str:
+    try:
+        return str(stream.get_protocol())  # type: ignore[attr-defined]
+    except Exception:
+        return "<unknown>"
+
+
+async def write_frame(
+    stream: ByteStream,
+    payload: bytes,
+    *,
+    timeout_s: float,
+    gate: OutboundFaults | None = None,
+    peer: str | None = None,
+    protocol: str | None = None,
+) -> None:
+    """Write one frame (header and payload in one write).
+
+    With a ``gate`` (a :class:`~igor_p2p.net.faults.FaultGate`) whose message faults apply to
+    the remote peer (``peer``, else the stream's remote peer), the frame goes through
+    ``gate.apply_outbound`` and may be dropped, duplicated, delayed or reordered. A delay is
+    spent before the write and does not count against ``timeout_s``.
+    """
+    if len(payload) > MAX_FRAME_SIZE_LIMIT:
+        raise FrameTooLarge(f"payload of {len(payload)} bytes does not fit a 4-byte length")
+    data = HEADER.pack(len(payload)) + bytes(payload)
+    if gate is not None and gate.has_message_faults:
+        remote = peer if peer is not None else _stream_peer(stream)
+        if gate.message_faults_apply_to(remote):
+
+            async def send(frame: bytes) -> None:
+                await _write_bytes(stream, frame, timeout_s)
+
+            await gate.apply_outbound(
+                remote,
+                protocol if protocol is not None else _stream_protocol(stream),
+                send,
+                data,
+                stream_key=stream,
+            )
+            return
+    await _write_bytes(stream, data, timeout_s)
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -193,9 +263,15 @@ async def write_message(
     *,
     timeout_s: float,
     max_size: int | None = None,
+    gate: OutboundFaults | None = None,
+    peer: str | None = None,
+    protocol: str | None = None,
 ) -> None:
-    """Encode ``message`` and write it as one frame; refuse it if larger than ``max_size``."""
+    """Encode ``message`` and write it as one frame; refuse it if larger than ``max_size``.
+
+    ``gate``/``peer``/``protocol``: message-fault injection, see :func:`write_frame`.
+    """
     payload = encode_message(message)
     if max_size is not None and len(payload) > max_size:
         raise FrameTooLarge(f"message of {len(payload)} bytes exceeds the limit of {max_size}")
-    await write_frame(stream, payload, timeout_s=timeout_s)
+    await write_frame(stream, payload, timeout_s=timeout_s, gate=gate, peer=peer, protocol=protocol)

@@ -31,7 +31,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from igor_p2p.net.errors import DialFailed, InvalidAddress
+from igor_p2p.net.errors import DialFailed, InvalidAddress, PartitionedPeer
 from igor_p2p.net.keys import key_pair_from_seed
 
 DEFAULT_LISTEN: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
@@ -135,7 +135,10 @@ def _forget_failed_dial(host: IHost, peer_id: ID) -> None:
 async def dial(
     host: IHost, addr_or_peerinfo: str | multiaddr.Multiaddr | PeerInfo, *, timeout_s: float
 ) -> ID:
-    """Connect to a peer (no-op if already connected); return its peer ID or raise DialFailed."""
+    """Connect to a peer (no-op if already connected); return its peer ID or raise DialFailed.
+
+    :class:`PartitionedPeer` (a ``DialFailed``) when a fault gate cuts the peer off.
+    """
     info = (
         addr_or_peerinfo
         if isinstance(addr_or_peerinfo, PeerInfo)
@@ -149,6 +152,8 @@ async def dial(
             await host.connect(info)
     except trio.TooSlowError as exc:
         raise DialFailed(f"dial to {info.peer_id} timed out after {timeout_s} s") from exc
+    except PartitionedPeer:  # the fault gate refused it (a DialFailed too)
+        raise
     except Exception as exc:  # SwarmException, OSError, handshake errors, ...
         raise DialFailed(f"dial to {info.peer_id} failed: {type(exc).__name__}") from exc
     return info.peer_id
