@@ -20,16 +20,19 @@ from libp2p.abc import IHost
 from igor_p2p.agent.environment import ResumeReason
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.errors import IgorError
+from igor_p2p.handoff.driver import HandoffDriver
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.logs import bind, get_logger
 from igor_p2p.net.dht import DhtService, dht_service, get_location, put_location, sign_location
 from igor_p2p.net.errors import NetError
+from igor_p2p.net.faults import FaultGate
 from igor_p2p.net.gossip import GossipConfig, GossipService, gossip_service
 from igor_p2p.net.handlers import set_guarded_handler
 from igor_p2p.net.host import HostConfig, build_host, full_addrs, running_host
 from igor_p2p.net.logs import route_libp2p_logs
 from igor_p2p.node.admin import AdminConfig, AdminServer
+from igor_p2p.node.claims import ClaimBook
 from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.info import INFO_PROTOCOL, info_handler, query_agent
@@ -79,7 +82,10 @@ class Node:
         self._stop = trio.Event()
         self.admin_methods: dict[str, AdminMethod] = {}
         self.extensions: list[Callable[[Node], Awaitable[None]]] = []
-        """Coroutines started in the root nursery once the node is up (handoff, claims...)."""
+        """Coroutines started in the root nursery once the node is up."""
+        self.faults: FaultGate | None = None
+        self.handoff: HandoffDriver | None = None
+        self.claims: ClaimBook | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -102,7 +108,9 @@ class Node:
             host = build_host(HostConfig(key_seed=services.key.seed, announce=config.announce))
             # Gossip first: its protocol must be registered before any connection exists,
             # or peers that connect (the DHT's bootstrap dials) never open a mesh to us.
+            self.faults = FaultGate(clock=services.clock, on_fault=self._on_fault)
             async with (
+                self.faults.running(host),
                 running_host(host, config.listen),
                 gossip_service(host, GossipConfig()) as gossip,
                 dht_service(host, config.bootstrap) as dht,
@@ -146,6 +154,9 @@ class Node:
             )
             await nursery.start(scheduler.run)
             await nursery.start(discovery.run)
+            self.handoff = HandoffDriver(self)
+            self.claims = ClaimBook(self)
+            services.on_migration_request = self._on_migration_request
             self._register_admin_methods()
             admin = AdminServer(
                 AdminConfig(
@@ -159,6 +170,9 @@ class Node:
                 from igor_p2p.node.metrics import serve_metrics
 
                 nursery.start_soon(serve_metrics, self, config.metrics)
+            await self.handoff._abort_interrupted_handoffs()
+            nursery.start_soon(self.handoff.run, self)
+            await nursery.start(self.claims.run)
             for extension in self.extensions:
                 nursery.start_soon(extension, self)
             services.history.emit("node", event="start", detail=",".join(full_addrs(host)))
@@ -194,7 +208,9 @@ class Node:
         for record in records:
             if record.state is not AuthorityState.ACTIVE_OWNER:
                 continue
-            if await self._stale_by_location(record):
+            if record.agent in parts.scheduler.agents:
+                continue
+            if not self.config.test_disable_fencing and await self._stale_by_location(record):
                 continue
             try:
                 agent = await resume(parts.services, record.agent, ResumeReason.RESTARTED)
@@ -253,7 +269,50 @@ class Node:
                 await self.publish_location(did, agent.epoch)
 
     def _on_committed(self, agent: HostedAgent, checkpoint: Checkpoint) -> None:
-        return None
+        if self.claims is not None:
+            self.claims.note_head(agent.did, agent.epoch, checkpoint.digest())
+
+    def _on_fault(self, kind: str, detail: dict[str, Any]) -> None:
+        if self.parts is not None:
+            self.parts.services.history.emit("fault", fault=kind, detail=detail)
+
+    def _on_migration_request(self, did: str, hint: bytes) -> None:
+        """An agent called migrate_request: with --wander, move it (in the background)."""
+        parts = self.parts
+        if parts is None:
+            return
+        parts.services.history.emit(
+            "handoff",
+            agent=did,
+            epoch=0,
+            migration_id="",
+            step="migrate_requested",
+            peer="",
+            detail=hint[:64].decode("utf-8", "replace"),
+        )
+        if self.config.wander is None or self.handoff is None:
+            return
+        parts.nursery.start_soon(self._wander, did)
+
+    async def _wander(self, did: str) -> None:
+        from igor_p2p.node.placement import choose_target
+
+        parts = self.running
+        agent = parts.scheduler.agents.get(did)
+        if agent is None or self.handoff is None or self.handoff.lock(did).locked():
+            return
+        target = choose_target(
+            self.config.wander or "random",
+            parts.peers.up_peers(),
+            agent.manifest.migration_policy,
+        )
+        if target is None:
+            log.info("no placement target", agent=did)
+            return
+        try:
+            await self.handoff.migrate(did, target)
+        except IgorError as exc:
+            log.info("wander failed: %s", exc, agent=did, peer=target)
 
     def _on_terminal(self, agent: HostedAgent, state: AuthorityState, reason: str) -> None:
         log.info("agent left the schedule", agent=agent.did, epoch=agent.epoch, step=state.value)
@@ -391,6 +450,7 @@ class Node:
     # ------------------------------------------------------------ admin
 
     def _register_admin_methods(self) -> None:
-        from igor_p2p.node.admin_methods import register_core_methods
+        from igor_p2p.node.admin_methods import register_core_methods, register_handoff_methods
 
         register_core_methods(self)
+        register_handoff_methods(self)

@@ -1,0 +1,120 @@
+"""The target's check of an OFFER: everything is verified before anything is persisted.
+
+Module and manifest hashes, every signature and link of the offered lineage from its genesis,
+that its custody ends at the offering peer for the offered epoch, that the last entry is a fresh
+HANDOFF checkpoint, continuity with any copy of the agent this node already holds, the
+manifest's capabilities and migration policy, the budget, and this node's capacity (MC-6). The
+check has no side effects: the session persists HANDOFF_PENDING only after a passing verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, ManifestError, parse_manifest
+from igor_p2p.authority.states import AuthorityState
+from igor_p2p.authority.table import RejectCode
+from igor_p2p.errors import InvalidInput
+from igor_p2p.handoff.messages import Offer
+from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
+from igor_p2p.lineage.envelope import CheckpointKind
+from igor_p2p.lineage.verify import verify_lineage
+from igor_p2p.net.keys import public_key_from_peer_id
+from igor_p2p.runtime.loader import LineageRejected, chain_order, custodian
+from igor_p2p.store.sqlite import Store
+
+
+@dataclass(frozen=True)
+class TargetLimits:
+    price: int
+    capacity: int
+    hosted: int
+
+
+@dataclass(frozen=True)
+class PreparedCopy:
+    """What the target persists with HANDOFF_PENDING once the offer passed."""
+
+    entries: tuple[LineageEntry, ...]
+    """Entries this node does not hold yet, in chain order."""
+    previous_tick: int
+    checkpoint: Checkpoint
+    wasm: bytes
+    manifest: bytes
+
+
+class OfferRefused(InvalidInput):
+    def __init__(self, code: RejectCode, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def check_offer(
+    store: Store, offer: Offer, source_peer: str, wasm: bytes | None, limits: TargetLimits
+) -> PreparedCopy:
+    """Raise :class:`OfferRefused` with the reject code, or return the copy to persist."""
+    if offer.sender != source_peer:
+        raise OfferRefused(RejectCode.WRONG_SENDER, "OFFER sender is not the stream's peer")
+    if limits.hosted >= limits.capacity:
+        raise OfferRefused(RejectCode.NO_CAPACITY, f"hosting {limits.hosted} agents")
+    if wasm is None or hashlib.sha256(wasm).digest() != offer.wasm_hash:
+        raise OfferRefused(RejectCode.HASH_MISMATCH, "module missing or not matching its hash")
+    try:
+        manifest = parse_manifest(offer.manifest)
+    except ManifestError as exc:
+        raise OfferRefused(RejectCode.MALFORMED, f"manifest: {exc}") from None
+    missing = [c for c in manifest.capabilities if c not in KNOWN_CAPABILITIES]
+    if missing:
+        raise OfferRefused(RejectCode.CAPABILITY_MISSING, ", ".join(sorted(missing)))
+    policy = manifest.migration_policy
+    if not policy.enabled:
+        raise OfferRefused(RejectCode.POLICY_DENIED, "the agent's manifest disables migration")
+    if policy.max_price_per_second is not None and limits.price > policy.max_price_per_second:
+        raise OfferRefused(RejectCode.POLICY_DENIED, "this node's price is above the ceiling")
+
+    report = verify_lineage(offer.lineage, expected_agent=offer.agent)
+    if not report.valid:
+        detail = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems[:5])
+        raise OfferRefused(RejectCode.BAD_SIGNATURE, f"offered lineage invalid: {detail}")
+    try:
+        entries = chain_order([decode_entry(b) for b in offer.lineage])
+    except (LineageRejected, InvalidInput) as exc:
+        raise OfferRefused(RejectCode.LINEAGE_GAP, str(exc)) from None
+    head = entries[-1]
+    if not isinstance(head, Checkpoint) or head.encode() != offer.checkpoint:
+        raise OfferRefused(RejectCode.LINEAGE_GAP, "the offered checkpoint is not the head")
+    if head.kind is not CheckpointKind.HANDOFF or head.epoch != offer.epoch:
+        raise OfferRefused(RejectCode.LINEAGE_GAP, "the head is not a HANDOFF checkpoint")
+    holder, epoch = custodian(entries)
+    if holder != public_key_from_peer_id(source_peer) or epoch != offer.epoch:
+        raise OfferRefused(RejectCode.WRONG_SENDER, "custody does not end at the offering peer")
+    if head.wasm_hash != offer.wasm_hash or head.manifest_hash != manifest.hash:
+        raise OfferRefused(RejectCode.HASH_MISMATCH, "module or manifest hash differs")
+    if head.budget <= 0:
+        raise OfferRefused(RejectCode.BUDGET_INSUFFICIENT, "the agent has no budget left")
+
+    fence = store.fence(offer.agent)
+    if offer.epoch < fence:
+        raise OfferRefused(RejectCode.STALE_EPOCH, f"epoch {offer.epoch} is below {fence}")
+    existing = store.authority(offer.agent)
+    known = 0
+    if existing is not None and existing.head is not None:
+        digests = [e.digest() for e in entries]
+        if existing.head not in digests:
+            raise OfferRefused(RejectCode.LINEAGE_GAP, "the offer does not extend our copy")
+        if existing.state not in (AuthorityState.RETIRED, AuthorityState.HANDOFF_PENDING):
+            raise OfferRefused(RejectCode.ALREADY_HELD, f"this node is {existing.state.value}")
+        known = digests.index(existing.head) + 1
+    previous_tick = 0
+    for entry in entries[:known]:
+        if isinstance(entry, Checkpoint):
+            previous_tick = entry.tick
+    return PreparedCopy(
+        entries=tuple(entries[known:]),
+        previous_tick=previous_tick,
+        checkpoint=head,
+        wasm=wasm,
+        manifest=manifest.canonical_bytes,
+    )
