@@ -56,6 +56,7 @@ from igor_p2p.authority.table import (
 )
 from igor_p2p.authority.table import AuthorityRecord as MachineRecord
 from igor_p2p.errors import IgorError, InvalidInput
+from igor_p2p.handoff.crashpoints import crash_point
 from igor_p2p.handoff.messages import (
     MAX_FRAME_BYTES,
     Message,
@@ -295,7 +296,10 @@ class HandoffDriver:
         did = run.did
         history = self.services.history
         if isinstance(action, PersistAuthority):
+            state = action.record.state.value
+            crash_point(f"{self._role(run)}:before_persist:{state}")
             await self._persist(run, action.record)
+            crash_point(f"{self._role(run)}:after_persist:{state}")
             await run.send_events.send(Durable(action.record.version))
         elif isinstance(action, StopTicking):
             if did in self.parts.scheduler.agents:
@@ -362,6 +366,14 @@ class HandoffDriver:
                 await self._send(run, msg)
 
     @staticmethod
+    def _role(run: _Run) -> str:
+        if isinstance(run.session, SourceSession):
+            return "source"
+        if isinstance(run.session, TargetSession):
+            return "target"
+        return "resolver"
+
+    @staticmethod
     def _mid(run: _Run) -> str:
         ctx = run.port.machine.migration
         return ctx.migration_id.hex() if ctx else ""
@@ -409,6 +421,8 @@ class HandoffDriver:
             log.debug("no stream to send %s", message.TYPE, agent=run.did)
             return
         frame = encode(message)
+        kind = message.TYPE.value
+        crash_point(f"{self._role(run)}:before_send:{kind}")
         try:
             await write_frame(
                 run.stream,
@@ -421,6 +435,7 @@ class HandoffDriver:
         except (NetError, IgorError) as exc:
             log.info("send failed: %s", exc, agent=run.did, peer=run.peer)
             return
+        crash_point(f"{self._role(run)}:after_send:{kind}")
         self.services.history.emit(
             "handoff",
             agent=run.did,
