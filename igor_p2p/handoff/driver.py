@@ -138,6 +138,17 @@ class _Run:
     outcome: Outcome | None = None
     prepared: PreparedCopy | None = None
     nursery: trio.Nursery | None = None
+    full_lineage: bool = False
+    """Source: offer the whole lineage instead of the part the target is not known to hold."""
+
+
+_HANDOFF_OUTCOME_STEPS = {
+    (AuthorityState.HANDOFF_INITIATED, AuthorityState.RETIRED): "retired",
+    (AuthorityState.HANDOFF_PENDING, AuthorityState.ACTIVE_OWNER): "committed",
+    (AuthorityState.HANDOFF_INITIATED, AuthorityState.ACTIVE_OWNER): "aborted",
+    (AuthorityState.HANDOFF_PENDING, AuthorityState.RETIRED): "aborted",
+}
+"""Handoff history steps implied by an authority transition (source retired, target committed)."""
 
 
 class HandoffDriver:
@@ -280,6 +291,17 @@ class HandoffDriver:
             to_state=state.value,
             reason=record.detail or (record.reason.value if record.reason else ""),
         )
+        step = _HANDOFF_OUTCOME_STEPS.get((before, state))
+        if step is not None and ctx is not None:  # docs/history.md: retired/committed/aborted
+            self.services.history.emit(
+                "handoff",
+                agent=did,
+                epoch=record.epoch,
+                migration_id=ctx.migration_id.hex(),
+                step=step,
+                peer=ctx.peer,
+                detail="",
+            )
 
     # ------------------------------------------------------------ executing actions
 
@@ -307,7 +329,7 @@ class HandoffDriver:
         elif isinstance(action, StartTicking):
             await self._start_ticking(did, action.epoch, run)
         elif isinstance(action, CommitHandoffCheckpoint):
-            payload = await self._commit_handoff_checkpoint(did)
+            payload = await self._commit_handoff_checkpoint(did, run.peer, run.full_lineage)
             history.emit(
                 "handoff",
                 agent=did,
@@ -388,14 +410,16 @@ class HandoffDriver:
             scheduler.unpause(did)
             return
         try:
-            reason = ResumeReason.MIGRATED
-            agent = await resume(self.services, did, reason)
+            # The lineage was fully verified when the offer arrived (check_offer).
+            agent = await resume(self.services, did, ResumeReason.MIGRATED, trust_signatures=True)
         except IgorError as exc:
             log.error("cannot start ticking", agent=did, epoch=epoch, step=str(exc))
             return
         self.node.host_agent(agent)
 
-    async def _commit_handoff_checkpoint(self, did: str) -> HandoffPayload:
+    async def _commit_handoff_checkpoint(
+        self, did: str, target: str, full_lineage: bool
+    ) -> HandoffPayload:
         scheduler = self.parts.scheduler
         agent = scheduler.agents[did]
         checkpoint = await scheduler.checkpoint_now(did, CheckpointKind.HANDOFF)
@@ -404,7 +428,9 @@ class HandoffDriver:
         ops, record = append_ops(row, [checkpoint], previous_tick=agent.head.tick)
         await self.services.committer.commit(ops)
         agent.committed(record, checkpoint)
-        lineage = await self.services.committer.read(lambda s: s.lineage(did))
+        rows = await self.services.committer.read(lambda s: s.lineage_rows(did))
+        start = 0 if full_lineage else _target_holds_until(rows, public_key_from_peer_id(target))
+        lineage = tuple(r.blob for r in rows[start:])
         manifest = await self.services.committer.read(lambda s: s.manifest(row.manifest_hash))
         assert manifest is not None
         return HandoffPayload(
@@ -510,7 +536,18 @@ class HandoffDriver:
     # ------------------------------------------------------------ source side
 
     async def migrate(self, did: str, target: str) -> Outcome:
-        """Move ``did`` (ticking here) to ``target`` (a peer ID). Returns the outcome."""
+        """Move ``did`` (ticking here) to ``target`` (a peer ID). Returns the outcome.
+
+        The first attempt offers only the lineage the target is not known to hold (everything
+        after the last transfer record naming it); if that attempt aborts, one more attempt
+        offers the whole lineage (the target may have lost its copy).
+        """
+        outcome = await self._migrate_once(did, target, full_lineage=False)
+        if outcome is Outcome.ABORTED and did in self.parts.scheduler.agents:
+            outcome = await self._migrate_once(did, target, full_lineage=True)
+        return outcome
+
+    async def _migrate_once(self, did: str, target: str, *, full_lineage: bool) -> Outcome:
         if target == self.self_peer:
             raise MigrationFailed("the target is this node")
         public_key_from_peer_id(target)  # typed error for a malformed peer ID
@@ -531,7 +568,14 @@ class HandoffDriver:
             )
             session = SourceSession(config, port)
             send, receive = trio.open_memory_channel[Any](256)
-            run = _Run(did=did, port=port, session=session, peer=target, send_events=send)
+            run = _Run(
+                did=did,
+                port=port,
+                session=session,
+                peer=target,
+                send_events=send,
+                full_lineage=full_lineage,
+            )
             started = time.monotonic()
             self.services.history.emit(
                 "handoff",
@@ -1033,3 +1077,22 @@ class HandoffDriver:
                 actions = [self._as_send(run, a) for a in port.handle(Restarted())]
                 await self._drain(run, receive, actions)
                 nursery.cancel_scope.cancel()
+
+
+def _target_holds_until(rows: list[Any], target_key: bytes) -> int:
+    """Index of the first row the target is not known to hold.
+
+    A node that gave the agent away holds the chain up to its transfer record; one that received
+    it holds it up to the transfer record naming it. Nothing known: 0 (offer everything).
+    """
+    for index in range(len(rows) - 1, -1, -1):
+        row = rows[index]
+        if row.kind != "TRANSFER":
+            continue
+        try:
+            record = decode_entry(row.blob)
+        except IgorError:
+            return 0
+        if isinstance(record, TransferRecord) and target_key in (record.from_node, record.to_node):
+            return index + 1
+    return 0

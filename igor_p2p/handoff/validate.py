@@ -74,13 +74,20 @@ def check_offer(
     if policy.max_price_per_second is not None and limits.price > policy.max_price_per_second:
         raise OfferRefused(RejectCode.POLICY_DENIED, "this node's price is above the ceiling")
 
-    report = verify_lineage(offer.lineage, expected_agent=offer.agent)
+    stored = [row.blob for row in store.lineage_rows(offer.agent)]
+    try:
+        offered = [decode_entry(b) for b in offer.lineage]
+        held = [decode_entry(b) for b in stored]
+    except InvalidInput as exc:
+        raise OfferRefused(RejectCode.MALFORMED, f"undecodable lineage entry: {exc}") from None
+    chain, known = _join(held, offered)
+    report = verify_lineage(chain, expected_agent=offer.agent, trusted={e.digest() for e in held})
     if not report.valid:
         detail = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems[:5])
         raise OfferRefused(RejectCode.BAD_SIGNATURE, f"offered lineage invalid: {detail}")
     try:
-        entries = chain_order([decode_entry(b) for b in offer.lineage])
-    except (LineageRejected, InvalidInput) as exc:
+        entries = chain_order(chain)
+    except LineageRejected as exc:
         raise OfferRefused(RejectCode.LINEAGE_GAP, str(exc)) from None
     head = entries[-1]
     if not isinstance(head, Checkpoint) or head.encode() != offer.checkpoint:
@@ -99,14 +106,11 @@ def check_offer(
     if offer.epoch < fence:
         raise OfferRefused(RejectCode.STALE_EPOCH, f"epoch {offer.epoch} is below {fence}")
     existing = store.authority(offer.agent)
-    known = 0
-    if existing is not None and existing.head is not None:
-        digests = [e.digest() for e in entries]
-        if existing.head not in digests:
-            raise OfferRefused(RejectCode.LINEAGE_GAP, "the offer does not extend our copy")
-        if existing.state not in (AuthorityState.RETIRED, AuthorityState.HANDOFF_PENDING):
-            raise OfferRefused(RejectCode.ALREADY_HELD, f"this node is {existing.state.value}")
-        known = digests.index(existing.head) + 1
+    if existing is not None and existing.state not in (
+        AuthorityState.RETIRED,
+        AuthorityState.HANDOFF_PENDING,
+    ):
+        raise OfferRefused(RejectCode.ALREADY_HELD, f"this node is {existing.state.value}")
     previous_tick = 0
     for entry in entries[:known]:
         if isinstance(entry, Checkpoint):
@@ -118,3 +122,21 @@ def check_offer(
         wasm=wasm,
         manifest=manifest.canonical_bytes,
     )
+
+
+def _join(held: list[LineageEntry], offered: list[LineageEntry]) -> tuple[list[LineageEntry], int]:
+    """This node's stored chain plus the offered entries it lacks, and how many it holds.
+
+    The offer may repeat entries this node already has (a full lineage, or a suffix that
+    overlaps); what it adds must continue from this node's head, or the offer is refused.
+    """
+    if not held:
+        return list(offered), 0
+    held_digests = {e.digest() for e in held}
+    head = held[-1].digest()
+    new = [e for e in offered if e.digest() not in held_digests]
+    if new and new[0].prev != head:
+        raise OfferRefused(RejectCode.LINEAGE_GAP, "the offer does not extend our copy")
+    if not new and offered and offered[-1].digest() != head:
+        raise OfferRefused(RejectCode.LINEAGE_GAP, "the offer ends inside our copy")
+    return held + new, len(held)
