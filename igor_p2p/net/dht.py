@@ -130,8 +130,9 @@ def decode_location(value: bytes, *, expected_agent: str | None = None) -> Locat
 class LocationValidator(Validator):
     """``/igor-loc/`` validator: signed records only; ``select`` picks the highest epoch.
 
-    Equal epochs with different records are a conflict (two owners claim one epoch): the first
-    of them in the list is kept and the conflict is appended to :attr:`conflicts`.
+    Equal epochs from different owners are a conflict (two owners claim one epoch): the first
+    of them in the list is kept and the conflict is appended to :attr:`conflicts`. Equal epochs
+    from the same owner are a refresh: the newer ``wall_ns`` wins.
     """
 
     conflicts: list[tuple[str, int]] = field(default_factory=list)
@@ -152,8 +153,10 @@ class LocationValidator(Validator):
                 continue
             if best is None or record.epoch > best.epoch:
                 best_index, best = index, record
-            elif record.epoch == best.epoch and record != best:
+            elif record.epoch == best.epoch and record.owner != best.owner:
                 self.conflicts.append((key, record.epoch))
+            elif record.epoch == best.epoch and record.wall_ns > best.wall_ns:
+                best_index, best = index, record  # the same owner refreshing its record
         if best_index < 0:
             raise ValueError("no valid location record to select")
         return best_index
@@ -170,7 +173,7 @@ def location_conflict(values: Sequence[bytes]) -> bool:
     if not records:
         return False
     top = max(r.epoch for r in records)
-    return len({r for r in records if r.epoch == top}) > 1
+    return len({r.owner for r in records if r.epoch == top}) > 1
 
 
 class _RoutingTableFeeder(INotifee):
@@ -260,8 +263,12 @@ async def put_location(service: DhtService, record: LocationRecord) -> None:
             current = decode_location(existing.value)
         except InvalidLocationRecord:
             current = None
-        if current is not None and current.epoch == record.epoch and current != record:
-            raise LocationConflict(f"{record.agent}: another record holds epoch {record.epoch}")
+        if (
+            current is not None
+            and current.epoch == record.epoch
+            and current.owner != record.owner
+        ):
+            raise LocationConflict(f"{record.agent}: another owner holds epoch {record.epoch}")
         if current is not None and current.epoch > record.epoch:
             raise LocationConflict(f"{record.agent}: epoch {current.epoch} already stored")
     try:

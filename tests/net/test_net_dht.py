@@ -138,3 +138,13 @@ def test_select_prefers_the_highest_epoch_and_reports_same_epoch_conflicts() -> 
     assert validator.select(key, [e2a, e1, e2b]) == 0  # tie: first kept
     assert validator.conflicts == [(key, 2)]
     assert location_conflict([e1, e2a, e2b]) and not location_conflict([e1, e2a, e2a])
+
+
+def test_the_same_owner_refreshing_its_record_is_not_a_conflict() -> None:
+    validator = LocationValidator()
+    key = location_key(DID)
+    old = sign_location(b"\x01" * 32, agent=DID, epoch=2, wall_ns=1).encode()
+    new = sign_location(b"\x01" * 32, agent=DID, epoch=2, wall_ns=5).encode()
+    assert validator.select(key, [old, new]) == 1
+    assert validator.conflicts == []
+    assert not location_conflict([old, new])
