@@ -107,7 +107,9 @@ async def _read_exact(stream: ByteStream, n: int, *, frame_started: bool) -> byt
     buf = bytearray()
     while len(buf) < n:
         try:
-            chunk = await stream.read(min(n - len(buf), READ_CHUNK))
+            # Ask for everything still missing (n is already capped by the frame limit): fewer
+            # reads and copies than fixed-size chunks.
+            chunk = await stream.read(n - len(buf))
         except _STREAM_FAILURES as exc:
             started = frame_started or bool(buf)
             if started:
@@ -119,6 +121,8 @@ async def _read_exact(stream: ByteStream, n: int, *, frame_started: bool) -> byt
             if frame_started or buf:
                 raise TruncatedFrame(f"EOF {len(buf)}/{n} bytes into a frame")
             raise ConnectionClosedCleanly("EOF at a frame boundary")
+        if not buf and len(chunk) == n:
+            return bytes(chunk)  # the common case: one read, no copy
         buf += chunk
     return bytes(buf)
 
