@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
+from igor_p2p.errors import IgorError
 from igor_p2p.lineage.bundle import AgentBundle
 from igor_p2p.lineage.entries import (
     Checkpoint,
@@ -197,11 +199,41 @@ def inspect_cmd(
 # ---------------------------------------------------------------- verify
 
 
-def _report_out(report: VerifyReport, as_json: bool, source: str) -> None:
+def _store_damage(store: Store, did: str, blobs: list[bytes]) -> list[dict[str, str]]:
+    """Damage to ``did``'s stored rows that verifying the entries cannot see: the store's
+    integrity check (digest columns, head record, seq gaps) and rows out of chain order."""
+    damage = [
+        {"kind": p.kind.value, "reason": p.reason}
+        for p in store.check_integrity()
+        if p.agent in ("", did)
+    ]
+    for seq in range(1, len(blobs)):
+        try:
+            prev = decode_entry(blobs[seq]).prev
+        except IgorError:
+            continue  # reported by the verifier as CORRUPT_ENTRY
+        if prev != hashlib.sha256(blobs[seq - 1]).digest():
+            damage.append(
+                {"kind": "BROKEN_LINK", "reason": f"seq {seq}: prev is not the digest of {seq - 1}"}
+            )
+            break
+    return damage
+
+
+def _report_out(
+    report: VerifyReport,
+    as_json: bool,
+    source: str,
+    store_problems: list[dict[str, str]] | None = None,
+) -> None:
+    valid = report.valid and not store_problems
     if as_json:
-        emit_json({"source": source, **report.to_json()})
+        out: dict[str, Any] = {"source": source, **report.to_json(), "valid": valid}
+        if store_problems is not None:
+            out["store_problems"] = store_problems
+        emit_json(out)
     else:
-        verdict = "[green]VALID[/green]" if report.valid else "[red]INVALID[/red]"
+        verdict = "[green]VALID[/green]" if valid else "[red]INVALID[/red]"
         console.print(f"{verdict}  {source}")
         if report.agent:
             console.print(f"agent      {report.agent}")
@@ -226,7 +258,9 @@ def _report_out(report: VerifyReport, as_json: bool, source: str) -> None:
             )
         for problem in report.problems:
             console.print(f"[red]{problem.code.value}[/red]  {problem.message}")
-    if not report.valid:
+        for damage in store_problems or []:
+            console.print(f"[red]store {damage['kind']}[/red]  {damage['reason']}")
+    if not valid:
         raise typer.Exit(1)
 
 
@@ -281,9 +315,10 @@ def verify_cmd(
         store, did = _agent_in_store(data, target)
         try:
             blobs = store.lineage(did)
+            damage = _store_damage(store, did, blobs)
         finally:
             store.close()
-        _report_out(verify_lineage(blobs, expected_agent=did), as_json, did)
+        _report_out(verify_lineage(blobs, expected_agent=did), as_json, did, damage)
 
 
 # ---------------------------------------------------------------- export / import
