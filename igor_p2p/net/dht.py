@@ -263,11 +263,7 @@ async def put_location(service: DhtService, record: LocationRecord) -> None:
             current = decode_location(existing.value)
         except InvalidLocationRecord:
             current = None
-        if (
-            current is not None
-            and current.epoch == record.epoch
-            and current.owner != record.owner
-        ):
+        if current is not None and current.epoch == record.epoch and current.owner != record.owner:
             raise LocationConflict(f"{record.agent}: another owner holds epoch {record.epoch}")
         if current is not None and current.epoch > record.epoch:
             raise LocationConflict(f"{record.agent}: epoch {current.epoch} already stored")

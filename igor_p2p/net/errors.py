@@ -4,17 +4,14 @@ Every failure a peer or the network can cause in :mod:`igor_p2p.net` ends in one
 classes. Errors caused by bytes a peer sent us also subclass :class:`InvalidInput`.
 """
 
-from libp2p.network.exceptions import SwarmException
-
 from igor_p2p.errors import IgorError, InvalidInput
+from igor_p2p.net.peerid import InvalidPeerId
+
+__all__ = ["InvalidPeerId"]  # re-exported: its home is the libp2p-free igor_p2p.net.peerid
 
 
 class NetError(IgorError):
     """Base class of every error raised by :mod:`igor_p2p.net`."""
-
-
-class InvalidPeerId(NetError, InvalidInput):
-    """A peer ID is malformed or does not embed an Ed25519 public key."""
 
 
 class InvalidAddress(NetError, InvalidInput):
@@ -23,14 +20,6 @@ class InvalidAddress(NetError, InvalidInput):
 
 class DialFailed(NetError):
     """A dial did not produce a connection (refused, unreachable, handshake failed, timed out)."""
-
-
-class PartitionedPeer(DialFailed, SwarmException):
-    """The fault gate cuts this peer off (a test partition): no dial, stream or connection.
-
-    Also a ``SwarmException`` so that py-libp2p code that dials on its own (DHT queries, gossip,
-    identify, the auto-connector) handles the refusal like any failed dial instead of crashing.
-    """
 
 
 class InvalidFaultSpec(NetError, InvalidInput):

@@ -51,13 +51,23 @@ from typing import Any, Protocol
 
 import trio
 from libp2p.abc import IHost, IMuxedConn, INetConn, INetStream
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
-from igor_p2p.net.errors import InvalidFaultSpec, InvalidPeerId, PartitionedPeer
+from igor_p2p.net.errors import DialFailed, InvalidFaultSpec, InvalidPeerId
 from igor_p2p.net.handlers import reset_quietly
 from igor_p2p.net.keys import public_key_from_peer_id
+
+
+class PartitionedPeer(DialFailed, SwarmException):
+    """The fault gate cuts this peer off (a test partition): no dial, stream or connection.
+
+    Also a ``SwarmException`` so that py-libp2p code that dials on its own (DHT queries, gossip,
+    identify, the auto-connector) handles the refusal like any failed dial instead of crashing.
+    """
+
 
 LOG = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from igor_p2p.net.errors import DialFailed, InvalidAddress, PartitionedPeer
+from igor_p2p.net.errors import DialFailed, InvalidAddress
+from igor_p2p.net.faults import PartitionedPeer
 from igor_p2p.net.keys import key_pair_from_seed
 
 DEFAULT_LISTEN: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)

@@ -8,6 +8,7 @@ from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 
+from igor_p2p.net import peerid
 from igor_p2p.net.errors import InvalidPeerId
 
 SEED_SIZE = 32
@@ -26,13 +27,7 @@ def key_pair_from_seed(seed: bytes) -> KeyPair:
 
 def peer_id_from_public_key(pk32: bytes) -> str:
     """The base58 peer ID (``12D3KooW…``) of a raw 32-byte Ed25519 public key."""
-    if not isinstance(pk32, bytes | bytearray) or len(pk32) != PUBLIC_KEY_SIZE:
-        raise InvalidPeerId(f"an Ed25519 public key is exactly {PUBLIC_KEY_SIZE} bytes")
-    try:
-        key = Ed25519PublicKey.from_bytes(bytes(pk32))
-    except Exception as exc:
-        raise InvalidPeerId("not an Ed25519 public key") from exc
-    return ID.from_pubkey(key).to_base58()
+    return peerid.peer_id_from_public_key(pk32)
 
 
 def peer_id_from_seed(seed: bytes) -> str:
@@ -46,19 +41,8 @@ def public_key_from_peer_id(peer_id: str | ID) -> bytes:
     Raises :class:`InvalidPeerId` for anything else (bad base58, hashed RSA/secp IDs, junk).
     """
     if isinstance(peer_id, ID):
-        raw = peer_id.to_bytes()
-    elif isinstance(peer_id, str):
-        try:
-            raw = ID.from_base58(peer_id).to_bytes()
-        except Exception as exc:
-            raise InvalidPeerId("peer ID is not base58") from exc
-    else:
-        raise InvalidPeerId("peer ID must be a str or a libp2p ID")
-    if len(raw) != len(_ED25519_PEER_ID_PREFIX) + PUBLIC_KEY_SIZE or not raw.startswith(
-        _ED25519_PEER_ID_PREFIX
-    ):
-        raise InvalidPeerId("peer ID does not embed an Ed25519 public key")
-    return raw[len(_ED25519_PEER_ID_PREFIX) :]
+        peer_id = peer_id.to_base58()
+    return peerid.public_key_from_peer_id_text(peer_id)
 
 
 def verify_peer_signature(peer_id: str | ID, message: bytes, signature: bytes) -> bool:

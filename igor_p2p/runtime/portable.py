@@ -26,7 +26,7 @@ from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import KeyFileExists, Keypair, save_key_file
 from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_signature
 from igor_p2p.lineage.verify import verify_lineage
-from igor_p2p.net.keys import public_key_from_peer_id
+from igor_p2p.net.peerid import public_key_from_peer_id_text as public_key_from_peer_id
 from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.ledger import append_ops

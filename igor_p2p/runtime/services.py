@@ -52,7 +52,7 @@ class NodeServices:
 
 def default_peer_id(key: Keypair) -> str:
     """The libp2p peer ID of a node key (the same seed is the node's libp2p identity)."""
-    from igor_p2p.net.keys import peer_id_from_public_key
+    from igor_p2p.net.peerid import peer_id_from_public_key
 
     return peer_id_from_public_key(key.public_key)
 

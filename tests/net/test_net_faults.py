@@ -20,11 +20,10 @@ from igor_p2p.net.errors import (
     ConnectionClosedCleanly,
     InvalidFaultSpec,
     InvalidPeerId,
-    PartitionedPeer,
     StreamBroken,
     TruncatedFrame,
 )
-from igor_p2p.net.faults import FAULT_KINDS, FaultGate, MessageFaults
+from igor_p2p.net.faults import FAULT_KINDS, FaultGate, MessageFaults, PartitionedPeer
 from igor_p2p.net.framing import TrioStreamAdapter, read_message, write_message
 from igor_p2p.net.gossip import (
     GossipConfig,
