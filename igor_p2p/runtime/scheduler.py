@@ -168,29 +168,58 @@ class TickScheduler:
             outcomes = await trio.to_thread.run_sync(
                 _tick_batch, items, self.services, self.config.checkpoint_every
             )
-            async with trio.open_nursery() as nursery:
-                for slot, outcome in zip(slots, outcomes, strict=True):
-                    nursery.start_soon(self._settle, slot, outcome)
+            # Outcomes that need no await (a plain tick, no checkpoint) are settled inline, in
+            # batch order; only the others get a task, so their commits still share one
+            # group-commit transaction. Each settles exactly as _settle would.
+            waiting: list[tuple[_Slot, TickOutcome]] = []
+            for slot, outcome in zip(slots, outcomes, strict=True):
+                if self._settle_inline(slot, outcome):
+                    continue
+                waiting.append((slot, outcome))
+            if len(waiting) == 1:
+                await self._settle(*waiting[0])
+            elif waiting:
+                async with trio.open_nursery() as nursery:
+                    for slot, outcome in waiting:
+                        nursery.start_soon(self._settle, slot, outcome)
         finally:
             self._in_batch = set()
             self._batch_done.set()
+
+    def _settle_inline(self, slot: _Slot, outcome: TickOutcome) -> bool:
+        """Settle an outcome that needs no await; False (nothing done) for any other one."""
+        if (
+            outcome.checkpoint is not None
+            or not isinstance(outcome.result, TickResult)
+            or (slot.tick_limit is not None and slot.ticks_run + 1 >= slot.tick_limit)
+        ):
+            return False
+        self._record_tick(slot, outcome, outcome.result)
+        agent = outcome.agent
+        interval = self.config.busy_interval_s if agent.more_work else self.config.idle_interval_s
+        slot.due = trio.current_time() + interval
+        return True
+
+    def _record_tick(self, slot: _Slot, outcome: TickOutcome, result: TickResult) -> None:
+        agent = outcome.agent
+        self.ticks_total += 1
+        slot.ticks_run += 1
+        self.services.history.emit(
+            "tick",
+            agent=agent.did,
+            epoch=agent.epoch,
+            tick=agent.tick,
+            start_ns=outcome.start_ns,
+            end_ns=outcome.end_ns,
+            fuel=result.fuel_used,
+            cost=outcome.cost,
+        )
 
     async def _settle(self, slot: _Slot, outcome: TickOutcome) -> None:
         agent = outcome.agent
         services = self.services
         if isinstance(outcome.result, TickResult):
-            self.ticks_total += 1
-            slot.ticks_run += 1
-            services.history.emit(
-                "tick",
-                agent=agent.did,
-                epoch=agent.epoch,
-                tick=agent.tick,
-                start_ns=outcome.start_ns,
-                end_ns=outcome.end_ns,
-                fuel=outcome.result.fuel_used,
-                cost=outcome.cost,
-            )
+            self._record_tick(slot, outcome, outcome.result)
         if isinstance(outcome.result, TickInterrupted) and outcome.terminal is None:
             await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
         if outcome.checkpoint is not None:

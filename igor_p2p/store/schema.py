@@ -14,6 +14,11 @@ PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
+    # Performance only (durability is WAL + synchronous=FULL above): checkpoint the WAL every
+    # 4000 pages (~16 MiB) instead of 1000, so index pages rewritten by consecutive group
+    # commits are copied back once per checkpoint, and keep 16 MiB of pages cached.
+    "PRAGMA wal_autocheckpoint=4000",
+    "PRAGMA cache_size=-16384",
 )
 """Connection set-up shared by the store and the raw-insert baseline benchmark."""
 

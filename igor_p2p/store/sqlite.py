@@ -165,6 +165,9 @@ class _Plan:
     tombstones: dict[str, tuple[int, str]] = field(default_factory=dict)
     modules: dict[bytes, bytes] = field(default_factory=dict)
     manifests: dict[bytes, bytes] = field(default_factory=dict)
+    head_put: set[str] = field(default_factory=set)
+    """Agents whose last change in the sequence is a PutAuthority naming the final tip: the
+    put record already carries head/head_seq, so the head sync UPDATE is skipped for them."""
 
     def empty(self) -> bool:
         return not (
@@ -335,6 +338,7 @@ class Store:
                     want_prev = digest
                     seq += 1
                 plan.tips[agent] = (seq - 1, want_prev)  # type: ignore[assignment]
+                plan.head_put.discard(agent)
             elif isinstance(op, PutAuthority):
                 r = op.record
                 _validate_record(r)
@@ -349,6 +353,7 @@ class Store:
                     raise HeadMismatch(f"{r.agent}: head/head_seq is not the last lineage row")
                 plan.authority[r.agent] = r
                 plan.marks.pop(r.agent, None)
+                plan.head_put.add(r.agent)
                 if r.epoch > fence:
                     plan.fences[r.agent] = (r.epoch, f"authority record epoch {r.epoch}")
             elif isinstance(op, RaiseFence):
@@ -378,6 +383,7 @@ class Store:
                 if op.agent not in plan.deletes:
                     plan.deletes.append(op.agent)
                 plan.tips[op.agent] = None
+                plan.head_put.discard(op.agent)
             elif isinstance(op, MarkRecoveryRequired):
                 _require(isinstance(op.reason, str), "reason must be a str")
                 now = time.time_ns()
@@ -419,11 +425,13 @@ class Store:
                     ),
                 )
             if plan.tips:
+                head_put = plan.head_put
                 conn.executemany(
                     _SQL_SYNC_HEAD,
                     (
                         (None, -1, agent) if tip is None else (tip[1], tip[0], agent)
                         for agent, tip in plan.tips.items()
+                        if agent not in head_put
                     ),
                 )
             step = "other"

@@ -3,6 +3,7 @@
 import dataclasses
 
 from igor_p2p.lineage.verify import ProblemCode, verify_lineage
+
 from .builders import happy_lineage
 
 
