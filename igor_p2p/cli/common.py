@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,6 +50,8 @@ def typed_errors() -> Iterator[None]:
         yield
     except (IgorError, OSError) as exc:
         fail(f"{type(exc).__name__}: {exc}")
+    except sqlite3.Error as exc:
+        fail(f"the store could not be read ({type(exc).__name__}: {exc})")
     except BaseExceptionGroup as group:
         leaf = first_leaf(group, (IgorError, OSError))
         if leaf is None:

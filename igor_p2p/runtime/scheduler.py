@@ -27,7 +27,7 @@ from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
 from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.ledger import append_ops
-from igor_p2p.runtime.metering import charge, fuel_allowance
+from igor_p2p.runtime.metering import MAX_TICK_FUEL, charge, fuel_allowance
 from igor_p2p.runtime.services import NodeServices
 from igor_p2p.store.errors import StoreError
 from igor_p2p.store.ops import MarkRecoveryRequired
@@ -418,6 +418,14 @@ def _tick_batch(
                         state=state,
                         wall_ns=services.clock.wall_ns(),
                     )
+        elif isinstance(result, OutOfFuel) and fuel >= MAX_TICK_FUEL:
+            # Not the budget: the tick hit the per-tick fuel cap. Charge what it burned and
+            # halt it (rolled back to the committed head), like any runaway tick.
+            spent = charge(agent.head.budget, agent.price, fuel)
+            _halted(agent, services, outcome, f"tick exceeded the per-tick cap of {fuel} fuel")
+            outcome.cost = spent.cost
+            agent.budget = spent.budget_after
+            _final(agent, services, outcome, agent.head.state)
         elif isinstance(result, OutOfFuel):
             # The tick needed more fuel than the budget pays for: the budget is spent. The
             # instance is poisoned, so the final checkpoint carries the last committed state.
