@@ -269,32 +269,60 @@ def read_history(path: str | Path, *, node: str | None = None) -> NodeHistory:
     return parse_history_lines(data.split(b"\n"), file=str(p), node=node)
 
 
+NEMESIS_LOG = "nemesis.jsonl"
+"""The harness's own fault log at a testnet directory's top (same schema as a history)."""
+
+
 def read_histories(where: str | Path | Iterable[str | Path]) -> list[NodeHistory]:
     """Read several histories: a directory (every ``*/history.jsonl`` and ``history.jsonl``
-    below it, sorted) or an iterable of file paths."""
+    below it, sorted, then its ``nemesis.jsonl`` if any) or an iterable of file paths.
+
+    The nemesis log holds events the nodes cannot write themselves (``kill``/``restart``,
+    ``pause``/``unpause``); its events carry the names of the nodes they hit, so after
+    :func:`merge` they sit on those nodes' lanes. Its :class:`NodeHistory` is named
+    ``nemesis``."""
     if isinstance(where, str | Path):
         root = Path(where)
         if not root.is_dir():
             return [read_history(root)]
         paths: Iterable[str | Path] = sorted(root.rglob("history.jsonl"))
-    else:
-        paths = where
-    return [read_history(p) for p in paths]
+        out = [read_history(p) for p in paths]
+        if (root / NEMESIS_LOG).exists():
+            out.append(read_history(root / NEMESIS_LOG, node="nemesis"))
+        return out
+    return [read_history(p) for p in where]
 
 
 def fault_closer(fault: str) -> str | None:
     """The fault name that ends a window opened by ``fault`` (``None``: it ends nothing).
 
     ``partition`` is ended by ``heal``; ``drop``/``dup``/``delay``/``reorder``/``faults`` by
-    ``clear_faults``; ``pause`` by ``unpause``; ``skew`` by ``unskew``. A fault event with the
-    same name and ``detail`` in ``removed``/``off``/``cleared`` also ends the window.
+    ``clear_faults``; ``pause`` by ``unpause``; ``skew`` by ``unskew``; ``kill`` by
+    ``restart`` (``pause`` and ``kill`` come from the harness's nemesis log). A fault event
+    with the same name and ``detail`` in ``removed``/``off``/``cleared`` also ends the window.
     """
     return _CLOSERS.get(fault, None if fault in _CLOSING else "clear_faults")
 
 
-_CLOSERS = {"partition": "heal", "pause": "unpause", "skew": "unskew"}
-_CLOSING = frozenset({"heal", "clear_faults", "unpause", "unskew"})
+_CLOSERS = {"partition": "heal", "pause": "unpause", "skew": "unskew", "kill": "restart"}
+_CLOSING = frozenset({"heal", "clear_faults", "unpause", "unskew", "restart"})
 _REMOVED_DETAILS = frozenset({"removed", "off", "cleared"})
+INSTANT_FAULTS = frozenset(
+    {
+        "block",
+        "unblock",
+        "closed_connection",
+        "refused_dial",
+        "refused_connection",
+        "reset_stream",
+        "reorder_flush",
+        "reorder_lost",
+        "clock_offset",
+    }
+)
+"""Occurrences a node's fault gate records as they happen (``igor_p2p.net.faults.FAULT_KINDS``:
+a connection refused, a peer unblocked by a heal, the clock offset set by a skew). They are
+effects of a window opened by ``partition``/``skew``, not windows of their own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +397,8 @@ class Histories:
         open_: dict[tuple[str, str], list[FaultEvent]] = {}
         windows: list[FaultWindow] = []
         for f in self.faults:
+            if f.fault in INSTANT_FAULTS:
+                continue
             ends_same = isinstance(f.detail, str) and f.detail.lower() in _REMOVED_DETAILS
             if f.fault in _CLOSING or ends_same:
                 for (node, fault), starts in list(open_.items()):
@@ -422,7 +452,7 @@ def merge(histories: Iterable[NodeHistory | Sequence[AnyEvent]]) -> Histories:
     torn: list[str] = []
     for h in histories:
         events = h.events if isinstance(h, NodeHistory) else tuple(h)
-        if isinstance(h, NodeHistory):
+        if isinstance(h, NodeHistory) and (h.path is None or h.path.name != NEMESIS_LOG):
             nodes.add(h.node)
             if h.torn_tail:
                 torn.append(h.node)
@@ -437,6 +467,8 @@ __all__ = [
     "CHECKPOINT_KINDS",
     "CUSTODY_KINDS",
     "GENESIS_PREV",
+    "INSTANT_FAULTS",
+    "NEMESIS_LOG",
     "AnyEvent",
     "AuthorityEvent",
     "CommitEvent",

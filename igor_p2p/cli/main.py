@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from igor_p2p.cli import agent, checkpoint, node
+from igor_p2p.cli import agent, checkpoint, node, testnet
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(agent.app, name="agent")
 app.add_typer(checkpoint.app, name="checkpoint")
 app.add_typer(node.app, name="node")
+app.add_typer(testnet.app, name="testnet")
 
 
 def main() -> None:

@@ -1,0 +1,125 @@
+"""Collect a testnet directory's histories and stores, check them, write the report.
+
+Stores are opened read-only (``file:…?mode=ro``), so this works while nodes still run: SQLite
+WAL readers see the last committed transaction and never block the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from igor_p2p.errors import IgorError
+from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.store.records import LineageRow
+from igor_p2p.store.sqlite import Store
+from testnet.checker import AgentStore, CheckConfig, CheckResult, StoreEntry, StoreSnapshot, check
+from testnet.history import Histories, merge, read_histories
+from testnet.report import render_report
+
+DB_FILE = "igor.db"
+REPORT_FILE = "report.html"
+
+
+class CollectError(IgorError):
+    """A store could not be read."""
+
+
+def _open_read_only(path: Path) -> Store:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as exc:
+        raise CollectError(f"cannot open {path} read-only: {exc}") from exc
+    return Store(conn, path)
+
+
+def _entry(row: LineageRow) -> StoreEntry:
+    """A store row as the checker sees it; the budget comes from the decoded checkpoint
+    (custody records carry none: 0, and the checker uses budgets of checkpoints only)."""
+    budget = 0
+    try:
+        decoded = decode_entry(row.blob)
+    except IgorError:
+        decoded = None
+    if isinstance(decoded, Checkpoint):
+        budget = decoded.budget
+    return StoreEntry(row.digest.hex(), row.prev.hex(), row.epoch, row.tick, row.kind, budget)
+
+
+def snapshot_store(node: str, data_dir: Path) -> StoreSnapshot | None:
+    """What ``data_dir/igor.db`` holds now, per agent; ``None`` if there is no store."""
+    path = Path(data_dir) / DB_FILE
+    if not path.exists():
+        return None
+    store = _open_read_only(path)
+    try:
+        agents: dict[str, AgentStore] = {}
+        try:
+            for record in store.authorities():
+                rows = store.lineage_rows(record.agent)
+                agents[record.agent] = AgentStore(
+                    tuple(_entry(r) for r in rows),
+                    record.state.value,
+                    record.reason or None,
+                )
+        except sqlite3.Error as exc:
+            raise CollectError(f"cannot read {path}: {exc}") from exc
+        return StoreSnapshot(node, agents)
+    finally:
+        store.close()
+
+
+def node_dirs(root: Path) -> dict[str, Path]:
+    """Node name → data dir: each directory below ``root`` holding a ``history.jsonl``."""
+    return {p.parent.name: p.parent for p in sorted(Path(root).glob("*/history.jsonl"))}
+
+
+def collect(root: str | Path) -> tuple[Histories, dict[str, StoreSnapshot]]:
+    """Every node's history (plus the nemesis log) merged, and every node's store."""
+    root = Path(root)
+    histories = merge(read_histories(root))
+    stores: dict[str, StoreSnapshot] = {}
+    for name, data in node_dirs(root).items():
+        snap = snapshot_store(name, data)
+        if snap is not None:
+            stores[name] = snap
+    return histories, stores
+
+
+@dataclass(frozen=True)
+class Checked:
+    history: Histories
+    result: CheckResult
+    report: Path
+
+
+def check_dir(
+    root: str | Path,
+    *,
+    config: CheckConfig | None = None,
+    title: str | None = None,
+    freeze: Callable[[], AbstractContextManager[object]] | None = None,
+) -> Checked:
+    """Collect, check and write ``root/report.html``.
+
+    With nodes still running, pass ``freeze`` (e.g. ``Testnet.frozen``): histories read before
+    the stores would miss the ticks of entries committed in between, and stores read first
+    would miss commits that histories then report."""
+    root = Path(root)
+    with freeze() if freeze is not None else contextlib.nullcontext():
+        history, stores = collect(root)
+    result = check(history, stores=stores, config=config)
+    report = root / REPORT_FILE
+    report.write_text(
+        render_report(history, result, title=title or f"testnet {root}"), encoding="utf-8"
+    )
+    return Checked(history, result, report)
+
+
+__all__ = ["Checked", "CollectError", "check_dir", "collect", "node_dirs", "snapshot_store"]
