@@ -19,6 +19,7 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
+from igor_p2p.errors import IgorError
 from igor_p2p.logs import configure_logging
 from igor_p2p.runtime.loader import LaunchRequest, launch, resume
 from igor_p2p.runtime.local import LocalRunOptions, LocalRunResult, run_local
@@ -246,3 +247,53 @@ def halt_cmd(
     with typed_errors():
         result = _admin(data, "halt", agent=agent_id, reason=reason)
     console.print(f"halted at tick {result['tick']}")  # type: ignore[index]
+
+
+MIGRATE_TIMEOUT_S = 150.0
+
+
+class ForceNotConfirmed(IgorError):
+    """A forced recovery was asked for without ``--yes-i-know``."""
+
+
+@app.command("migrate")
+def migrate_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="DID")],
+    to: Annotated[str, typer.Option("--to", help="Target peer ID or multiaddr.")],
+    data: DataDirOption = Path("igor-data"),
+    as_json: JsonOption = False,
+) -> None:
+    """Move an agent ticking on this node to another node (ack/confirm handoff)."""
+    with typed_errors():
+        result = _admin(data, "migrate", MIGRATE_TIMEOUT_S, agent=agent_id, to=to)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"{result['outcome']}  → {result['to']}")  # type: ignore[index]
+
+
+@app.command("recover")
+def recover_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="DID")],
+    data: DataDirOption = Path("igor-data"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Take authority here at a new epoch (operator).")
+    ] = False,
+    yes_i_know: Annotated[
+        bool, typer.Option("--yes-i-know", help="Confirm a forced recovery.")
+    ] = False,
+    operator: Annotated[str, typer.Option("--operator", help="Who forces it.")] = "operator",
+    as_json: JsonOption = False,
+) -> None:
+    """Run the recover exchange now; with --force --yes-i-know, force this node owner."""
+    with typed_errors():
+        if force and not yes_i_know:
+            raise ForceNotConfirmed("a forced recovery needs --yes-i-know")
+        params: dict[str, object] = {"agent": agent_id}
+        if force:
+            params.update(force=True, confirm=True, operator=operator)
+        result = _admin(data, "recover", MIGRATE_TIMEOUT_S, **params)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(result)

@@ -140,6 +140,8 @@ class _Run:
     nursery: trio.Nursery | None = None
     full_lineage: bool = False
     """Source: offer the whole lineage instead of the part the target is not known to hold."""
+    unresolved: bool = False
+    """The session ended waiting for the recover exchange (the background resolver settles)."""
 
 
 _HANDOFF_OUTCOME_STEPS = {
@@ -369,6 +371,13 @@ class HandoffDriver:
                 detail=f"{action.reason.value}: {action.detail}",
             )
         elif isinstance(action, QueryStatus):
+            if run.session is not None:
+                # A session waiting on a peer that may be down must not keep the agent's lock
+                # (that would shut out the retrying background resolver and every re-sent
+                # COMMIT): end it; resolve_all settles the durable record idempotently.
+                run.unresolved = True
+                run.outcome = Outcome.HALTED
+                return
             assert run.nursery is not None
             run.nursery.start_soon(self._query_and_resolve, run, action.peer)
         elif isinstance(action, CheckClaims):
@@ -592,13 +601,25 @@ class HandoffDriver:
                 nursery.cancel_scope.cancel()
             outcome = run.outcome or Outcome.HALTED
             await self._after_source(run, outcome)
-            log.info(
-                "migration finished",
-                agent=did,
-                peer=target,
-                step=f"{outcome.value} in {time.monotonic() - started:.3f}s",
-            )
-            return outcome
+        if run.unresolved:
+            outcome = await self._await_resolution(did)
+        log.info(
+            "migration finished",
+            agent=did,
+            peer=target,
+            step=f"{outcome.value} in {time.monotonic() - started:.3f}s",
+        )
+        return outcome
+
+    async def _await_resolution(self, did: str) -> Outcome:
+        """Source after Timeout(CONFIRM): wait until the recover exchange settles the record."""
+        while True:
+            row, _ = await self._row(did)
+            if row is None or row.state is not AuthorityState.RETIRED:
+                return Outcome.HALTED
+            if row.confirmed:
+                return Outcome.TRANSFERRED
+            await trio.sleep(self.node.config.recover_interval_s)
 
     def _signer(
         self, did: str, target: str, mid: bytes
@@ -646,6 +667,31 @@ class HandoffDriver:
             await self._late_message(stream, peer, message)
             return
         did = message.agent
+        if message.sender != peer:
+            # The sender must be the Noise-authenticated peer. Refuse before taking the
+            # agent's lock: a session for a forged OFFER would wait forever and hold it.
+            from igor_p2p.authority.table import RejectCode
+            from igor_p2p.handoff.messages import Reject
+
+            self.services.history.emit(
+                "handoff",
+                agent=did,
+                epoch=message.epoch,
+                migration_id=message.migration_id.hex(),
+                step="stale_rejected",
+                peer=peer,
+                detail=f"OFFER claims sender {message.sender}",
+            )
+            with trio.move_on_after(IO_TIMEOUT_S):
+                await write_frame(
+                    stream,
+                    encode(
+                        Reject(self.self_peer, did, message.migration_id, RejectCode.WRONG_SENDER)
+                    ),
+                    timeout_s=IO_TIMEOUT_S,
+                )
+                await stream.close()
+            return
         lock = self.lock(did)
         if lock.locked():
             from igor_p2p.authority.table import RejectCode
@@ -703,6 +749,17 @@ class HandoffDriver:
             send, receive = trio.open_memory_channel[Any](64)
             run = _Run(did=did, port=port, session=None, peer=peer, send_events=send, stream=stream)
             if ctx is None or ctx.peer != peer:
+                # A message no migration of ours with this peer expects (a replay, or a sender
+                # that is not the Noise-authenticated peer): log why, change nothing.
+                self.services.history.emit(
+                    "handoff",
+                    agent=did,
+                    epoch=port.machine.epoch,
+                    migration_id=getattr(message, "migration_id", b"").hex(),
+                    step="stale_rejected",
+                    peer=peer,
+                    detail=f"{message.TYPE.value} from a peer with no migration of this agent here",
+                )
                 await stream.close()
                 return
             session = TargetSession(

@@ -20,6 +20,7 @@ import msgpack
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.table import ABSENT, Holding, RejectCode
 from igor_p2p.errors import InvalidInput
+from igor_p2p.lineage._codec import MAX_ENTRY_BYTES
 
 MIGRATE_PROTOCOL = "/igor/migrate/1.0.0"
 RECOVER_PROTOCOL = "/igor/recover/1.0.0"
@@ -31,7 +32,9 @@ MAX_ID_CHARS = 128
 """Cap on ``agent`` (a did:key) and ``sender`` (a peer ID) strings."""
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
 MAX_LINEAGE_ENTRIES = 4096
-MAX_LINEAGE_ENTRY_BYTES = 1024 * 1024
+MAX_LINEAGE_ENTRY_BYTES = MAX_ENTRY_BYTES
+"""One entry may be as large as any lineage decoder accepts (the HANDOFF checkpoint is itself an
+entry of the offered lineage, so a cap below the checkpoint cap made big agents unmovable)."""
 MAX_LINEAGE_TOTAL_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_WASM_BYTES = 16 * 1024 * 1024

@@ -73,7 +73,24 @@ class ClaimBook:
             return
         if epoch > agent.epoch or (epoch == agent.epoch and sender != parts.services.peer_id):
             evidence = f"claim by {sender} for epoch {epoch}"
+            ours = agent.epoch
             await self.node.handoff.observe_epoch(did, epoch, sender, evidence)
+            if epoch == ours and did not in parts.scheduler.agents:
+                # MC-9: we stopped for a same-epoch claim and no longer gossip ours; echo it
+                # once so the other owner stops too (a claim can only stop ticking).
+                await self._echo_claim(did, ours)
+
+    async def _echo_claim(self, did: str, epoch: int) -> None:
+        parts = self.node.running
+        claim = {"agent": did, "epoch": epoch}
+        try:
+            await publish_message(
+                parts.gossip,
+                CLAIMS_TOPIC,
+                {"type": "claims", "owner": parts.services.peer_id, "claims": [claim]},
+            )
+        except Exception as exc:  # gossip is a hint
+            log.debug("claim echo failed: %s", exc)
 
     async def _publish_loop(self) -> None:
         while True:

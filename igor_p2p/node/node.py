@@ -86,6 +86,7 @@ class Node:
         self.faults: FaultGate | None = None
         self.handoff: HandoffDriver | None = None
         self.claims: ClaimBook | None = None
+        self._trio_token: trio.lowlevel.TrioToken | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -100,6 +101,7 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
+        self._trio_token = trio.lowlevel.current_trio_token()
         route_libp2p_logs(logging.getLogger("igor_p2p.libp2p"))
         data = DataDir(config.data_dir)
         runtime = RuntimeConfig(price=config.price, node_name=config.name)
@@ -246,10 +248,21 @@ class Node:
         return False
 
     def host_agent(self, agent: HostedAgent) -> None:
-        """Start ticking an agent this node durably owns, and publish where it lives."""
+        """Start ticking an agent this node durably owns, publish where it lives, and offer its
+        module to peers that will need it (DHT provider record)."""
         parts = self.running
         parts.scheduler.add(agent)
         parts.nursery.start_soon(self.publish_location, agent.did, agent.epoch)
+        parts.nursery.start_soon(self._provide_module, agent.head.wasm_hash)
+
+    async def _provide_module(self, wasm_hash: bytes) -> None:
+        from igor_p2p.net.dht import provide_module
+
+        try:
+            with trio.move_on_after(10):
+                await provide_module(self.running.dht, wasm_hash)
+        except Exception as exc:  # a provider record is a hint
+            log.debug("provide failed: %s", exc)
 
     async def publish_location(self, did: str, epoch: int) -> None:
         parts = self.running
@@ -290,9 +303,11 @@ class Node:
             peer="",
             detail=hint[:64].decode("utf-8", "replace"),
         )
-        if self.config.wander is None or self.handoff is None:
+        if self.config.wander is None or self.handoff is None or self._trio_token is None:
             return
-        parts.nursery.start_soon(self._wander, did)
+        # Called from the tick's worker thread (the sandbox runs in trio.to_thread), where
+        # nursery.start_soon is not allowed: hand the start to the trio thread.
+        self._trio_token.run_sync_soon(parts.nursery.start_soon, self._wander, did)
 
     async def _wander(self, did: str) -> None:
         from igor_p2p.node.placement import choose_target

@@ -1,0 +1,378 @@
+"""Handoff under faults on real node processes: partitions after the decision (FS-2),
+concurrent and duplicated migrations (FS-3), message faults on every protocol message,
+replayed frames and the sender rule (FS-4), and a restart from a stale copy (FS-4/OA-7)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from igor_p2p.errors import IgorError
+from igor_p2p.handoff.messages import Commit, Offer, encode
+from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.node.admin_client import AdminCallFailed
+from igor_p2p.runtime.datadir import DataDir
+
+from .handoff_procs import (
+    FAST_ARGS,
+    FAST_ENV,
+    checker_passes,
+    handoff_cluster,
+    handoff_steps,
+    launch,
+    migrate,
+    row,
+    state,
+    ticks,
+    wait_state,
+    wait_ticks,
+)
+from .node_procs import NodeProc, node_processes, scratch_dir, store_rows, wait_until
+
+QUIET_S = 2.0
+"""How long both sides are watched to stay halted while the outcome is ambiguous."""
+
+
+def _owners(nodes: list[NodeProc], did: str) -> list[str]:
+    return [n.name for n in nodes if state(n, did) == "ACTIVE_OWNER"]
+
+
+def _confirmed(node: NodeProc, did: str) -> bool:
+    rows = store_rows(node.data, "SELECT state, confirmed FROM authority WHERE agent = ?", did)
+    return bool(rows) and rows[0][0] == "RETIRED" and bool(rows[0][1])
+
+
+def _settled(nodes: list[NodeProc], did: str) -> str | None:
+    """The single owner once nothing is pending, initiated or unconfirmed; else None."""
+    states = {n.name: state(n, did) for n in nodes}
+    if any(s in ("HANDOFF_PENDING", "HANDOFF_INITIATED") for s in states.values()):
+        return None
+    owners = [name for name, s in states.items() if s == "ACTIVE_OWNER"]
+    if len(owners) != 1:
+        return None
+    for n in nodes:
+        if states[n.name] == "RETIRED" and row(n, did)["epoch"] > 1 and not _confirmed(n, did):
+            r = store_rows(n.data, "SELECT migration_id FROM authority WHERE agent = ?", did)
+            if r and r[0][0] is not None:
+                return None
+    return owners[0]
+
+
+def _stop_all(nodes: list[NodeProc]) -> None:
+    for n in nodes:
+        if n.alive():
+            n.admin("stop")
+            n.wait_exit()
+
+
+# ---------------------------------------------------------------- FS-2
+
+
+def test_partition_after_the_decision_halts_both_sides_until_heal_settles_it() -> None:
+    with scratch_dir() as root, node_processes(root, ["a", "b"], FAST_ARGS, **FAST_ENV) as nodes:
+        a, b = nodes
+        a.env["IGOR_CRASH_AT"] = "source:after_persist:RETIRED"
+        a.start()
+        a.wait_ready()
+        b.start(bootstrap=[a.addr])
+        b.wait_ready()
+        did = launch(a)
+        wait_ticks(a, did, 2, 0)
+        threading.Thread(target=_quiet_migrate, args=(a, did, b.peer_id), daemon=True).start()
+        assert a.wait_exit(20) == -signal.SIGKILL  # the decision is durable, COMMIT never sent
+        b.admin("partition", peers=[a.peer_id])
+        a.env.pop("IGOR_CRASH_AT")
+        a.start(bootstrap=[b.addr])
+        a.wait_ready()
+        a.admin("partition", peers=[b.peer_id])
+        # Ambiguous: A retired unconfirmed, B pending. Nobody ticks.
+        wait_state(b, did, "HANDOFF_PENDING")
+        assert state(a, did) == "RETIRED" and not _confirmed(a, did)
+        quiet_from = time.monotonic_ns()
+        deadline = time.monotonic() + QUIET_S
+        while time.monotonic() < deadline:
+            assert state(b, did) == "HANDOFF_PENDING" and state(a, did) == "RETIRED"
+            time.sleep(0.2)
+        assert not ticks(a, did, quiet_from) and not ticks(b, did, quiet_from)
+        assert not [t for t in ticks(b, did)], "a pending target ticked"
+
+        a.admin("heal")
+        b.admin("heal")
+        assert wait_until(lambda: _settled(nodes, did), 20, "settled after heal") == "b"
+        r = wait_state(b, did, "ACTIVE_OWNER")
+        assert r["epoch"] == 2
+        # Idempotent: running the exchange again by hand changes nothing.
+        for n in nodes:
+            n.admin("recover", timeout_s=30, agent=did)
+        assert _settled(nodes, did) == "b" and state(b, did) == "ACTIVE_OWNER"
+        since = time.monotonic_ns()
+        wait_ticks(b, did, 3, since)
+        _stop_all(nodes)
+        assert not ticks(a, did, quiet_from)
+        checker_passes(nodes)
+
+
+def _quiet_migrate(source: NodeProc, did: str, to: str) -> None:
+    with contextlib.suppress(IgorError):  # the source dies mid-call
+        migrate(source, did, to)
+
+
+# ---------------------------------------------------------------- FS-3
+
+
+def test_second_migration_in_flight_is_refused_and_duplicates_never_make_two_owners() -> None:
+    with (
+        scratch_dir() as root,
+        handoff_cluster(root, ["a", "b", "c"], IGOR_HANDOFF_TIMEOUT_S="5") as nodes,
+    ):
+        a, b, c = nodes
+        did = launch(a)
+        wait_ticks(a, did, 2, 0)
+        # Slow the target's ACK so the first migration is surely in flight.
+        b.admin("message_faults", delay_ms=1500)
+        results: list[str] = []
+        first = threading.Thread(target=lambda: results.append(migrate(a, did, b.peer_id)))
+        first.start()
+        wait_until(
+            lambda: any(e["step"] == "begin" for e in handoff_steps(a, did)), 10, "in flight"
+        )
+        with pytest.raises(AdminCallFailed) as refused:
+            migrate(a, did, c.peer_id)
+        assert refused.value.error_type == "AgentBusy", refused.value
+        first.join(30)
+        assert results == ["TRANSFERRED"], results
+        b.admin("message_faults", clear=True)
+
+        # Every frame sent twice, both directions, several hops.
+        for n in nodes:
+            n.admin("message_faults", duplicate=1.0)
+        hops = [(b, c), (c, a), (a, b)]
+        for source, target in hops:
+            assert migrate(source, did, target.peer_id) == "TRANSFERRED"
+            assert len(_owners(nodes, did)) == 1
+        for n in nodes:
+            n.admin("message_faults", clear=True)
+        owner = wait_until(lambda: _settled(nodes, did), 20, "settled")
+        assert owner == "b"
+        for n in nodes:
+            steps = [e["step"] for e in handoff_steps(n, did)]
+            owned = [
+                e
+                for e in _history(n)
+                if e["type"] == "authority"
+                and e["agent"] == did
+                and e["to_state"] == "ACTIVE_OWNER"
+            ]
+            # One durable ACTIVE_OWNER transition per epoch however many COMMITs arrived.
+            epochs = [e["epoch"] for e in owned]
+            assert len(epochs) == len(set(epochs)), (n.name, epochs)
+            if n is not a:
+                assert steps.count("commit_received") >= 2, (n.name, steps)
+        _stop_all(nodes)
+        checker_passes(nodes)
+
+
+def _history(node: NodeProc) -> list[dict]:
+    from .node_procs import history
+
+    return history(node.data)
+
+
+# ---------------------------------------------------------------- message faults
+
+FAULTS = {
+    "drop": {"drop": 1.0},
+    "duplicate": {"duplicate": 1.0},
+    "reorder": {"reorder": True, "seed": 7},
+    "delay": {"delay_ms": 400},
+}
+
+
+def test_message_faults_on_every_protocol_message_never_make_two_owners() -> None:
+    with scratch_dir() as root, handoff_cluster(root, ["a", "b"]) as nodes:
+        did = launch(nodes[0])
+        wait_ticks(nodes[0], did, 2, 0)
+        outcomes: list[tuple[str, str, str]] = []
+        owner = nodes[0]
+        for fault, spec in FAULTS.items():
+            for side in ("source", "target"):  # OFFER/COMMIT/ABORT, or ACK/CONFIRM
+                other = nodes[1] if owner is nodes[0] else nodes[0]
+                faulty = owner if side == "source" else other
+                faulty.admin(
+                    "message_faults", peers=[(other if faulty is owner else owner).peer_id], **spec
+                )
+                try:
+                    outcome = migrate(owner, did, other.peer_id)
+                finally:
+                    faulty.admin("message_faults", clear=True)
+                name = wait_until(lambda: _settled(nodes, did), 25, f"{fault}/{side} settled")
+                outcomes.append((fault, side, f"{outcome}->{name}"))
+                assert len(_owners(nodes, did)) == 1
+                owner = nodes[0] if name == nodes[0].name else nodes[1]
+                since = time.monotonic_ns()
+                wait_ticks(owner, did, 2, since)
+                idle = nodes[1] if owner is nodes[0] else nodes[0]
+                assert not ticks(idle, did, since), (fault, side)
+        print("\n", outcomes)
+        # A dropped OFFER/ACK never transfers; the others may.
+        assert all(o.startswith("ABORTED") for f, s, o in outcomes if f == "drop"), outcomes
+        _stop_all(nodes)
+        checker_passes(nodes)
+
+
+# ---------------------------------------------------------------- replay and sender rule
+
+
+def test_replayed_commit_and_offer_are_rejected_and_a_forged_sender_is_ignored() -> None:
+    with scratch_dir() as root, handoff_cluster(root, ["a", "b"]) as nodes:
+        a, b = nodes
+        did = launch(a)
+        wait_ticks(a, did, 2, 0)
+        assert migrate(a, did, b.peer_id) == "TRANSFERRED"  # epoch 1 → 2
+        assert migrate(b, did, a.peer_id) == "TRANSFERRED"  # epoch 2 → 3
+        wait_state(a, did, "ACTIVE_OWNER")
+        old_commit, old_offer = _old_frames(b.data, did, a.peer_id)
+        before = {e["mono_ns"] for e in handoff_steps(b, did)}
+
+        def rejections() -> list[dict]:
+            return [
+                e
+                for e in handoff_steps(b, did)
+                if e["mono_ns"] not in before and e["step"] in ("stale_rejected", "rejected")
+            ]
+
+        def send(frame: bytes, keypair) -> str:  # type: ignore[no-untyped-def]
+            count = len(rejections())
+            (answer,) = trio.run(_send_frames, b, [frame], keypair)
+            wait_until(
+                lambda: len(rejections()) > count,
+                15,
+                f"replay rejected (answer {answer})",
+                lambda: str(handoff_steps(b, did)[-4:]),
+            )
+            return answer
+
+        # 1. From a host with its own key, claiming to be A: the sender rule drops both.
+        send(old_commit, None)
+        send(old_offer, None)
+        # 2. From A's own key (A stopped first, so one process holds that peer ID): stale.
+        a.admin("stop")
+        a.wait_exit()
+        a_key = DataDir(a.data).node_keypair()
+        send(old_commit, a_key)
+        answer = send(old_offer, a_key)
+        # The old OFFER is refused (validation of the stale lineage or the epoch fence).
+        assert answer.startswith("Reject("), answer
+        a.start(bootstrap=[b.addr])
+        a.wait_ready()
+        assert all(e["detail"] for e in rejections())
+        wait_state(a, did, "ACTIVE_OWNER")
+        assert state(b, did) == "RETIRED"
+        since = time.monotonic_ns()
+        wait_ticks(a, did, 3, since)
+        assert not ticks(b, did, since)
+        _stop_all(nodes)
+        checker_passes(nodes)
+
+
+def _old_frames(data: Path, did: str, a_peer: str) -> tuple[bytes, bytes]:
+    """The COMMIT and OFFER of the first migration (A → B at epoch 1), rebuilt from B's store."""
+    rows = store_rows(data, "SELECT kind, blob FROM lineage WHERE agent = ? ORDER BY seq", did)
+    blobs = [(kind, bytes(blob)) for kind, blob in rows]
+    transfer_blob = next(blob for kind, blob in blobs if kind == "TRANSFER")
+    transfer = decode_entry(transfer_blob)
+    handoff_index = next(i for i, (kind, _) in enumerate(blobs) if kind == "HANDOFF")
+    (wasm_hash, manifest_hash) = store_rows(
+        data, "SELECT wasm_hash, manifest_hash FROM authority WHERE agent = ?", did
+    )[0]
+    manifest = store_rows(data, "SELECT data FROM manifest WHERE hash = ?", manifest_hash)[0][0]
+    commit = Commit(a_peer, did, transfer.migration_id, transfer_blob)
+    offer = Offer(
+        sender=a_peer,
+        agent=did,
+        epoch=1,
+        migration_id=transfer.migration_id,
+        checkpoint=blobs[handoff_index][1],
+        lineage=tuple(blob for _, blob in blobs[: handoff_index + 1]),
+        wasm_hash=bytes(wasm_hash),
+        manifest=bytes(manifest),
+        wasm=None,
+    )
+    return encode(commit), encode(offer)
+
+
+async def _send_frames(target: NodeProc, frames: list[bytes], keypair) -> list[str]:  # type: ignore[no-untyped-def]
+    """Send each frame on a fresh /igor/migrate/1.0.0 stream; return what came back."""
+    import os
+
+    from igor_p2p.handoff.messages import decode
+    from igor_p2p.net.framing import read_frame, write_frame
+    from igor_p2p.net.host import HostConfig, build_host, dial, running_host
+
+    seed = keypair.seed if keypair is not None else os.urandom(32)
+    host = build_host(HostConfig(key_seed=seed))
+    answers: list[str] = []
+    async with running_host(host, ("/ip4/127.0.0.1/tcp/0",)):
+        await dial(host, target.addr, timeout_s=5)
+        for frame in frames:
+            stream = await host.new_stream(
+                ID.from_base58(target.peer_id), [TProtocol("/igor/migrate/1.0.0")]
+            )
+            await write_frame(stream, frame, timeout_s=5)
+            try:
+                reply = await read_frame(stream, max_size=1 << 20, timeout_s=3)
+                answers.append(repr(decode(reply)))
+            except Exception as exc:  # closed without an answer
+                answers.append(type(exc).__name__)
+            with trio.move_on_after(1):
+                await stream.close()
+    return answers
+
+
+# ---------------------------------------------------------------- FS-4: stale restart
+
+
+def test_node_restored_from_a_stale_copy_never_ticks_the_agent_again() -> None:
+    with scratch_dir() as root, handoff_cluster(root, ["a", "b", "c"]) as nodes:
+        a, b, c = nodes
+        did = launch(a)
+        wait_ticks(a, did, 2, 0)
+        a.admin("stop")
+        a.wait_exit()
+        stale = root / "a-stale"
+        shutil.copytree(a.data, stale, ignore=shutil.ignore_patterns("admin.sock", "*.log"))
+        a.start(bootstrap=[b.addr])
+        a.wait_ready()
+        wait_ticks(a, did, 1, time.monotonic_ns())
+        assert migrate(a, did, b.peer_id) == "TRANSFERRED"
+        assert migrate(b, did, c.peer_id) == "TRANSFERRED"
+        wait_ticks(c, did, 2, time.monotonic_ns())
+        a.admin("stop")
+        a.wait_exit()
+        history_keep = (a.data / "history.jsonl").read_bytes()
+        shutil.rmtree(a.data)
+        shutil.copytree(stale, a.data)
+        # Keep A's full history (the checker judges the whole run); the store is the stale one.
+        (a.data / "history.jsonl").write_bytes(history_keep)
+        restarted = time.monotonic_ns()
+        a.start(bootstrap=[b.addr, c.addr])
+        a.wait_ready()
+        r = wait_state(a, did, "RECOVERY_REQUIRED")
+        assert r["reason"], r
+        quiet = time.monotonic() + QUIET_S
+        while time.monotonic() < quiet:
+            assert state(a, did) == "RECOVERY_REQUIRED"
+            time.sleep(0.2)
+        assert not ticks(a, did, restarted), "the stale copy ticked"
+        assert state(c, did) == "ACTIVE_OWNER"
+        _stop_all(nodes)
+        checker_passes(nodes)
