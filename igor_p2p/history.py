@@ -9,6 +9,8 @@ from typing import Any
 
 from igor_p2p.runtime.clock import NodeClock
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
@@ -19,7 +21,11 @@ def _jsonable(value: Any) -> Any:
 
 
 class HistoryWriter:
-    """Appends one JSON object per line and flushes it; safe to call from worker threads."""
+    """Appends one JSON object per line and flushes it; safe to call from worker threads.
+
+    :meth:`emit` writes and flushes one event. :meth:`batch` collects events (each stamped when
+    it is emitted) and writes them with one flush, in emit order, when the batch is flushed.
+    """
 
     def __init__(self, path: Path | None, *, node: str, peer_id: str, clock: NodeClock) -> None:
         self._path = path
@@ -29,9 +35,11 @@ class HistoryWriter:
         self._lock = threading.Lock()
         self._file = path.open("a", encoding="utf-8") if path is not None else None
 
-    def emit(self, type_: str, **fields: Any) -> None:
-        if self._file is None:
-            return
+    @property
+    def enabled(self) -> bool:
+        return self._file is not None
+
+    def _line(self, type_: str, fields: dict[str, Any]) -> str:
         event = {
             "type": type_,
             "node": self._node,
@@ -39,14 +47,48 @@ class HistoryWriter:
             "mono_ns": self._clock.mono_ns(),
             "wall_ns": self._clock.wall_ns(),
         }
-        event.update({k: _jsonable(v) for k, v in fields.items()})
-        line = json.dumps(event, separators=(",", ":")) + "\n"
+        for key, value in fields.items():
+            event[key] = value if type(value) in (int, str) else _jsonable(value)
+        return _encode(event) + "\n"
+
+    def _write(self, text: str) -> None:
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
+            if self._file is not None:
+                self._file.write(text)
+                self._file.flush()
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self._file is None:
+            return
+        self._write(self._line(type_, fields))
+
+    def batch(self) -> HistoryBatch:
+        """A buffer of events written together by :meth:`HistoryBatch.flush`."""
+        return HistoryBatch(self)
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+class HistoryBatch:
+    """Events of one scheduler batch: stamped at :meth:`emit`, written at :meth:`flush`."""
+
+    __slots__ = ("_lines", "_writer")
+
+    def __init__(self, writer: HistoryWriter) -> None:
+        self._writer = writer
+        self._lines: list[str] = []
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self._writer.enabled:
+            self._lines.append(self._writer._line(type_, fields))
+
+    def flush(self) -> None:
+        """Write the collected events (one write, one flush) and start empty again."""
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines = []
+            self._writer._write(text)

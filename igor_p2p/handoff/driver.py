@@ -100,9 +100,17 @@ from igor_p2p.net.framing import read_frame, read_message, write_frame, write_me
 from igor_p2p.net.handlers import set_guarded_handler
 from igor_p2p.net.keys import public_key_from_peer_id
 from igor_p2p.runtime.ledger import append_ops
-from igor_p2p.runtime.loader import NotOwner, resume
+from igor_p2p.runtime.loader import (
+    LineageRejected,
+    NotOwner,
+    VerifiedCopy,
+    resume,
+    resume_verified,
+)
 from igor_p2p.store.ops import Op, PutManifest, PutModule, PutTombstone, RaiseFence
 from igor_p2p.store.records import AuthorityRecord as StoreRecord
+from igor_p2p.store.records import LineageRow
+from igor_p2p.store.sqlite import Store
 
 if TYPE_CHECKING:
     from igor_p2p.node.node import Node
@@ -192,7 +200,7 @@ class HandoffDriver:
     # ------------------------------------------------------------ persistence
 
     async def _row(self, did: str) -> tuple[StoreRecord | None, int]:
-        return await self.services.committer.read(lambda s: (s.authority(did), s.fence(did)))
+        return await self.services.committer.read_inline(lambda s: (s.authority(did), s.fence(did)))
 
     async def _port(self, did: str) -> AuthorityPort:
         row, fence = await self._row(did)
@@ -245,7 +253,7 @@ class HandoffDriver:
         ):
             transfer = decode_entry(ctx.transfer_record)
             if transfer.digest() != row.head and isinstance(transfer, TransferRecord):
-                held = await self.services.committer.read(lambda s: s.lineage_rows(did))
+                held = await self.services.committer.read(lambda s: s.lineage_index(did))
                 if transfer.digest() not in {r.digest for r in held}:
                     entries.append(transfer)
                     previous_tick = held[-1].tick if held else 0
@@ -419,8 +427,20 @@ class HandoffDriver:
             scheduler.unpause(did)
             return
         try:
-            # The lineage was fully verified when the offer arrived (check_offer).
-            agent = await resume(self.services, did, ResumeReason.MIGRATED, trust_signatures=True)
+            copy = _verified_copy(run)
+            agent = None
+            if copy is not None:
+                # This node verified every entry (check_offer, the transfer checker) and wrote
+                # them itself: check the durable record against that copy, read no blobs.
+                try:
+                    agent = await resume_verified(self.services, did, copy, ResumeReason.MIGRATED)
+                except LineageRejected as exc:
+                    log.warning("verified copy not usable: %s", exc, agent=did)
+            if agent is None:
+                # The lineage was fully verified when the offer arrived (check_offer).
+                agent = await resume(
+                    self.services, did, ResumeReason.MIGRATED, trust_signatures=True
+                )
         except IgorError as exc:
             log.error("cannot start ticking", agent=did, epoch=epoch, step=str(exc))
             return
@@ -431,17 +451,30 @@ class HandoffDriver:
     ) -> HandoffPayload:
         scheduler = self.parts.scheduler
         agent = scheduler.agents[did]
+        target_key = public_key_from_peer_id(target)
+
+        def held(store: Store) -> tuple[StoreRecord | None, list[LineageRow], bytes | None]:
+            # The record, the stored rows the target is not known to hold (found from the
+            # agent's transfer records) and the manifest, in one worker hop.
+            row = store.authority(did)
+            start = 0
+            if not full_lineage:
+                transfers = store.lineage_rows_of_kind(did, "TRANSFER")
+                start = _target_holds_until(transfers, target_key)
+                start = transfers[start - 1].seq + 1 if start else 0
+            manifest = store.manifest(row.manifest_hash) if row is not None else None
+            return row, store.lineage_rows(did, since_seq=start), manifest
+
+        # The agent is quiesced and this session holds its lock, so nothing else appends to
+        # its chain: the rows read are the chain up to the record's head, which the commit
+        # below extends (the store refuses the commit if the head moved).
+        row, rows, manifest = await self.services.committer.read(held)
         checkpoint = await scheduler.checkpoint_now(did, CheckpointKind.HANDOFF)
-        row, _ = await self._row(did)
-        assert row is not None
+        assert row is not None and manifest is not None
         ops, record = append_ops(row, [checkpoint], previous_tick=agent.head.tick)
         await self.services.committer.commit(ops)
         agent.committed(record, checkpoint)
-        rows = await self.services.committer.read(lambda s: s.lineage_rows(did))
-        start = 0 if full_lineage else _target_holds_until(rows, public_key_from_peer_id(target))
-        lineage = tuple(r.blob for r in rows[start:])
-        manifest = await self.services.committer.read(lambda s: s.manifest(row.manifest_hash))
-        assert manifest is not None
+        lineage = (*(r.blob for r in rows), checkpoint.encode())
         return HandoffPayload(
             checkpoint=checkpoint.encode(),
             head_digest=checkpoint.digest(),
@@ -811,20 +844,26 @@ class HandoffDriver:
     async def _validate(self, run: _Run, offer: Offer) -> OfferVerdict:
         from igor_p2p.authority.table import RejectCode
 
-        wasm = offer.wasm
-        if wasm is None:
-            wasm = await self.services.committer.read(lambda s: s.module(offer.wasm_hash))
-        if wasm is None:
-            wasm = await self.fetch_module(offer.wasm_hash, [run.peer])
         limits = TargetLimits(
             price=self.node.config.price,
             capacity=self.node.config.capacity,
             hosted=len(self.parts.scheduler.agents),
         )
+
+        def module_then_check(store: Store) -> PreparedCopy | None:
+            # One worker hop: the module from the offer or the store, then the whole check.
+            wasm = offer.wasm if offer.wasm is not None else store.module(offer.wasm_hash)
+            if wasm is None:
+                return None  # fetched from a peer below, then checked
+            return check_offer(store, offer, run.peer, wasm, limits)
+
         try:
-            prepared = await self.services.committer.read(
-                lambda s: check_offer(s, offer, run.peer, wasm, limits)
-            )
+            prepared = await self.services.committer.read(module_then_check)
+            if prepared is None:
+                fetched = await self.fetch_module(offer.wasm_hash, [run.peer])
+                prepared = await self.services.committer.read(
+                    lambda s: check_offer(s, offer, run.peer, fetched, limits)
+                )
             if prepared.wasm is not None:
                 await trio.to_thread.run_sync(self.services.sandbox.compile, prepared.wasm)
         except OfferRefused as exc:
@@ -1085,7 +1124,7 @@ class HandoffDriver:
             reason=f"forced recovery from {row.state.value}: {row.reason}",
             wall_ns=self.services.clock.wall_ns(),
         ).sign(self.services.key)
-        held = await self.services.committer.read(lambda s: s.lineage_rows(did))
+        held = await self.services.committer.read(lambda s: s.lineage_index(did))
         ops, _ = append_ops(
             row,
             [forced],
@@ -1134,6 +1173,24 @@ class HandoffDriver:
                 actions = [self._as_send(run, a) for a in port.handle(Restarted())]
                 await self._drain(run, receive, actions)
                 nursery.cancel_scope.cancel()
+
+
+def _verified_copy(run: _Run) -> VerifiedCopy | None:
+    """The chain a handoff target verified and persisted in this session, ending at the
+    transfer record of the COMMIT it accepted (None when this run has no such copy)."""
+    prepared = run.prepared
+    ctx = run.port.machine.migration
+    if prepared is None or ctx is None or not ctx.transfer_record:
+        return None
+    try:
+        transfer = decode_entry(ctx.transfer_record)
+    except IgorError:
+        return None
+    if not isinstance(transfer, TransferRecord):
+        return None
+    return VerifiedCopy(
+        head=prepared.checkpoint, last=transfer, wasm=prepared.wasm, manifest=prepared.manifest
+    )
 
 
 def _target_holds_until(rows: list[Any], target_key: bytes) -> int:

@@ -42,6 +42,8 @@ class PreparedCopy:
     checkpoint: Checkpoint
     wasm: bytes
     manifest: bytes
+    chain: tuple[LineageEntry, ...] = ()
+    """The whole verified chain (held prefix + new entries) ending at ``checkpoint``."""
 
 
 class OfferRefused(InvalidInput):
@@ -121,6 +123,7 @@ def check_offer(
         checkpoint=head,
         wasm=wasm,
         manifest=manifest.canonical_bytes,
+        chain=tuple(entries),
     )
 
 

@@ -111,6 +111,29 @@ def _as_wire(value: Any) -> Any:
     return int(value) if isinstance(value, enum.IntEnum) else value
 
 
+_FIXARRAY_15 = b"\x9f"
+"""msgpack header of the 15-element envelope array (the signed body has 14: ``0x9e``)."""
+_SIGNATURE_BIN_HEADER = b"\xc4\x40"
+"""msgpack bin8 header of a 64-byte signature."""
+
+
+def _bin_header(length: int) -> bytes:
+    """The canonical msgpack bin header for ``length`` bytes (what ``pack`` writes)."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+def _new_unchecked(cls: type[Any], values: dict[str, Any]) -> Any:
+    """An instance of a frozen dataclass built from fields that were already validated."""
+    obj = cls.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+    return obj
+
+
 @dataclass(frozen=True)
 class UnsignedCheckpoint:
     """A checkpoint before it is signed; ``sign`` turns it into a :class:`Checkpoint`."""
@@ -135,10 +158,19 @@ class UnsignedCheckpoint:
         return SIGNING_DOMAIN + pack([*_unsigned_items(self), signer])
 
     def sign(self, keypair: Keypair) -> Checkpoint:
+        # The fields were validated at construction and the signer/signature come from the
+        # keypair, so the Checkpoint is built without validating again. The envelope is the
+        # signed body (14 items) with a 15-item header and the signature appended: one pack.
         signer = keypair.public_key
-        signature = keypair.sign(self.signing_bytes(signer))
+        body = pack([*_unsigned_items(self), signer])
+        signature = keypair.sign(SIGNING_DOMAIN + body)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Checkpoint(**values, signer=signer, signature=signature)
+        values["signer"] = signer
+        values["signature"] = signature
+        checkpoint: Checkpoint = _new_unchecked(Checkpoint, values)
+        encoded = b"".join((_FIXARRAY_15, memoryview(body)[1:], _SIGNATURE_BIN_HEADER, signature))
+        checkpoint.__dict__["_encoded"] = encoded
+        return checkpoint
 
 
 @dataclass(frozen=True)
@@ -170,6 +202,11 @@ class Checkpoint:
         return UnsignedCheckpoint(**{name: getattr(self, name) for name in _UNSIGNED_FIELDS})
 
     def encode(self) -> bytes:
+        """The canonical envelope bytes (computed once: the dataclass is frozen)."""
+        return self._encoded
+
+    @functools.cached_property
+    def _encoded(self) -> bytes:
         return pack([*_unsigned_items(self), self.signer, self.signature])
 
     @functools.cached_property
@@ -214,5 +251,30 @@ class Checkpoint:
             signer=r.bytes("signer", 32),
             signature=r.bytes("signature", 64),
         )
-        check_canonical(data, ck.encode(), CorruptCheckpoint)
+        _check_canonical_envelope(data, ck)
+        ck.__dict__["_encoded"] = data if type(data) is bytes else bytes(data)
         return ck
+
+
+def _check_canonical_envelope(data: bytes, ck: Checkpoint) -> None:
+    """Raise unless ``data`` is exactly the canonical encoding of ``ck``.
+
+    Equivalent to ``data == ck.encode()`` without re-encoding (copying) the state: everything
+    before the state, the state's bin header and everything after it are packed and compared in
+    place. With those equal, the state the decoder read is the bytes between them, so the whole
+    buffer is the canonical encoding.
+    """
+    items = _unsigned_items(ck)
+    state_index = 1 + _UNSIGNED_FIELDS.index("state")
+    before = _FIXARRAY_15 + pack(items[:state_index])[1:]
+    header = _bin_header(len(ck.state))
+    after = pack([*items[state_index + 1 :], ck.signer, ck.signature])[1:]
+    view = memoryview(data)
+    start = len(before) + len(header)
+    if (
+        len(view) != start + len(ck.state) + len(after)
+        or view[: len(before)] != before
+        or view[len(before) : start] != header
+        or view[len(view) - len(after) :] != after
+    ):
+        check_canonical(data, ck.encode(), CorruptCheckpoint)  # raises with the usual error

@@ -6,6 +6,7 @@ so every Ed25519 DID starts with ``did:key:z6Mk``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -79,11 +80,11 @@ class Keypair:
     def from_seed(cls, seed: bytes) -> Keypair:
         return cls(bytes(seed))
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
         return bytes(self._signing_key.verify_key)
 
-    @property
+    @functools.cached_property
     def did(self) -> str:
         return did_from_public_key(self.public_key)
 
@@ -114,11 +115,20 @@ def did_from_public_key(public_key: bytes) -> str:
 
 
 def public_key_from_did(did: str) -> bytes:
-    """The 32-byte public key in a canonical Ed25519 did:key, or :class:`InvalidDID`."""
+    """The 32-byte public key in a canonical Ed25519 did:key, or :class:`InvalidDID`.
+
+    Valid DIDs are cached (a node decodes the same few DIDs for every checkpoint it builds or
+    checks); an invalid one raises every time.
+    """
     if type(did) is not str:
         raise InvalidDID("a DID is a string")
     if len(did) > MAX_DID_CHARS:
         raise InvalidDID("DID too long")
+    return _decode_did(did)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_did(did: str) -> bytes:
     if not did.startswith(DID_PREFIX):
         raise InvalidDID("DID does not start with did:key:z")
     encoded = did[len(DID_PREFIX) :]

@@ -255,6 +255,63 @@ async def resume(
     return await _hosted(services, did, record, entries, compiled, reason)
 
 
+@dataclass(frozen=True)
+class VerifiedCopy:
+    """A lineage this node verified entry by entry moments ago and made durable itself (a
+    handoff target's prepared copy), so starting it need not read and verify it again."""
+
+    head: Checkpoint
+    """The last checkpoint of the chain."""
+    last: LineageEntry
+    """The last entry of the chain (the head, or the custody record after it)."""
+    wasm: bytes
+    manifest: bytes
+
+
+def check_owner_of_verified(
+    store: Store, key: Keypair, did: str, copy: VerifiedCopy
+) -> AuthorityRecord:
+    """:func:`check_owner` for a :class:`VerifiedCopy` (sync): the record, the fence, that the
+    record's head is the copy's last entry, and that custody ends at this node. Reads no blobs."""
+    record = store.authority(did)
+    if record is None:
+        raise AgentNotFound(f"no agent {did} in {store.path}")
+    if record.state is not AuthorityState.ACTIVE_OWNER:
+        raise NotOwner(did, record.state, record.reason)
+    fence = store.fence(did)
+    if record.epoch < fence:
+        reason = f"stale: owns epoch {record.epoch} but epoch {fence} was seen"
+        _mark(store, record, reason)
+        raise NotOwner(did, AuthorityState.RECOVERY_REQUIRED, reason)
+    if record.head != copy.last.digest():
+        raise LineageRejected("authority record head is not the verified copy's head")
+    if copy.last is not copy.head and copy.last.prev != copy.head.digest():
+        raise LineageRejected("the verified copy's custody record does not follow its head")
+    holder, epoch = custodian([copy.last])
+    if holder != key.public_key or epoch != record.epoch:
+        reason = "chain of custody does not end at this node for the recorded epoch"
+        _mark(store, record, reason)
+        raise LineageRejected(reason)
+    return record
+
+
+async def resume_verified(
+    services: NodeServices, did: str, copy: VerifiedCopy, reason: ResumeReason
+) -> HostedAgent:
+    """:func:`resume` for a lineage this node just verified and persisted (one small read)."""
+    record = await services.committer.read_inline(
+        lambda store: check_owner_of_verified(store, services.key, did, copy)
+    )
+    if hashlib.sha256(copy.wasm).digest() != record.wasm_hash:
+        raise LineageRejected(f"module of {did} does not match the authority record")
+    if hashlib.sha256(copy.manifest).digest() != record.manifest_hash:
+        raise LineageRejected(f"manifest of {did} does not match the authority record")
+    compiled = await compile_module(services, copy.wasm)
+    return await _hosted(
+        services, did, record, [copy.head], compiled, reason, manifest_bytes=copy.manifest
+    )
+
+
 async def _hosted(
     services: NodeServices,
     did: str,
@@ -262,8 +319,11 @@ async def _hosted(
     entries: list[LineageEntry],
     compiled: CompiledModule,
     reason: ResumeReason,
+    *,
+    manifest_bytes: bytes | None = None,
 ) -> HostedAgent:
-    manifest_bytes = await services.committer.read(lambda s: s.manifest(record.manifest_hash))
+    if manifest_bytes is None:
+        manifest_bytes = await services.committer.read(lambda s: s.manifest(record.manifest_hash))
     if manifest_bytes is None:
         raise LineageRejected(f"manifest of {did} is missing from the store")
     manifest = parse_manifest(manifest_bytes)

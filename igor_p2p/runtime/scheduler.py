@@ -7,9 +7,10 @@ tick is committed: from then on this node does not tick it (MC-8).
 
 Per batch (one thread hop): for each due agent ``tick(fuel)`` with fuel = what its budget can
 pay for, then the charge, then — every ``checkpoint_every`` ticks, and always on a terminal
-outcome — a snapshot and a checkpoint signed by this node. Back on the trio thread each agent's
-ops are committed (the committer merges them into one transaction and isolates failures), and
-history events are written.
+outcome — a snapshot, a checkpoint signed by this node and the store ops committing it. Back on
+the trio thread the batch's tick events are written (one flush), then every checkpoint is
+submitted in ONE ``commit_groups`` call (one op group per agent: the committer merges them into
+one transaction and isolates a failing group), then the commit events are written.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import trio
 from igor_p2p.agent.errors import OutOfFuel, SandboxError, TickInterrupted
 from igor_p2p.agent.sandbox import TickResult
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.history import HistoryBatch, HistoryWriter
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
 from igor_p2p.runtime.hosted import HostedAgent
@@ -30,7 +32,8 @@ from igor_p2p.runtime.ledger import append_ops
 from igor_p2p.runtime.metering import MAX_TICK_FUEL, charge, fuel_allowance
 from igor_p2p.runtime.services import NodeServices
 from igor_p2p.store.errors import StoreError
-from igor_p2p.store.ops import MarkRecoveryRequired
+from igor_p2p.store.ops import MarkRecoveryRequired, Op
+from igor_p2p.store.records import AuthorityRecord
 
 log = get_logger(__name__)
 
@@ -59,6 +62,22 @@ class TickOutcome:
     checkpoint: Checkpoint | None = None
     terminal: AuthorityState | None = None
     reason: str = ""
+    commit: tuple[list[Op], AuthorityRecord] | None = None
+    """The store ops that commit ``checkpoint`` and the record they leave (built with it)."""
+
+
+def _commit_ops(outcome: TickOutcome) -> tuple[list[Op], AuthorityRecord]:
+    """The ops committing ``outcome.checkpoint`` (and its terminal state), built once."""
+    if outcome.commit is None:
+        agent = outcome.agent
+        assert outcome.checkpoint is not None
+        changes: dict[str, object] = {}
+        if outcome.terminal is not None:
+            changes = {"state": outcome.terminal, "reason": outcome.reason}
+        outcome.commit = append_ops(
+            agent.record, [outcome.checkpoint], previous_tick=agent.head.tick, **changes
+        )
+    return outcome.commit
 
 
 @dataclass
@@ -168,25 +187,49 @@ class TickScheduler:
             outcomes = await trio.to_thread.run_sync(
                 _tick_batch, items, self.services, self.config.checkpoint_every
             )
-            # Outcomes that need no await (a plain tick, no checkpoint) are settled inline, in
-            # batch order; only the others get a task, so their commits still share one
-            # group-commit transaction. Each settles exactly as _settle would.
-            waiting: list[tuple[_Slot, TickOutcome]] = []
-            for slot, outcome in zip(slots, outcomes, strict=True):
-                if self._settle_inline(slot, outcome):
-                    continue
-                waiting.append((slot, outcome))
-            if len(waiting) == 1:
-                await self._settle(*waiting[0])
-            elif waiting:
-                async with trio.open_nursery() as nursery:
-                    for slot, outcome in waiting:
-                        nursery.start_soon(self._settle, slot, outcome)
+            await self._settle_batch(list(zip(slots, outcomes, strict=True)))
         finally:
             self._in_batch = set()
             self._batch_done.set()
 
-    def _settle_inline(self, slot: _Slot, outcome: TickOutcome) -> bool:
+    async def _settle_batch(self, settled: list[tuple[_Slot, TickOutcome]]) -> None:
+        """Settle a batch's outcomes in batch order, with one history write
+        before the commits and ONE committer submission for all checkpoints of the batch (each
+        agent's ops stay a group of their own, so a refused group fails only its agent)."""
+        history = self.services.history.batch()
+        waiting: list[tuple[_Slot, TickOutcome]] = []
+        for slot, outcome in settled:
+            # Outcomes that need no await (a plain tick, no checkpoint) are settled inline.
+            if self._settle_inline(slot, outcome, history):
+                continue
+            if isinstance(outcome.result, TickResult):
+                self._record_tick(slot, outcome, outcome.result, history)
+            waiting.append((slot, outcome))
+        history.flush()  # every tick event is written before its checkpoint is submitted
+        if not waiting:
+            return
+        for _slot, outcome in waiting:
+            if isinstance(outcome.result, TickInterrupted) and outcome.terminal is None:
+                await trio.to_thread.run_sync(outcome.agent.start_instance, self.services.sandbox)
+        commits = [(slot, o) for slot, o in waiting if o.checkpoint is not None]
+        if commits:
+            groups = [_commit_ops(o)[0] for _slot, o in commits]
+            errors = await self.services.committer.commit_groups(groups)
+            refused: list[tuple[_Slot, StoreError]] = []
+            for (slot, outcome), error in zip(commits, errors, strict=True):
+                if error is None:
+                    self._committed(slot, outcome, history)
+                elif isinstance(error, StoreError):
+                    refused.append((slot, error))
+                else:
+                    raise error
+            history.flush()
+            for slot, error in refused:
+                await self._fail_stop(slot, f"commit refused by the store: {error}")
+        for slot, outcome in waiting:
+            await self._after_settle(slot, outcome)
+
+    def _settle_inline(self, slot: _Slot, outcome: TickOutcome, history: HistoryBatch) -> bool:
         """Settle an outcome that needs no await; False (nothing done) for any other one."""
         if (
             outcome.checkpoint is not None
@@ -194,17 +237,23 @@ class TickScheduler:
             or (slot.tick_limit is not None and slot.ticks_run + 1 >= slot.tick_limit)
         ):
             return False
-        self._record_tick(slot, outcome, outcome.result)
+        self._record_tick(slot, outcome, outcome.result, history)
         agent = outcome.agent
         interval = self.config.busy_interval_s if agent.more_work else self.config.idle_interval_s
         slot.due = trio.current_time() + interval
         return True
 
-    def _record_tick(self, slot: _Slot, outcome: TickOutcome, result: TickResult) -> None:
+    def _record_tick(
+        self,
+        slot: _Slot,
+        outcome: TickOutcome,
+        result: TickResult,
+        history: HistoryWriter | HistoryBatch,
+    ) -> None:
         agent = outcome.agent
         self.ticks_total += 1
         slot.ticks_run += 1
-        self.services.history.emit(
+        history.emit(
             "tick",
             agent=agent.did,
             epoch=agent.epoch,
@@ -215,15 +264,8 @@ class TickScheduler:
             cost=outcome.cost,
         )
 
-    async def _settle(self, slot: _Slot, outcome: TickOutcome) -> None:
+    async def _after_settle(self, slot: _Slot, outcome: TickOutcome) -> None:
         agent = outcome.agent
-        services = self.services
-        if isinstance(outcome.result, TickResult):
-            self._record_tick(slot, outcome, outcome.result)
-        if isinstance(outcome.result, TickInterrupted) and outcome.terminal is None:
-            await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
-        if outcome.checkpoint is not None:
-            await self._commit(slot, outcome)
         interval = self.config.busy_interval_s if agent.more_work else self.config.idle_interval_s
         slot.due = trio.current_time() + interval
         if slot.tick_limit is not None and slot.ticks_run >= slot.tick_limit:
@@ -232,22 +274,24 @@ class TickScheduler:
             self._finish(slot)
 
     async def _commit(self, slot: _Slot, outcome: TickOutcome) -> None:
-        agent = outcome.agent
-        checkpoint = outcome.checkpoint
-        assert checkpoint is not None
-        changes: dict[str, object] = {}
-        if outcome.terminal is not None:
-            changes = {"state": outcome.terminal, "reason": outcome.reason}
-        ops, record = append_ops(
-            agent.record, [checkpoint], previous_tick=agent.head.tick, **changes
-        )
+        ops, _record = _commit_ops(outcome)
         try:
             await self.services.committer.commit(ops)
         except StoreError as exc:
             await self._fail_stop(slot, f"commit refused by the store: {exc}")
             return
+        self._committed(slot, outcome, self.services.history)
+
+    def _committed(
+        self, slot: _Slot, outcome: TickOutcome, history: HistoryWriter | HistoryBatch
+    ) -> None:
+        """The outcome's checkpoint is durable: adopt it, record it, run the hooks."""
+        agent = outcome.agent
+        checkpoint = outcome.checkpoint
+        assert checkpoint is not None
+        _ops, record = _commit_ops(outcome)
         agent.committed(record, checkpoint)
-        self.services.history.emit(
+        history.emit(
             "commit",
             agent=agent.did,
             epoch=checkpoint.epoch,
@@ -260,7 +304,7 @@ class TickScheduler:
         if self.hooks.on_committed is not None:
             self.hooks.on_committed(agent, checkpoint)
         if outcome.terminal is not None:
-            self.services.history.emit(
+            history.emit(
                 "authority",
                 agent=agent.did,
                 epoch=agent.epoch,
@@ -300,10 +344,15 @@ class TickScheduler:
         instance = agent.instance
         if instance is None:
             raise RuntimeError("agent has no instance")
-        state = await trio.to_thread.run_sync(instance.snapshot)
-        return agent.checkpoint(
-            self.services.key, kind=kind, state=state, wall_ns=self.services.clock.wall_ns()
-        )
+        services = self.services
+
+        def snapshot_and_sign() -> Checkpoint:  # one thread hop; signing a big state is slow
+            state = instance.snapshot()
+            return agent.checkpoint(
+                services.key, kind=kind, state=state, wall_ns=services.clock.wall_ns()
+            )
+
+        return await trio.to_thread.run_sync(snapshot_and_sign)
 
     async def _fail_stop(self, slot: _Slot, reason: str) -> None:
         agent = slot.agent
@@ -439,4 +488,7 @@ def _tick_batch(
             pass  # rebuilt from the committed head by the trio side
         else:
             _halted(agent, services, outcome, f"{type(result).__name__}: {result}")
+    for outcome in outcomes:
+        if outcome.checkpoint is not None:
+            _commit_ops(outcome)  # the store ops are built here, off the trio thread
     return outcomes

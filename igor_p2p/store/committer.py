@@ -58,12 +58,38 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class _Submission:
-    __slots__ = ("bytes", "ops", "taken", "task", "weight")
+class _GroupWaiter:
+    """One task waiting for the outcomes of several submissions (``commit_groups``)."""
 
-    def __init__(self, ops: tuple[Op, ...], task: trio.lowlevel.Task) -> None:
+    __slots__ = ("missing", "results", "task")
+
+    def __init__(self, task: trio.lowlevel.Task, count: int) -> None:
+        self.task = task
+        self.results: list[BaseException | None] = [None] * count
+        self.missing = count
+
+    def deliver(self, index: int, result: outcome.Outcome[None]) -> None:
+        if isinstance(result, outcome.Error):
+            self.results[index] = result.error
+        self.missing -= 1
+        if self.missing == 0:
+            trio.lowlevel.reschedule(self.task, outcome.Value(None))
+
+
+class _Submission:
+    __slots__ = ("bytes", "index", "ops", "taken", "task", "waiter", "weight")
+
+    def __init__(
+        self,
+        ops: tuple[Op, ...],
+        task: trio.lowlevel.Task,
+        waiter: _GroupWaiter | None = None,
+        index: int = 0,
+    ) -> None:
         self.ops = ops
         self.task = task
+        self.waiter = waiter
+        self.index = index
         self.taken = False
         weight = 0
         size = 0
@@ -142,9 +168,56 @@ class GroupCommitter:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    async def commit_groups(self, groups: Sequence[Sequence[Op]]) -> list[BaseException | None]:
+        """Commit several independent op groups with one call; one outcome per group.
+
+        Each group is a submission of its own, exactly as if ``commit(group)`` had been called
+        for each in order (they share a transaction when the limits allow; a failing group
+        fails alone), but only one task waits. Returns, per group, None when it is durable or
+        the exception that refused it (a StoreError, or whatever ``commit`` would raise).
+        Cancellation as for :meth:`commit`: withdrawn while every group is still queued
+        (Cancelled propagates, nothing applied), otherwise deferred until every group has its
+        outcome.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closing or self._state is _State.CLOSED:
+            raise CommitterClosed("committer is closed")
+        task = trio.lowlevel.current_task()
+        waiter = _GroupWaiter(task, len(groups))
+        submissions = []
+        for index, group in enumerate(groups):
+            ops = tuple(group)
+            if ops:
+                submissions.append(_Submission(ops, task, waiter, index))
+            else:
+                waiter.missing -= 1
+        if not submissions:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return waiter.results
+        self._pending.extend(submissions)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if any(s.taken for s in submissions):
+                return trio.lowlevel.Abort.FAILED
+            for submission in submissions:
+                self._pending.remove(submission)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return waiter.results
+
     async def read(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the store worker, serialised with the commits."""
         return await trio.to_thread.run_sync(fn, self._store, limiter=self._limiter)
+
+    async def read_inline(self, fn: Callable[[Store], T]) -> T:
+        """Run a quick ``fn(store)`` (a few small rows) on the calling trio thread, serialised
+        with the commits and reads by the same limiter. For such reads the thread hop of
+        :meth:`read` costs more than the read; anything that reads blobs belongs in ``read``."""
+        async with self._limiter:
+            return fn(self._store)
 
     async def aclose(self) -> None:
         """Refuse new commits, wait until every queued submission has its outcome."""
@@ -187,7 +260,7 @@ class GroupCommitter:
         self.stats.batches += 1
         for submission, result in zip(batch, results, strict=True):
             self.stats.submissions += 1
-            trio.lowlevel.reschedule(submission.task, result)
+            _deliver(submission, result)
 
     def _apply_batch(self, batch: list[_Submission]) -> list[outcome.Outcome[None]]:
         """Worker thread: one merged transaction, or one per submission if that fails."""
@@ -215,6 +288,11 @@ class GroupCommitter:
         while self._pending:
             submission = self._pending.popleft()
             submission.taken = True
-            trio.lowlevel.reschedule(
-                submission.task, outcome.Error(CommitterClosed("committer stopped"))
-            )
+            _deliver(submission, outcome.Error(CommitterClosed("committer stopped")))
+
+
+def _deliver(submission: _Submission, result: outcome.Outcome[None]) -> None:
+    if submission.waiter is None:
+        trio.lowlevel.reschedule(submission.task, result)
+    else:
+        submission.waiter.deliver(submission.index, result)

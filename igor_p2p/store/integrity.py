@@ -46,9 +46,18 @@ def check_agent(
         if count:
             problem(DamageKind.ROWS_AFTER_HEAD, f"no head but {count} lineage rows")
         return out
-    head_row = conn.execute(
-        "SELECT seq FROM lineage WHERE agent = ? AND digest = ?", (agent, head)
+    # The head normally is the row at head_seq (one index lookup); only a damaged record needs
+    # the search through the whole chain (there is no index on digests).
+    at_seq = conn.execute(
+        "SELECT digest FROM lineage WHERE agent = ? AND seq = ?", (agent, head_seq)
     ).fetchone()
+    if at_seq is not None and at_seq[0] == head:
+        head_row: tuple[int] | None = (head_seq,)
+    else:
+        head_row = conn.execute(
+            "SELECT seq FROM lineage WHERE agent = ? AND digest = ? ORDER BY seq LIMIT 1",
+            (agent, head),
+        ).fetchone()
     if head_row is None:
         problem(DamageKind.HEAD_MISSING, f"head {head.hex()[:16]}… names no row")
     else:

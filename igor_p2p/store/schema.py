@@ -7,8 +7,12 @@ import sqlite3
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.store.errors import SchemaTooNew, SchemaUnknown, StoreError
 
-SCHEMA_VERSION = 1
-"""Version written to ``meta.schema_version``; a database with a higher one is refused."""
+SCHEMA_VERSION = 2
+"""Version written to ``meta.schema_version``; a database with a higher one is refused.
+
+2: ``lineage`` has no UNIQUE(agent, digest) index (digest uniqueness per agent is checked by the
+store before the transaction, see ``sqlite._DigestFilter``), so ``authority`` has no foreign key
+onto it (the head rule is checked before the transaction and by the integrity check)."""
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -36,8 +40,7 @@ SCHEMA = (
         epoch INTEGER NOT NULL,
         tick INTEGER NOT NULL,
         blob BLOB NOT NULL,
-        UNIQUE (agent, seq),
-        UNIQUE (agent, digest)
+        UNIQUE (agent, seq)
     )""",
     f"""CREATE TABLE authority (
         agent TEXT PRIMARY KEY,
@@ -53,9 +56,7 @@ SCHEMA = (
         migration_id BLOB,
         confirmed INTEGER NOT NULL,
         updated_ns INTEGER NOT NULL,
-        context BLOB,
-        FOREIGN KEY (agent, head) REFERENCES lineage (agent, digest)
-            DEFERRABLE INITIALLY DEFERRED
+        context BLOB
     )""",
     "CREATE TABLE fence (agent TEXT PRIMARY KEY, epoch INTEGER NOT NULL, evidence TEXT NOT NULL)",
     "CREATE TABLE module (hash BLOB PRIMARY KEY, wasm BLOB NOT NULL)",

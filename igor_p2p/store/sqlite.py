@@ -80,6 +80,48 @@ _SQL_PUT_TOMBSTONE = (
 )
 
 
+class _DigestFilter:
+    """A Bloom filter over the digests of one agent's committed lineage rows.
+
+    The schema has no index on digests (keeping one costs a random index page per appended row),
+    so "a digest already in the agent's chain is refused" is checked here: a miss proves the
+    digest is new; a hit is confirmed against the table. Digests are SHA-256 outputs, so four
+    disjoint 32-bit slices of them are the filter's hash functions. 16 bits per row (about 0.2%
+    false hits); the filter is rebuilt from the table, twice as large, when it fills up.
+    """
+
+    __slots__ = ("bits", "capacity", "count", "mask")
+
+    BITS_PER_ROW = 16
+    MIN_CAPACITY = 1024
+
+    def __init__(self, capacity: int) -> None:
+        capacity = max(self.MIN_CAPACITY, capacity)
+        size = 1 << (capacity * self.BITS_PER_ROW - 1).bit_length()
+        self.bits = bytearray(size // 8)
+        self.mask = size - 1
+        self.capacity = capacity
+        self.count = 0
+
+    def _positions(self, digest: bytes) -> tuple[int, int, int, int]:
+        mask = self.mask
+        x = int.from_bytes(digest[:16], "little")
+        return (x & mask, (x >> 32) & mask, (x >> 64) & mask, (x >> 96) & mask)
+
+    def add(self, digest: bytes) -> None:
+        bits = self.bits
+        for p in self._positions(digest):
+            bits[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+
+    def may_contain(self, digest: bytes) -> bool:
+        bits = self.bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(digest))
+
+    def full(self) -> bool:
+        return self.count >= self.capacity
+
+
 def _require(ok: bool, what: str) -> None:
     if not ok:
         raise InvalidOp(what)
@@ -190,6 +232,8 @@ class Store:
         self.path = path
         self._tips: dict[str, _Tip] = {}
         self._fences: dict[str, int] = {}
+        self._digests: dict[str, _DigestFilter] = {}
+        """Per agent: a filter over its committed digests (loaded on its first append)."""
         self._transactions = 0
         self.problems_at_open: list[IntegrityProblem] = []
         """What the integrity check found when the store was opened."""
@@ -270,6 +314,17 @@ class Store:
         self._tips.update(plan.tips)
         for agent, (epoch, _) in plan.fences.items():
             self._fences[agent] = max(epoch, self._fences.get(agent, 0))
+        for agent in plan.deletes:
+            self._digests.pop(agent, None)
+        for agent, rows in plan.rows.items():
+            known = self._digests.get(agent)
+            if known is None:
+                continue  # loaded from the table on the agent's next append
+            if known.count + len(rows) > known.capacity:
+                del self._digests[agent]  # rebuilt, larger, on the next append
+                continue
+            for row in rows:
+                known.add(row[2])  # type: ignore[arg-type]
 
     def mark_recovery_required(self, agent: str, reason: str) -> None:
         """Put ``agent`` (which must have an authority record) into RECOVERY_REQUIRED."""
@@ -285,6 +340,29 @@ class Store:
             ).fetchone()
             self._tips[agent] = (row[0], row[1]) if row is not None else None
         return self._tips[agent]
+
+    def _known_digests(self, agent: str) -> _DigestFilter:
+        """The filter over ``agent``'s committed digests (built from the table when missing)."""
+        known = self._digests.get(agent)
+        if known is None:
+            rows = self._conn.execute(
+                "SELECT digest FROM lineage WHERE agent = ?", (agent,)
+            ).fetchall()
+            known = _DigestFilter(2 * len(rows))
+            for (digest,) in rows:
+                if isinstance(digest, bytes):
+                    known.add(digest)
+            self._digests[agent] = known
+        return known
+
+    def _digest_committed(self, agent: str, digest: bytes) -> bool:
+        """Whether ``agent``'s committed chain already holds a row with ``digest``."""
+        if not self._known_digests(agent).may_contain(digest):
+            return False
+        row = self._conn.execute(
+            "SELECT 1 FROM lineage WHERE agent = ? AND digest = ? LIMIT 1", (agent, digest)
+        ).fetchone()
+        return row is not None
 
     def _fence(self, plan: _Plan, agent: str) -> int:
         if agent in plan.fences:
@@ -320,6 +398,9 @@ class Store:
                 seq, want_prev = (0, None) if tip is None else (tip[0] + 1, tip[1])
                 rows = plan.rows.setdefault(agent, [])
                 seen = {r[2] for r in rows}
+                # Rows deleted earlier in this sequence do not count; otherwise the committed
+                # chain (when the agent has one) must not hold the digest either.
+                check_committed = tip is not None and agent not in plan.deletes
                 for e in op.entries:
                     blob = e.blob
                     _require(isinstance(blob, bytes), "entry blob must be bytes")
@@ -331,7 +412,9 @@ class Store:
                         raise ChainBreak(f"{agent} seq {seq}: digest is not sha256(blob)")
                     if want_prev is not None and e.prev != want_prev:
                         raise ChainBreak(f"{agent} seq {seq}: prev does not name the head")
-                    if digest in seen:
+                    if digest in seen or (
+                        check_committed and self._digest_committed(agent, digest)
+                    ):
                         raise ChainBreak(f"{agent} seq {seq}: digest already in the chain")
                     seen.add(digest)
                     rows.append((agent, seq, digest, e.prev, e.kind, e.epoch, e.tick, blob))
@@ -500,11 +583,30 @@ class Store:
         )
         return [r[0] for r in rows]
 
-    def lineage_rows(self, agent: str) -> list[LineageRow]:
+    def lineage_rows(self, agent: str, since_seq: int = 0) -> list[LineageRow]:
+        """The agent's rows from ``since_seq`` on, in seq order."""
         rows = self._conn.execute(
             "SELECT agent, seq, digest, prev, kind, epoch, tick, blob FROM lineage "
+            "WHERE agent = ? AND seq >= ? ORDER BY seq",
+            (agent, since_seq),
+        )
+        return [LineageRow(*r) for r in rows]
+
+    def lineage_index(self, agent: str) -> list[LineageRow]:
+        """The agent's rows in seq order with every column but the blob (``blob`` is b"")."""
+        rows = self._conn.execute(
+            "SELECT agent, seq, digest, prev, kind, epoch, tick FROM lineage "
             "WHERE agent = ? ORDER BY seq",
             (agent,),
+        )
+        return [LineageRow(*r, b"") for r in rows]
+
+    def lineage_rows_of_kind(self, agent: str, kind: str) -> list[LineageRow]:
+        """The agent's rows whose ``kind`` column is ``kind`` (e.g. ``TRANSFER``), in seq order."""
+        rows = self._conn.execute(
+            "SELECT agent, seq, digest, prev, kind, epoch, tick, blob FROM lineage "
+            "WHERE agent = ? AND kind = ? ORDER BY seq",
+            (agent, kind),
         )
         return [LineageRow(*r) for r in rows]
 
@@ -515,8 +617,13 @@ class Store:
             if record.head is None:
                 return None
             row = self._conn.execute(
-                "SELECT blob FROM lineage WHERE agent = ? AND digest = ?", (agent, record.head)
+                "SELECT blob FROM lineage WHERE agent = ? AND seq = ? AND digest = ?",
+                (agent, record.head_seq, record.head),
             ).fetchone()
+            if row is None:  # damaged record: look for the digest anywhere in the chain
+                row = self._conn.execute(
+                    "SELECT blob FROM lineage WHERE agent = ? AND digest = ?", (agent, record.head)
+                ).fetchone()
         else:
             row = self._conn.execute(
                 "SELECT blob FROM lineage WHERE agent = ? ORDER BY seq DESC LIMIT 1", (agent,)

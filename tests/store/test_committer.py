@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from igor_p2p.store import (
     AppendEntries,
@@ -175,3 +177,67 @@ async def test_run_cancelled_fails_queued_commits_with_committer_closed(store: S
     assert store.fence("did:key:z6MkA") == 0
     with pytest.raises(CommitterClosed):
         await committer.commit([RaiseFence("did:key:z6MkA", 3, "e")])
+
+
+async def test_commit_groups_share_one_transaction_and_isolate_a_bad_group(store: Store) -> None:
+    committer = GroupCommitter(store)
+    good = [[AppendEntries(f"did:key:z6MkG{i}", chain(2, tag=b"%d" % i))] for i in range(6)]
+    bad = [AppendEntries("did:key:z6MkBad", [entry(ZERO, b"a"), entry(ZERO, b"b")])]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        results = await committer.commit_groups([*good[:3], bad, [], *good[3:]])
+        await committer.aclose()
+    assert [r is None for r in results] == [True, True, True, False, True, True, True, True]
+    assert isinstance(results[3], ChainBreak)
+    assert all(len(store.lineage(f"did:key:z6MkG{i}")) == 2 for i in range(6))
+    assert store.lineage("did:key:z6MkBad") == []
+    assert committer.stats.batches == 1 and committer.stats.split_batches == 1
+
+
+async def test_commit_groups_in_one_merged_transaction(store: Store) -> None:
+    committer = GroupCommitter(store)
+    groups = [[AppendEntries(f"did:key:z6MkH{i}", chain(1, tag=b"%d" % i))] for i in range(20)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        before = store.transactions_committed
+        results = await committer.commit_groups(groups)
+        assert store.transactions_committed == before + 1
+        await committer.aclose()
+    assert results == [None] * 20
+
+
+async def test_commit_groups_cancelled_while_queued_are_not_applied(store: Store) -> None:
+    committer = GroupCommitter(store)  # run() never started: the groups stay queued
+    groups = [[AppendEntries(f"did:key:z6MkC{i}", chain(1, tag=b"%d" % i))] for i in range(3)]
+    with trio.move_on_after(0.05) as scope:
+        await committer.commit_groups(groups)
+    assert scope.cancelled_caught
+    assert committer._pending == deque()
+    await committer.aclose()
+    assert all(store.lineage(f"did:key:z6MkC{i}") == [] for i in range(3))
+
+
+async def test_commit_groups_on_a_closed_committer_are_refused(store: Store) -> None:
+    committer = GroupCommitter(store)
+    await committer.aclose()
+    with pytest.raises(CommitterClosed):
+        await committer.commit_groups([[RaiseFence("did:key:z6MkX", 3, "e")]])
+    assert store.fence("did:key:z6MkX") == 0
+
+
+async def test_read_inline_waits_for_a_running_transaction(store: Store) -> None:
+    committer = GroupCommitter(store)
+    order: list[str] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        async with committer._limiter:  # as the worker holds it during a transaction
+
+            async def reader() -> None:
+                order.append(await committer.read_inline(lambda s: f"fence {s.fence('x')}"))
+
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            order.append("transaction done")
+        await trio.testing.wait_all_tasks_blocked()
+        await committer.aclose()
+    assert order == ["transaction done", "fence 0"]

@@ -27,6 +27,7 @@ from igor_p2p.store import (
     StoreCorrupt,
     StoreError,
 )
+from igor_p2p.store.schema import SCHEMA_VERSION
 
 from .helpers import ZERO, chain, entry, launch, record
 
@@ -96,6 +97,42 @@ def test_duplicate_digest_in_chain_is_a_chain_break(store: Store) -> None:
     e1 = entry(e0.digest, b"same")
     with pytest.raises(ChainBreak):
         store.apply([AppendEntries(A, [e0, e1])])
+
+
+def test_duplicate_of_a_committed_digest_is_a_chain_break(tmp_path: Path) -> None:
+    path = tmp_path / "igor.db"
+    s = Store.open(path)
+    es = chain(3)
+    s.apply([AppendEntries(A, es)])
+    again = entry(es[-1].digest, b"x:1")  # the blob of seq 1, linked to the tip
+    with pytest.raises(ChainBreak):
+        s.apply([AppendEntries(A, [again])])
+    s.close()
+    s = Store.open(path)  # a fresh store knows the committed digests from the table
+    with pytest.raises(ChainBreak):
+        s.apply([AppendEntries(A, [entry(es[-1].digest, b"x:0")])])
+    s.apply([AppendEntries(A, [entry(es[-1].digest, b"new")])])
+    assert len(s.lineage(A)) == 4
+    s.close()
+
+
+def test_digest_check_holds_across_many_committed_rows(store: Store) -> None:
+    es = chain(3000)  # more rows than the first digest filter holds: it is rebuilt larger
+    for i in range(0, len(es), 500):
+        store.apply([AppendEntries(A, es[i : i + 500])])
+    for old in (es[0], es[1234], es[-2]):
+        with pytest.raises(ChainBreak):
+            store.apply([AppendEntries(A, [entry(es[-1].digest, old.blob)])])
+    store.apply([AppendEntries(A, [entry(es[-1].digest, b"fresh")])])
+    assert len(store.lineage(A)) == 3001
+
+
+def test_deleted_lineage_digests_may_be_appended_again(store: Store) -> None:
+    es = chain(2)
+    store.apply([AppendEntries(A, es)])
+    store.apply([AppendEntries(A, [entry(es[-1].digest, b"more")])])
+    store.apply([DeleteLineage(A), AppendEntries(A, es)])
+    assert [r.digest for r in store.lineage_rows(A)] == [e.digest for e in es]
 
 
 def test_appends_in_separate_ops_of_one_batch_chain(store: Store) -> None:
@@ -266,6 +303,15 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SchemaTooNew) as info:
         Store.open(tmp_path / "igor.db")
     assert info.value.found == 99
+    assert info.value.found > SCHEMA_VERSION
+
+
+def test_schema_version_is_written_on_create(tmp_path: Path) -> None:
+    Store.open(tmp_path / "igor.db").close()
+    conn = sqlite3.connect(tmp_path / "igor.db")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    conn.close()
+    assert int(row[0]) == SCHEMA_VERSION == 2
 
 
 def test_non_database_file_is_store_corrupt(tmp_path: Path) -> None:
