@@ -109,7 +109,7 @@ from igor_p2p.runtime.loader import (
 )
 from igor_p2p.store.ops import Op, PutManifest, PutModule, PutTombstone, RaiseFence
 from igor_p2p.store.records import AuthorityRecord as StoreRecord
-from igor_p2p.store.records import LineageRow
+from igor_p2p.store.records import FirstRecord, LineageRow
 from igor_p2p.store.sqlite import Store
 
 if TYPE_CHECKING:
@@ -224,20 +224,15 @@ class HandoffDriver:
             ops += [PutModule(prepared.wasm), PutManifest(prepared.manifest)]
             if row is None:
                 ck = prepared.checkpoint
-                row = StoreRecord(
-                    agent=did,
-                    state=AuthorityState.HANDOFF_PENDING,
-                    epoch=ck.epoch,
-                    owner=ck.owner,
-                    head=None,
-                    head_seq=-1,
-                    wasm_hash=ck.wasm_hash,
-                    manifest_hash=ck.manifest_hash,
-                    reason="",
-                    peer=None,
-                    migration_id=None,
-                    confirmed=False,
-                    updated_ns=time.time_ns(),
+                row = StoreRecord.first(
+                    did,
+                    FirstRecord(
+                        state=AuthorityState.HANDOFF_PENDING,
+                        epoch=ck.epoch,
+                        owner=ck.owner,
+                        wasm_hash=ck.wasm_hash,
+                        manifest_hash=ck.manifest_hash,
+                    ),
                 )
         if row is None:
             raise MigrationFailed(f"no stored row for {did}")

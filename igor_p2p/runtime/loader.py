@@ -10,7 +10,6 @@ error and, where local state is damaged or ambiguous, records RECOVERY_REQUIRED 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 import trio
@@ -36,7 +35,7 @@ from igor_p2p.runtime.hosted import AgentEnvironment, HostedAgent
 from igor_p2p.runtime.ledger import append_ops
 from igor_p2p.runtime.services import NodeServices
 from igor_p2p.store.ops import MarkRecoveryRequired, PutManifest, PutModule
-from igor_p2p.store.records import AuthorityRecord
+from igor_p2p.store.records import AuthorityRecord, FirstRecord
 from igor_p2p.store.sqlite import Store
 
 log = get_logger(__name__)
@@ -138,20 +137,15 @@ async def launch(services: NodeServices, request: LaunchRequest) -> HostedAgent:
         state=b"",
         owner=services.key.public_key,
     ).sign(agent_key)
-    record = AuthorityRecord(
-        agent=did,
-        state=AuthorityState.ACTIVE_OWNER,
-        epoch=1,
-        owner=services.key.public_key,
-        head=None,
-        head_seq=-1,
-        wasm_hash=compiled.sha256,
-        manifest_hash=manifest.hash,
-        reason="",
-        peer=None,
-        migration_id=None,
-        confirmed=False,
-        updated_ns=time.time_ns(),
+    record = AuthorityRecord.first(
+        did,
+        FirstRecord(
+            state=AuthorityState.ACTIVE_OWNER,
+            epoch=1,
+            owner=services.key.public_key,
+            wasm_hash=compiled.sha256,
+            manifest_hash=manifest.hash,
+        ),
     )
     ops, record = append_ops(record, [genesis], previous_tick=0)
     await services.committer.commit(

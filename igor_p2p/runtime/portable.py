@@ -32,7 +32,7 @@ from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.ledger import append_ops
 from igor_p2p.runtime.loader import chain_order, check_owner, custodian, last_checkpoint
 from igor_p2p.store.ops import Op, PutManifest, PutModule, PutTombstone, RaiseFence
-from igor_p2p.store.records import AuthorityRecord
+from igor_p2p.store.records import AuthorityRecord, FirstRecord
 from igor_p2p.store.sqlite import Store
 
 
@@ -138,20 +138,16 @@ def import_bundle(store: Store, key: Keypair, bundle: AgentBundle) -> ImportOutc
     owner = holder == key.public_key
     state = AuthorityState.ACTIVE_OWNER if owner else AuthorityState.RETIRED
     reason = "" if owner else "imported read-only copy; custody is with another node"
-    base = existing or AuthorityRecord(
-        agent=did,
-        state=state,
-        epoch=epoch,
-        owner=holder,
-        head=None,
-        head_seq=-1,
-        wasm_hash=head.wasm_hash,
-        manifest_hash=head.manifest_hash,
-        reason=reason,
-        peer=None,
-        migration_id=None,
-        confirmed=False,
-        updated_ns=time.time_ns(),
+    base = existing or AuthorityRecord.first(
+        did,
+        FirstRecord(
+            state=state,
+            epoch=epoch,
+            owner=holder,
+            wasm_hash=head.wasm_hash,
+            manifest_hash=head.manifest_hash,
+            reason=reason,
+        ),
     )
     previous_tick = 0
     for e in entries[:known]:
@@ -218,20 +214,15 @@ def import_go_agent(
         state=go.state,
         owner=key.public_key,
     ).sign(request.identity)
-    record = AuthorityRecord(
-        agent=did,
-        state=AuthorityState.ACTIVE_OWNER,
-        epoch=1,
-        owner=key.public_key,
-        head=None,
-        head_seq=-1,
-        wasm_hash=go.wasm_hash,
-        manifest_hash=manifest.hash,
-        reason="",
-        peer=None,
-        migration_id=None,
-        confirmed=False,
-        updated_ns=time.time_ns(),
+    record = AuthorityRecord.first(
+        did,
+        FirstRecord(
+            state=AuthorityState.ACTIVE_OWNER,
+            epoch=1,
+            owner=key.public_key,
+            wasm_hash=go.wasm_hash,
+            manifest_hash=manifest.hash,
+        ),
     )
     ops, _ = append_ops(record, [genesis], previous_tick=go.tick)
     store.apply([PutModule(request.wasm), PutManifest(manifest.canonical_bytes), *ops])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 
 from igor_p2p.authority.states import AuthorityState
@@ -34,6 +35,37 @@ class AuthorityRecord:
     updated_ns: int
     context: bytes | None = None
     """Opaque handoff context the authority driver persists with the record (msgpack)."""
+
+    @classmethod
+    def first(cls, agent: str, origin: FirstRecord) -> AuthorityRecord:
+        """The record of an agent this store has no rows for yet (head set by the first append)."""
+        return cls(
+            agent=agent,
+            state=origin.state,
+            epoch=origin.epoch,
+            owner=origin.owner,
+            head=None,
+            head_seq=-1,
+            wasm_hash=origin.wasm_hash,
+            manifest_hash=origin.manifest_hash,
+            reason=origin.reason,
+            peer=None,
+            migration_id=None,
+            confirmed=False,
+            updated_ns=time.time_ns(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRecord:
+    """What the first authority record of an agent on this node says."""
+
+    state: AuthorityState
+    epoch: int
+    owner: bytes
+    wasm_hash: bytes
+    manifest_hash: bytes
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
