@@ -433,7 +433,8 @@ class Node:
         return {"found": True, **await self._describe(record)}
 
     async def agent_status(self, did: str) -> dict[str, Any]:
-        """What this node knows; if it does not own the agent, ask the DHT where it lives."""
+        """What this node knows; if it does not own the agent, ask the DHT where it lives, and
+        when the DHT has nothing newer, follow the forwarding tombstones hop by hop."""
         local = await self._local_agent_status(did)
         if local.get("found") and local["state"] == AuthorityState.ACTIVE_OWNER.value:
             return {**local, "source": "local"}
@@ -441,6 +442,9 @@ class Node:
         location = None
         with trio.move_on_after(5):
             location = await get_location(parts.dht, did)
+        tombstone = await parts.services.committer.read(lambda s: s.tombstone(did))
+        if tombstone is not None and (location is None or tombstone.epoch > location.epoch):
+            return await self._follow_tombstones(did, tombstone.peer)
         if location is None:
             if local.get("found"):
                 return {**local, "source": "local"}
@@ -461,6 +465,32 @@ class Node:
                 "reason": f"owner unreachable: {type(exc).__name__}",
             }
         return {**remote, "source": "dht", "owner_peer": location.owner}
+
+    async def _follow_tombstones(self, did: str, peer: str, max_hops: int = 8) -> dict[str, Any]:
+        """Ask the node the agent left for, then the node it left that one for, and so on."""
+        parts = self.running
+        reply: dict[str, Any] = {}
+        for hop in range(max_hops):
+            try:
+                with trio.fail_after(5):
+                    reply = await query_agent(parts.host, peer, did)
+            except Exception as exc:
+                return {
+                    "agent": did,
+                    "found": True,
+                    "source": "tombstone",
+                    "owner_peer": peer,
+                    "state": "UNKNOWN",
+                    "reason": f"forwarded node unreachable: {type(exc).__name__}",
+                    "hops": hop + 1,
+                }
+            nxt = reply.get("owner_peer")
+            if reply.get("state") == AuthorityState.ACTIVE_OWNER.value or not isinstance(nxt, str):
+                break
+            if nxt == peer or nxt == parts.services.peer_id:
+                break
+            peer = nxt
+        return {**reply, "source": "tombstone", "hops": hop + 1}
 
     # ------------------------------------------------------------ admin
 

@@ -1,0 +1,92 @@
+"""Node behaviour checked with in-process nodes on 127.0.0.1 (no subprocesses)."""
+
+import socket
+import urllib.request
+from pathlib import Path
+
+import trio
+
+from igor_p2p.agent.source import load_agent_manifest, load_agent_source
+from igor_p2p.node.config import NodeConfig
+from igor_p2p.node.node import Node
+from igor_p2p.runtime.loader import LaunchRequest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(root: Path, name: str, **extra: object) -> NodeConfig:
+    return NodeConfig(
+        data_dir=root / name,
+        name=name,
+        listen=("/ip4/127.0.0.1/tcp/0",),
+        idle_interval_s=0.05,
+        announce_interval_s=0.3,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def _counter(node: Node) -> str:
+    agent = await node.launch(
+        LaunchRequest(
+            wasm=load_agent_source("counter"),
+            manifest=load_agent_manifest("counter").canonical_bytes,
+            budget=10**9,
+        )
+    )
+    return str(agent.did)
+
+
+async def _hosting(node: Node, did: str) -> None:
+    with trio.fail_after(15):
+        while did not in node.running.scheduler.agents:
+            await trio.sleep(0.01)
+
+
+async def test_status_follows_forwarding_tombstones_to_the_current_owner(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        a = await nursery.start(Node(_config(tmp_path, "a")).run)
+        boot = ((await a.status())["addrs"][0],)
+        b = await nursery.start(Node(_config(tmp_path, "b", bootstrap=boot)).run)
+        c = await nursery.start(Node(_config(tmp_path, "c", bootstrap=boot)).run)
+        did = await _counter(a)
+        assert a.handoff is not None and b.handoff is not None
+        await a.handoff.migrate(did, b.running.services.peer_id)
+        await _hosting(b, did)
+        await b.handoff.migrate(did, c.running.services.peer_id)
+        await _hosting(c, did)
+        tombstone = await a.running.services.committer.read(lambda s: s.tombstone(did))
+        assert tombstone is not None and tombstone.peer == b.running.services.peer_id
+        found = await a._follow_tombstones(did, tombstone.peer)
+        assert found["state"] == "ACTIVE_OWNER"
+        assert found["node"] == "c" and found["epoch"] == 3
+        assert found["hops"] == 2
+        for node in (a, b, c):
+            node.stop()
+
+
+async def test_metrics_endpoint_serves_the_node_gauges(tmp_path: Path) -> None:
+    port = _free_port()
+    async with trio.open_nursery() as nursery:
+        node = await nursery.start(Node(_config(tmp_path, "m", metrics=f"127.0.0.1:{port}")).run)
+        did = await _counter(node)
+        await _hosting(node, did)
+
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return str(r.read().decode())
+            except OSError:  # the endpoint starts in the background
+                return ""
+
+        with trio.fail_after(10):
+            while True:
+                body = await trio.to_thread.run_sync(scrape)
+                if "igor_agents_ticking 1.0" in body:
+                    break
+                await trio.sleep(0.1)
+        assert "igor_ticks_total" in body and "igor_peers_up" in body
+        node.stop()
