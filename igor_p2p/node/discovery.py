@@ -1,9 +1,25 @@
-"""Discovery: announce ourselves on gossip, learn peers from their announcements, dial them,
-and mark peers down when they fall silent."""
+"""Discovery: announce ourselves on gossip, learn peers from their announcements, dial them, and
+mark peers down when they fall silent.
+
+Every node's announcement reaches every other node, so the network's gossip load grows with
+(nodes × announce rate × relay fan-out). The announce interval therefore stretches with the
+number of peers up: ``interval_s × max(1, peers_up / PEERS_PER_INTERVAL)`` (1 s up to 4 peers,
+3.75 s with 15), keeping the whole network at about ``PEERS_PER_INTERVAL`` announcements per
+``interval_s``; each announcement states its interval (``every_ms``) so receivers scale their
+silence limit (``PeerTable.silence_limit``). Intervals get ±``ANNOUNCE_JITTER`` jitter, so N
+nodes do not publish (and every relay forward) in lock-step bursts. A peer is dialed when it is
+first heard (or heard again after being down) by the side whose peer ID sorts first; a peer we
+are not connected to is re-dialed at most every ``REDIAL_AFTER_INTERVALS`` intervals, not on
+each of its announcements — its announcements reach us through gossip relays anyway, and
+liveness is "its announcements keep arriving", not "we hold a connection to it". When this
+node's own loop stalls (CPU starvation), the stall is credited to every peer
+(``PeerTable.credit``) instead of being counted as their silence."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from dataclasses import replace
 
 import trio
 from libp2p.abc import IHost
@@ -15,6 +31,15 @@ from igor_p2p.net.host import dial
 from igor_p2p.node.peers import ANNOUNCE_TOPIC, Announcement, MalformedAnnouncement, PeerTable
 
 log = get_logger(__name__)
+
+PEERS_PER_INTERVAL = 4
+"""The announce interval is ``interval_s`` up to this many peers up, then grows linearly."""
+ANNOUNCE_JITTER = 0.25
+"""Each announce interval is drawn from ``interval_s × (1 ± ANNOUNCE_JITTER)``."""
+REDIAL_AFTER_INTERVALS = 5.0
+"""A known, up, unconnected peer is re-dialed at most once per this many intervals."""
+STALL_CREDIT_AFTER = 0.5
+"""A sweep that wakes more than this many intervals late credits the lateness to every peer."""
 
 
 class Discovery:
@@ -36,6 +61,9 @@ class Discovery:
         self.interval_s = interval_s
         self.on_peer_down = on_peer_down
         self._dialing: set[str] = set()
+        self._last_dial: dict[str, float] = {}
+        self._rng = random.Random()
+        self.stall_credited_s = 0.0
         self.rejected = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -46,16 +74,30 @@ class Discovery:
             nursery.start_soon(self._sweep_loop)
             task_status.started()
 
-    async def announce_now(self) -> None:
+    def current_interval_s(self) -> float:
+        """The announce interval for the current number of peers up."""
+        up = len(self.peers.up_peers())
+        return self.interval_s * max(1.0, up / PEERS_PER_INTERVAL)
+
+    async def announce_now(self, interval_s: float | None = None) -> None:
+        """Publish our announcement, stating ``interval_s`` (default: the current interval) as
+        the time until the next one."""
+        every_s = self.current_interval_s() if interval_s is None else interval_s
+        every_ms = round(every_s * 1000)
         try:
-            await publish_message(self.gossip, ANNOUNCE_TOPIC, self.announcement().to_wire())
+            announcement = replace(self.announcement(), every_ms=every_ms)
+            await publish_message(self.gossip, ANNOUNCE_TOPIC, announcement.to_wire())
         except Exception as exc:  # gossip is a hint; never let it take the node down
             log.debug("announce failed: %s", exc)
 
     async def _announce_loop(self) -> None:
         while True:
-            await self.announce_now()
-            await trio.sleep(self.interval_s)
+            # The interval stated in this announcement is the one we sleep next: a receiver's
+            # silence limit must cover the gap to our next announcement.
+            interval_s = self.current_interval_s()
+            await self.announce_now(interval_s)
+            jitter = self._rng.uniform(-ANNOUNCE_JITTER, ANNOUNCE_JITTER)
+            await trio.sleep(interval_s * (1.0 + jitter))
 
     async def _listen(self, subscription, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
         async for gossip in subscription:
@@ -71,9 +113,24 @@ class Discovery:
                 self.rejected += 1
                 log.debug("announcement for %s signed by %s", announcement.peer_id, gossip.sender)
                 continue
-            fresh = self.peers.observe(announcement, trio.current_time())
-            if fresh or not self._connected(announcement.peer_id):
+            now = trio.current_time()
+            fresh = self.peers.observe(announcement, now)
+            if self._dial_due(announcement.peer_id, fresh, now):
+                self._last_dial[announcement.peer_id] = now
                 nursery.start_soon(self._dial, announcement)
+
+    def _dial_due(self, peer_id: str, fresh: bool, now: float) -> bool:
+        """Dial a newly heard peer at once only when our peer ID sorts first: two nodes that
+        hear each other at the same moment would otherwise dial each other simultaneously, and
+        the losing connection of the pair takes its pubsub streams with it. The other side
+        dials too, but only if still unconnected ``REDIAL_AFTER_INTERVALS`` later."""
+        last = self._last_dial.get(peer_id)
+        if last is None and not (fresh and self.peers.self_id < peer_id):
+            self._last_dial[peer_id] = now  # start the redial clock
+            return False
+        if not fresh and last is not None and now - last < self.interval_s * REDIAL_AFTER_INTERVALS:
+            return False
+        return not self._connected(peer_id)
 
     def _connected(self, peer_id: str) -> bool:
         return any(str(p) == peer_id for p in self.host.get_network().connections)
@@ -93,9 +150,17 @@ class Discovery:
             self._dialing.discard(announcement.peer_id)
 
     async def _sweep_loop(self) -> None:
+        period = self.interval_s / 2
         while True:
-            await trio.sleep(self.interval_s / 2)
-            for peer_id in self.peers.sweep(trio.current_time()):
+            before = trio.current_time()
+            await trio.sleep(period)
+            now = trio.current_time()
+            late = now - before - period
+            if late > self.interval_s * STALL_CREDIT_AFTER:
+                self.peers.credit(late)
+                self.stall_credited_s += late
+                log.debug("discovery loop stalled %.2f s; credited to peers", late)
+            for peer_id in self.peers.sweep(now):
                 log.info("peer down", peer=peer_id)
                 if self.on_peer_down is not None:
                     self.on_peer_down(peer_id)

@@ -1,9 +1,11 @@
 """The peer table, built from signed gossip announcements, with liveness.
 
-A peer that has not been heard from within ``down_after_s`` is marked down; hearing from it
-again marks it up. Gossip is a hint: the table decides where an agent *might* go, never who
-owns it.
-"""
+A peer that has not been heard from within its silence limit is marked down; hearing from it
+again marks it up. The limit is ``down_after_s``, or ``DOWN_AFTER_INTERVALS`` of the peer's own
+announce interval (``every_ms``, which it states in each announcement) when that is longer:
+announce intervals stretch with the network's size (``discovery``), and a peer must not be
+declared down for announcing exactly as often as it said it would. Gossip is a hint: the table
+decides where an agent *might* go, never who owns it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from igor_p2p.errors import InvalidInput
 ANNOUNCE_TOPIC = "igor/nodes/1"
 PROTOCOL_VERSION = "igor-p2p/0.1"
 MAX_ADDRS = 16
+DOWN_AFTER_INTERVALS = 3.0
+"""A peer is down after this many of its stated announce intervals of silence (at least
+``down_after_s``)."""
+MAX_EVERY_MS = 3_600_000
 
 
 class MalformedAnnouncement(InvalidInput):
@@ -33,6 +39,8 @@ class Announcement:
     load: int
     """Agents hosted now."""
     version: str = PROTOCOL_VERSION
+    every_ms: int = 0
+    """The sender's current announce interval; 0 = not stated (old senders)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {"type": "announce", **asdict(self), "addrs": list(self.addrs)}
@@ -51,16 +59,19 @@ class Announcement:
                 price=message["price"],
                 load=message["load"],
                 version=message["version"],
+                every_ms=message.get("every_ms", 0),
             )
         except KeyError as exc:
             raise MalformedAnnouncement(f"missing field {exc}") from None
         for name in ("peer_id", "name", "version"):
             if not isinstance(getattr(out, name), str) or len(getattr(out, name)) > 256:
                 raise MalformedAnnouncement(f"{name} must be a short string")
-        for name in ("capacity", "price", "load"):
+        for name in ("capacity", "price", "load", "every_ms"):
             value = getattr(out, name)
             if type(value) is not int or value < 0:
                 raise MalformedAnnouncement(f"{name} must be a non-negative integer")
+        if out.every_ms > MAX_EVERY_MS:
+            raise MalformedAnnouncement("every_ms must be at most an hour")
         if not all(isinstance(a, str) and len(a) < 512 for a in out.addrs):
             raise MalformedAnnouncement("addrs must be strings")
         return out
@@ -112,11 +123,26 @@ class PeerTable:
             entry.up = True
         return fresh
 
+    def credit(self, seconds: float) -> None:
+        """Forgive ``seconds`` of silence: this node itself was not running (its event loop
+        stalled, e.g. a saturated CPU), so it could not have heard anyone. Without this, one
+        long stall marks every peer down at once although they all kept announcing."""
+        if seconds <= 0:
+            return
+        for entry in self.peers.values():
+            if entry.up:
+                entry.last_seen += seconds
+
+    def silence_limit(self, entry: PeerEntry) -> float:
+        """Seconds of silence after which ``entry`` is marked down."""
+        stated = entry.announcement.every_ms / 1000.0 * DOWN_AFTER_INTERVALS
+        return max(self.down_after_s, stated)
+
     def sweep(self, now: float) -> list[str]:
         """Mark peers not heard from recently as down; return the newly-down peer IDs."""
         downed = []
         for peer_id, entry in self.peers.items():
-            if entry.up and now - entry.last_seen > self.down_after_s:
+            if entry.up and now - entry.last_seen > self.silence_limit(entry):
                 entry.up = False
                 downed.append(peer_id)
         return downed
