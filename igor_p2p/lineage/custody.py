@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from igor_p2p.lineage._codec import (
     INT64_MAX,
@@ -80,7 +80,6 @@ _TRANSFER_UNSIGNED = (
     "migration_id",
     "wall_ns",
 )
-_TRANSFER_ENCODED = ("tag", *_TRANSFER_UNSIGNED, "signature")
 
 
 def _validate_transfer(rec: Any) -> None:
@@ -94,36 +93,76 @@ def _validate_transfer(rec: Any) -> None:
     check_int(rec.wall_ns, "wall_ns", CorruptCustodyRecord, INT64_MIN, INT64_MAX)
 
 
-def _transfer_unsigned_items(rec: Any) -> list[Any]:
-    return [TRANSFER_TAG, *(getattr(rec, name) for name in _TRANSFER_UNSIGNED)]
+class _UnsignedRecord:
+    """Shared by the unsigned builders: the signing bytes and ``sign``."""
 
+    TAG: ClassVar[str]
+    DOMAIN: ClassVar[bytes]
+    FIELDS: ClassVar[tuple[str, ...]]
+    SIGNED: ClassVar[type[_SignedRecord]]
 
-@dataclass(frozen=True)
-class UnsignedTransferRecord:
-    agent: str
-    from_epoch: int
-    to_epoch: int
-    from_node: bytes
-    to_node: bytes
-    prev: bytes
-    migration_id: bytes
-    wall_ns: int
-
-    def __post_init__(self) -> None:
-        _validate_transfer(self)
+    def unsigned_items(self) -> list[Any]:
+        return [self.TAG, *(getattr(self, name) for name in self.FIELDS)]
 
     def signing_bytes(self) -> bytes:
-        return TRANSFER_DOMAIN + pack(_transfer_unsigned_items(self))
+        return self.DOMAIN + pack(self.unsigned_items())
 
-    def sign(self, keypair: Keypair) -> TransferRecord:
-        """Sign as ``from_node``; the verifier rejects a record signed by any other key."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return TransferRecord(**values, signature=keypair.sign(self.signing_bytes()))
+    def sign(self, keypair: Keypair) -> Any:
+        """Sign with ``keypair``; the verifier rejects a record signed by any other key."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return self.SIGNED(**values, signature=keypair.sign(self.signing_bytes()))
+
+
+class _SignedRecord(_UnsignedRecord):
+    """Shared by the signed records: encoding, digest, signature check and decoding."""
+
+    KIND: ClassVar[str]
+    signature: bytes
+
+    @property
+    def signer(self) -> bytes:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        return pack([*self.unsigned_items(), self.signature])
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
+        return sha256(self.encode())
+
+    def digest(self) -> bytes:
+        return self._digest
+
+    def verify_signature(self) -> None:
+        verify_signature(self.signer, self.signing_bytes(), self.signature)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Any:
+        items = unpack_array(data, CorruptCustodyRecord, max_bytes=MAX_RECORD_BYTES)
+        return cls._from_items(items, data)
+
+    @classmethod
+    def _from_items(cls, items: list[Any], data: bytes) -> Any:
+        r = FieldReader(items, CorruptCustodyRecord, ("tag", *cls.FIELDS, "signature"))
+        if r.raw("tag") != cls.TAG:
+            raise CorruptCustodyRecord(f"not a {cls.KIND} record (format tag)")
+        rec = cls(**cls._read(r), signature=r.bytes("signature", 64))  # type: ignore[call-arg]
+        check_canonical(data, rec.encode(), CorruptCustodyRecord)
+        return rec
+
+    @classmethod
+    def _read(cls, r: FieldReader) -> dict[str, Any]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class TransferRecord:
+class TransferRecord(_SignedRecord):
     """Epoch ``from_epoch`` → ``to_epoch``: ``from_node`` hands the agent to ``to_node``."""
+
+    TAG = TRANSFER_TAG
+    DOMAIN = TRANSFER_DOMAIN
+    FIELDS = _TRANSFER_UNSIGNED
+    KIND = "transfer"
 
     agent: str
     from_epoch: int
@@ -143,45 +182,43 @@ class TransferRecord:
     def signer(self) -> bytes:
         return self.from_node
 
-    def signing_bytes(self) -> bytes:
-        return TRANSFER_DOMAIN + pack(_transfer_unsigned_items(self))
-
-    def encode(self) -> bytes:
-        return pack([*_transfer_unsigned_items(self), self.signature])
-
-    @functools.cached_property
-    def _digest(self) -> bytes:
-        return sha256(self.encode())
-
-    def digest(self) -> bytes:
-        return self._digest
-
-    def verify_signature(self) -> None:
-        verify_signature(self.from_node, self.signing_bytes(), self.signature)
-
     @classmethod
-    def decode(cls, data: bytes) -> TransferRecord:
-        items = unpack_array(data, CorruptCustodyRecord, max_bytes=MAX_RECORD_BYTES)
-        return cls._from_items(items, data)
+    def _read(cls, r: FieldReader) -> dict[str, Any]:
+        return {
+            "agent": r.str("agent", MAX_DID_CHARS),
+            "from_epoch": r.int("from_epoch"),
+            "to_epoch": r.int("to_epoch"),
+            "from_node": r.bytes("from_node", 32),
+            "to_node": r.bytes("to_node", 32),
+            "prev": r.bytes("prev", 32),
+            "migration_id": r.bytes("migration_id", MIGRATION_ID_BYTES),
+            "wall_ns": r.int("wall_ns"),
+        }
 
-    @classmethod
-    def _from_items(cls, items: list[Any], data: bytes) -> TransferRecord:
-        r = FieldReader(items, CorruptCustodyRecord, _TRANSFER_ENCODED)
-        if r.raw("tag") != TRANSFER_TAG:
-            raise CorruptCustodyRecord("not a transfer record (format tag)")
-        rec = cls(
-            agent=r.str("agent", MAX_DID_CHARS),
-            from_epoch=r.int("from_epoch"),
-            to_epoch=r.int("to_epoch"),
-            from_node=r.bytes("from_node", 32),
-            to_node=r.bytes("to_node", 32),
-            prev=r.bytes("prev", 32),
-            migration_id=r.bytes("migration_id", MIGRATION_ID_BYTES),
-            wall_ns=r.int("wall_ns"),
-            signature=r.bytes("signature", 64),
-        )
-        check_canonical(data, rec.encode(), CorruptCustodyRecord)
-        return rec
+
+@dataclass(frozen=True)
+class UnsignedTransferRecord(_UnsignedRecord):
+    TAG = TRANSFER_TAG
+    DOMAIN = TRANSFER_DOMAIN
+    FIELDS = _TRANSFER_UNSIGNED
+    SIGNED = TransferRecord
+
+    agent: str
+    from_epoch: int
+    to_epoch: int
+    from_node: bytes
+    to_node: bytes
+    prev: bytes
+    migration_id: bytes
+    wall_ns: int
+
+    def __post_init__(self) -> None:
+        _validate_transfer(self)
+
+    def sign(self, keypair: Keypair) -> TransferRecord:
+        """Sign as ``from_node``; the verifier rejects a record signed by any other key."""
+        signed: TransferRecord = super().sign(keypair)
+        return signed
 
 
 # --- forced recovery ----------------------------------------------------------------------------
@@ -196,7 +233,6 @@ _FORCED_UNSIGNED = (
     "reason",
     "wall_ns",
 )
-_FORCED_ENCODED = ("tag", *_FORCED_UNSIGNED, "signature")
 
 
 def _validate_forced(rec: Any) -> None:
@@ -210,36 +246,14 @@ def _validate_forced(rec: Any) -> None:
     check_int(rec.wall_ns, "wall_ns", CorruptCustodyRecord, INT64_MIN, INT64_MAX)
 
 
-def _forced_unsigned_items(rec: Any) -> list[Any]:
-    return [FORCED_TAG, *(getattr(rec, name) for name in _FORCED_UNSIGNED)]
-
-
 @dataclass(frozen=True)
-class UnsignedForcedRecovery:
-    agent: str
-    from_epoch: int
-    to_epoch: int
-    node: bytes
-    prev: bytes
-    forced_by: str
-    reason: str
-    wall_ns: int
-
-    def __post_init__(self) -> None:
-        _validate_forced(self)
-
-    def signing_bytes(self) -> bytes:
-        return FORCED_DOMAIN + pack(_forced_unsigned_items(self))
-
-    def sign(self, keypair: Keypair) -> ForcedRecovery:
-        """Sign as ``node``; the verifier rejects a record signed by any other key."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return ForcedRecovery(**values, signature=keypair.sign(self.signing_bytes()))
-
-
-@dataclass(frozen=True)
-class ForcedRecovery:
+class ForcedRecovery(_SignedRecord):
     """``node`` forces itself owner at ``to_epoch`` from ``prev``, on an operator's word."""
+
+    TAG = FORCED_TAG
+    DOMAIN = FORCED_DOMAIN
+    FIELDS = _FORCED_UNSIGNED
+    KIND = "forced-recovery"
 
     agent: str
     from_epoch: int
@@ -259,42 +273,40 @@ class ForcedRecovery:
     def signer(self) -> bytes:
         return self.node
 
-    def signing_bytes(self) -> bytes:
-        return FORCED_DOMAIN + pack(_forced_unsigned_items(self))
-
-    def encode(self) -> bytes:
-        return pack([*_forced_unsigned_items(self), self.signature])
-
-    @functools.cached_property
-    def _digest(self) -> bytes:
-        return sha256(self.encode())
-
-    def digest(self) -> bytes:
-        return self._digest
-
-    def verify_signature(self) -> None:
-        verify_signature(self.node, self.signing_bytes(), self.signature)
-
     @classmethod
-    def decode(cls, data: bytes) -> ForcedRecovery:
-        items = unpack_array(data, CorruptCustodyRecord, max_bytes=MAX_RECORD_BYTES)
-        return cls._from_items(items, data)
+    def _read(cls, r: FieldReader) -> dict[str, Any]:
+        return {
+            "agent": r.str("agent", MAX_DID_CHARS),
+            "from_epoch": r.int("from_epoch"),
+            "to_epoch": r.int("to_epoch"),
+            "node": r.bytes("node", 32),
+            "prev": r.bytes("prev", 32),
+            "forced_by": r.str("forced_by", MAX_OPERATOR_BYTES),
+            "reason": r.str("reason", MAX_REASON_BYTES),
+            "wall_ns": r.int("wall_ns"),
+        }
 
-    @classmethod
-    def _from_items(cls, items: list[Any], data: bytes) -> ForcedRecovery:
-        r = FieldReader(items, CorruptCustodyRecord, _FORCED_ENCODED)
-        if r.raw("tag") != FORCED_TAG:
-            raise CorruptCustodyRecord("not a forced-recovery record (format tag)")
-        rec = cls(
-            agent=r.str("agent", MAX_DID_CHARS),
-            from_epoch=r.int("from_epoch"),
-            to_epoch=r.int("to_epoch"),
-            node=r.bytes("node", 32),
-            prev=r.bytes("prev", 32),
-            forced_by=r.str("forced_by", MAX_OPERATOR_BYTES),
-            reason=r.str("reason", MAX_REASON_BYTES),
-            wall_ns=r.int("wall_ns"),
-            signature=r.bytes("signature", 64),
-        )
-        check_canonical(data, rec.encode(), CorruptCustodyRecord)
-        return rec
+
+@dataclass(frozen=True)
+class UnsignedForcedRecovery(_UnsignedRecord):
+    TAG = FORCED_TAG
+    DOMAIN = FORCED_DOMAIN
+    FIELDS = _FORCED_UNSIGNED
+    SIGNED = ForcedRecovery
+
+    agent: str
+    from_epoch: int
+    to_epoch: int
+    node: bytes
+    prev: bytes
+    forced_by: str
+    reason: str
+    wall_ns: int
+
+    def __post_init__(self) -> None:
+        _validate_forced(self)
+
+    def sign(self, keypair: Keypair) -> ForcedRecovery:
+        """Sign as ``node``; the verifier rejects a record signed by any other key."""
+        signed: ForcedRecovery = super().sign(keypair)
+        return signed
