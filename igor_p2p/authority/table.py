@@ -1,171 +1,99 @@
-"""The one table that owns every authority transition rule, for both migration roles.
+"""The one table that owns every authority rule of a node, for every role (pure).
 
-Pure (sans-IO): events in, actions out. A :class:`AuthorityMachine` holds one node's belief
-about one agent: ``(state, epoch, fence, migration context)``. ``handle(event)`` looks the pair
-``(state, type(event))`` up in :data:`TRANSITIONS`, picks the first :class:`Rule` whose guard
-holds, and returns that rule's actions. Pairs the table does not list raise
-:class:`IllegalTransition`.
+Rule 1 (after h11): everything that changes what a node believes about its authority over an
+agent lives in this file. Rule 2: the table does not care why an event arrived — a source and a
+target, a restart and an operator all feed the same machine.
 
-Before any lookup the machine applies the fence: an event that carries an epoch lower than the
-highest epoch this node has seen is rejected (``LogRejected``) with no state change.
+An :class:`AuthorityMachine` holds one node's belief about one agent: the durable
+:class:`~igor_p2p.authority.record.AuthorityRecord` and the volatile
+:class:`~igor_p2p.authority.record.Run`. ``handle(event)`` looks ``(state, type(event))`` up in
+:data:`TRANSITIONS`, takes the first :class:`Rule` whose guard holds and returns its actions.
+A pair the table does not list raises :class:`IllegalTransition` (a typed error the caller turns
+into words: "the agent is RETIRED on this node").
+
+Theory of operation:
+
+- Authority over epoch ``s`` exists only as a witness certificate for the record that starts
+  ``s`` (:mod:`igor_p2p.authority.claim`). A node ticks only an epoch it got the certificate for
+  *in this incarnation* (``Run.certified``). After a restart, a resume, an import or a forced
+  recovery it claims a new epoch first; it never continues an old one, because a node restored
+  from a backup may have ticked, or signed away, what its disk no longer remembers.
+- A source hands over without writing anything first: it stops ticking, offers, and proposes
+  the transfer to the witnesses. Before any ACCEPT has left it may still abort and tick on (the
+  incarnation knows it signed nothing that could be chosen); after that only the witnesses'
+  answer settles it.
+- A target makes its copy durable (HANDOFF_PENDING) before it acks, and owns the next epoch only
+  with the certificate in hand.
+- Proven facts move a node forward (ClaimStale, Superseded: RETIRED with the new owner); only
+  damage or contradiction sends it to RECOVERY_REQUIRED.
 
 Ordering contract of every rule's actions (write-ahead): ``StopTicking`` comes before the
-``PersistAuthority`` that leaves ``ACTIVE_OWNER``; every ``Send*``, ``StartTicking`` and
-``PublishClaim`` that depends on a new record comes *after* its ``PersistAuthority``. A driver
-must not execute an action that follows a ``PersistAuthority`` before that write is durable.
+``PersistAuthority`` that leaves ownership; every reply, ``StartTicking``, ``SendCommit``,
+``PublishClaim`` and ``Learn`` that depends on a new record comes after its ``PersistAuthority``,
+and the interpreter runs none of them before that write is durable.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import ClassVar
+from dataclasses import dataclass, field, replace
 
+from igor_p2p.authority.custody import EpochStart, decode_record
+from igor_p2p.authority.events import (
+    AbortReceived,
+    Action,
+    AgentFailed,
+    BeginHandoff,
+    BudgetExhausted,
+    ClaimResolved,
+    ClaimStale,
+    CommitReceived,
+    EnterRecovery,
+    Event,
+    ForceRecover,
+    Halt,
+    HandoffAborted,
+    Imported,
+    IntegrityFailure,
+    Launched,
+    Learn,
+    LogRejected,
+    OfferPrepared,
+    OfferRefused,
+    PersistAuthority,
+    PublishClaim,
+    ReplyAck,
+    ReplyConfirm,
+    ReplyDone,
+    ReplyReject,
+    Restarted,
+    Resume,
+    SendAbort,
+    SendCommit,
+    SourceAborted,
+    StartClaim,
+    StartTicking,
+    StopTicking,
+    Superseded,
+    TickFailed,
+)
+from igor_p2p.authority.record import (
+    ABSENT,
+    NO_RECORD,
+    AuthorityRecord,
+    ClaimPurpose,
+    Holding,
+    PendingCopy,
+    Phase,
+    RecoveryReason,
+    Run,
+    Successor,
+)
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.errors import IgorError
+from igor_p2p.wire.messages import RejectCode
 
-# --------------------------------------------------------------------------- holdings
-
-
-class Absent(enum.StrEnum):
-    """The implicit state of an agent this node never held (no record)."""
-
-    ABSENT = "ABSENT"
-
-
-ABSENT = Absent.ABSENT
-Holding = AuthorityState | Absent
-"""What a node's record says about one agent: an authority state, or no record at all."""
-
-
-class Role(enum.StrEnum):
-    SOURCE = "SOURCE"
-    TARGET = "TARGET"
-
-
-class MigrationPhase(enum.StrEnum):
-    """Where one migration stands, as far as this node's durable record knows."""
-
-    OFFERED = "OFFERED"
-    """Source: handoff initiated, no decision yet."""
-    ABORTED = "ABORTED"
-    """Source: aborted before the decision; authority kept at the same epoch."""
-    DECIDED = "DECIDED"
-    """Source: retired and signed the transfer record; the target's confirm is missing."""
-    CONFIRMED = "CONFIRMED"
-    """Source: the target confirmed it owns the next epoch."""
-    PREPARED = "PREPARED"
-    """Target: validated and durably pending, waiting for the commit."""
-    COMMITTED = "COMMITTED"
-    """Target: owns the next epoch."""
-    DISCARDED = "DISCARDED"
-    """Target: dropped its pending copy because the source never decided."""
-
-
-@dataclass(frozen=True)
-class MigrationContext:
-    """The migration a record refers to (the last one this node took part in)."""
-
-    migration_id: bytes
-    role: Role
-    peer: str
-    """The other side: the target for a source, the source for a target."""
-    offer_epoch: int
-    """The epoch being handed over; the target owns ``offer_epoch + 1`` after the commit."""
-    phase: MigrationPhase
-    transfer_record: bytes | None = None
-    """The signed transfer record, once the source decided (kept by both sides)."""
-    head_digest: bytes | None = None
-    """Digest of the handed-over checkpoint (offered by the source, prepared by the target)."""
-
-
-class RecoveryReason(enum.StrEnum):
-    """Why a node halted an agent in RECOVERY_REQUIRED."""
-
-    HIGHER_EPOCH_SEEN = "HIGHER_EPOCH_SEEN"
-    CONFLICTING_CLAIM = "CONFLICTING_CLAIM"
-    INTEGRITY_FAILURE = "INTEGRITY_FAILURE"
-    PEER_LOST_STATE = "PEER_LOST_STATE"
-    PEER_CONTRADICTS = "PEER_CONTRADICTS"
-    PEER_STALE = "PEER_STALE"
-    PEER_IN_RECOVERY = "PEER_IN_RECOVERY"
-
-
-class RejectReason(enum.StrEnum):
-    """Why an event was logged and ignored."""
-
-    STALE_EPOCH = "STALE_EPOCH"
-    UNKNOWN_MIGRATION = "UNKNOWN_MIGRATION"
-    MIGRATION_IN_FLIGHT = "MIGRATION_IN_FLIGHT"
-    NOT_OWNER = "NOT_OWNER"
-    ALREADY_HELD = "ALREADY_HELD"
-    ABORTED_MIGRATION = "ABORTED_MIGRATION"
-    NOT_HIGHER_THAN_FENCE = "NOT_HIGHER_THAN_FENCE"
-    RECOVERING = "RECOVERING"
-    NOT_APPLICABLE = "NOT_APPLICABLE"
-
-
-class RejectCode(enum.StrEnum):
-    """Reason codes a target puts on the wire in REJECT."""
-
-    BUSY = "BUSY"
-    ALREADY_HELD = "ALREADY_HELD"
-    RECOVERING = "RECOVERING"
-    STALE_EPOCH = "STALE_EPOCH"
-    MALFORMED = "MALFORMED"
-    WRONG_SENDER = "WRONG_SENDER"
-    HASH_MISMATCH = "HASH_MISMATCH"
-    BAD_SIGNATURE = "BAD_SIGNATURE"
-    LINEAGE_GAP = "LINEAGE_GAP"
-    CAPABILITY_MISSING = "CAPABILITY_MISSING"
-    BUDGET_INSUFFICIENT = "BUDGET_INSUFFICIENT"
-    NO_CAPACITY = "NO_CAPACITY"
-    POLICY_DENIED = "POLICY_DENIED"
-
-
-class AbortReason(enum.StrEnum):
-    TIMEOUT = "TIMEOUT"
-    REJECTED = "REJECTED"
-    RESTARTED = "RESTARTED"
-    OPERATOR = "OPERATOR"
-
-
-class ResolutionKind(enum.StrEnum):
-    """What the recover exchange concluded (see ``igor_p2p.handoff.resolution``)."""
-
-    COMMIT = "COMMIT"
-    """Target: the source decided for this migration; take authority."""
-    DISCARD = "DISCARD"
-    """Target: the source provably did not decide; drop the pending copy."""
-    CONFIRMED = "CONFIRMED"
-    """Source: the target owns (or has owned) the next epoch."""
-    RESEND_COMMIT = "RESEND_COMMIT"
-    """Source: the target is still pending; send COMMIT again."""
-    WAIT = "WAIT"
-    """The peer has not decided yet; ask again later."""
-    RECOVERY = "RECOVERY"
-    """Contradiction or lost state: halt in RECOVERY_REQUIRED."""
-
-
-@dataclass(frozen=True)
-class AuthorityRecord:
-    """Everything a node persists about its authority over one agent."""
-
-    state: Holding
-    epoch: int
-    fence: int
-    """The highest epoch this node has seen for the agent (≥ ``epoch``)."""
-    migration: MigrationContext | None = None
-    reason: RecoveryReason | None = None
-    detail: str = ""
-    version: int = 0
-    """Write counter; ``Durable(version)`` acknowledges the write of this record."""
-
-
-NO_RECORD = AuthorityRecord(state=ABSENT, epoch=0, fence=0)
-
-# --------------------------------------------------------------------------- errors
+S = AuthorityState
 
 
 class IllegalTransition(IgorError):
@@ -181,278 +109,29 @@ class TableInconsistency(IgorError):
     """A rule produced actions or a state other than the ones it declares (a bug in the table)."""
 
 
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class Event:
-    EPOCH_FIELD: ClassVar[str | None] = None
-    """Name of the field the fence applies to, if the event carries an epoch."""
-
-    def fenced_epoch(self) -> int | None:
-        if self.EPOCH_FIELD is None:
-            return None
-        value: int = getattr(self, self.EPOCH_FIELD)
-        return value
-
-
-@dataclass(frozen=True)
-class Launched(Event):
-    """A fresh agent was launched on this node (genesis)."""
-
-    epoch: int = 1
-
-
-@dataclass(frozen=True)
-class Restarted(Event):
-    """The node came back and rebuilt the machine from its last durable record."""
-
-
-@dataclass(frozen=True)
-class ClaimsChecked(Event):
-    """After a restart or resume: the highest epoch any peer claim shows for the agent."""
-
-    highest_epoch: int
-
-
-@dataclass(frozen=True)
-class Resumed(Event):
-    """An operator resumes an agent this node halted."""
-
-
-@dataclass(frozen=True)
-class BeginHandoff(Event):
-    target: str
-    migration_id: bytes
-    head_digest: bytes | None = None
-
-
-@dataclass(frozen=True)
-class HandoffAborted(Event):
-    """Source, before the decision: timeout, REJECT or restart."""
-
-    migration_id: bytes
-    reason: AbortReason
-
-
-@dataclass(frozen=True)
-class OfferPrepared(Event):
-    """Target: an OFFER for ``epoch`` was validated; prepare it (persist HANDOFF_PENDING)."""
-
-    EPOCH_FIELD: ClassVar[str | None] = "epoch"
-    source: str
-    migration_id: bytes
-    epoch: int
-    head_digest: bytes | None = None
-
-
-@dataclass(frozen=True)
-class DecideRetire(Event):
-    """Source: the target acked; durably retire epoch ``epoch`` to the target (decision).
-
-    Not fenced: after the decision the fence is ``epoch + 1`` and a duplicate ACK must still
-    reach the rule that re-sends COMMIT; the guards compare the epoch exactly.
-    """
-
-    migration_id: bytes
-    epoch: int
-    transfer_record: bytes
-    transfer_digest: bytes
-
-
-@dataclass(frozen=True)
-class CommitReceived(Event):
-    """Target: COMMIT with a verified transfer record to this node at ``new_epoch``."""
-
-    EPOCH_FIELD: ClassVar[str | None] = "new_epoch"
-    migration_id: bytes
-    new_epoch: int
-    transfer_record: bytes
-
-
-@dataclass(frozen=True)
-class PendingDiscarded(Event):
-    """Target: the source aborted this migration (ABORT)."""
-
-    migration_id: bytes
-
-
-@dataclass(frozen=True)
-class ConfirmReceived(Event):
-    EPOCH_FIELD: ClassVar[str | None] = "new_epoch"
-    migration_id: bytes
-    new_epoch: int
-
-
-@dataclass(frozen=True)
-class HigherEpochSeen(Event):
-    EPOCH_FIELD: ClassVar[str | None] = "epoch"
-    epoch: int
-    evidence: str
-
-
-@dataclass(frozen=True)
-class ConflictingClaim(Event):
-    """Two different heads were seen for one epoch."""
-
-    EPOCH_FIELD: ClassVar[str | None] = "epoch"
-    epoch: int
-    evidence: str
-
-
-@dataclass(frozen=True)
-class IntegrityFailure(Event):
-    reason: str
-
-
-@dataclass(frozen=True)
-class BudgetExhausted(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class Halt(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class ResolutionOutcome(Event):
-    """The conclusion of the recover exchange for one migration."""
-
-    migration_id: bytes
-    kind: ResolutionKind
-    reason: RecoveryReason | None = None
-    transfer_record: bytes | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class ForceRecover(Event):
-    """An operator forces this node owner at ``new_epoch`` (must exceed the fence)."""
-
-    operator: str
-    new_epoch: int
-
-
-# --------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class Action:
-    pass
-
-
-@dataclass(frozen=True)
-class PersistAuthority(Action):
-    record: AuthorityRecord
-
-
-@dataclass(frozen=True)
-class StopTicking(Action):
-    pass
-
-
-@dataclass(frozen=True)
-class StartTicking(Action):
-    epoch: int
-
-
-@dataclass(frozen=True)
-class SendOffer(Action):
-    peer: str
-    migration_id: bytes
-    epoch: int
-
-
-@dataclass(frozen=True)
-class SendAck(Action):
-    peer: str
-    migration_id: bytes
-    epoch: int
-
-
-@dataclass(frozen=True)
-class SendReject(Action):
-    peer: str
-    migration_id: bytes
-    code: RejectCode
-
-
-@dataclass(frozen=True)
-class SendCommit(Action):
-    peer: str
-    migration_id: bytes
-    transfer_record: bytes
-
-
-@dataclass(frozen=True)
-class SendConfirm(Action):
-    peer: str
-    migration_id: bytes
-    new_epoch: int
-
-
-@dataclass(frozen=True)
-class SendAbort(Action):
-    peer: str
-    migration_id: bytes
-
-
-@dataclass(frozen=True)
-class PublishClaim(Action):
-    epoch: int
-
-
-@dataclass(frozen=True)
-class RecordFence(Action):
-    epoch: int
-
-
-@dataclass(frozen=True)
-class EnterRecovery(Action):
-    reason: RecoveryReason
-    detail: str
-
-
-@dataclass(frozen=True)
-class LogRejected(Action):
-    reason: RejectReason
-    detail: str
-
-
-@dataclass(frozen=True)
-class DiscardPending(Action):
-    migration_id: bytes
-
-
-@dataclass(frozen=True)
-class QueryStatus(Action):
-    """Start the recover exchange with ``peer`` about ``migration_id``."""
-
-    peer: str
-    migration_id: bytes
-
-
-@dataclass(frozen=True)
-class CheckClaims(Action):
-    """Before ticking again after a restart: look up the peers' claims for the agent."""
-
-    epoch: int
-
-
-SEND_ACTIONS: tuple[type[Action], ...] = (
-    SendOffer,
-    SendAck,
-    SendReject,
-    SendCommit,
-    SendConfirm,
-    SendAbort,
-)
-
 # --------------------------------------------------------------------------- rules
 
-Effect = Callable[[AuthorityRecord, Event], tuple[AuthorityRecord, list[Action]]]
-Test = Callable[[AuthorityRecord, Event], bool]
+
+@dataclass(frozen=True)
+class View:
+    """What a guard or an effect sees: the record, the run and this node's key."""
+
+    record: AuthorityRecord
+    run: Run
+    me: bytes
+
+
+@dataclass
+class Out:
+    """What an effect produces: the next record, the run changes and the actions."""
+
+    record: AuthorityRecord
+    actions: list[Action]
+    run: dict[str, object] = field(default_factory=dict)
+
+
+Effect = Callable[[View, Event], Out]
+Test = Callable[[View, Event], bool]
 
 
 @dataclass(frozen=True)
@@ -472,770 +151,970 @@ class Rule:
     effect: Effect
 
 
-ALWAYS = Guard("", lambda rec, ev: True)
+ALWAYS = Guard("", lambda v, e: True)
+OTHERWISE = Guard("otherwise", lambda v, e: True)
+
+
+def _bump(record: AuthorityRecord, **changes: object) -> AuthorityRecord:
+    return replace(record, version=record.version + 1, **changes)  # type: ignore[arg-type]
+
+
+def _owner_record(view: View, start: EpochStart, **changes: object) -> AuthorityRecord:
+    return _bump(
+        view.record,
+        state=S.ACTIVE_OWNER,
+        epoch=start.epoch,
+        witnesses=start.witnesses,
+        pending=None,
+        successor=None,
+        reason=None,
+        detail="forced recovery" if start.forced else "",
+        **changes,
+    )
+
+
+def _retired(view: View, latest: EpochStart, **changes: object) -> AuthorityRecord:
+    epoch = view.record.epoch
+    return _bump(
+        view.record,
+        state=S.RETIRED,
+        epoch=epoch,
+        pending=None,
+        successor=Successor(latest.epoch, latest.owner),
+        reason=None,
+        detail="",
+        **changes,
+    )
+
+
+# -- guards
 
 
 def _g(name: str, test: Test) -> Guard:
     return Guard(name, test)
 
 
-def _mid(ev: Event) -> bytes | None:
-    value = getattr(ev, "migration_id", None)
-    return value if isinstance(value, bytes) else None
+def _ticking(v: View, e: Event) -> bool:
+    return v.run.phase is Phase.TICKING and v.run.certified == v.record.epoch
 
 
-def _same_migration(rec: AuthorityRecord, ev: Event) -> bool:
-    return rec.migration is not None and rec.migration.migration_id == _mid(ev)
+def _claiming(v: View, e: Event) -> bool:
+    return v.run.phase is Phase.CLAIMING
 
 
-def _phase_is(*phases: MigrationPhase) -> Test:
-    def test(rec: AuthorityRecord, ev: Event) -> bool:
-        return (
-            _same_migration(rec, ev)
-            and rec.migration is not None
-            and (rec.migration.phase in phases)
+def _handing_off(v: View, e: Event) -> bool:
+    mid = getattr(e, "migration_id", None)
+    return (
+        v.run.phase is Phase.HANDING_OFF
+        and v.run.handoff is not None
+        and (mid is None or v.run.handoff[0] == mid)
+    )
+
+
+def _resolved_for_me(v: View, e: Event) -> bool:
+    assert isinstance(e, ClaimResolved)
+    return e.start.owner == v.me and e.start.epoch == v.record.epoch + 1
+
+
+def _handoff_chosen(v: View, e: Event) -> bool:
+    assert isinstance(e, ClaimResolved)
+    return (
+        _handing_off(v, e)
+        and v.run.handoff is not None
+        and e.start.owner == v.run.handoff[1]
+        and e.start.epoch == v.record.epoch + 1
+    )
+
+
+def _next_epoch_chosen_for_another(v: View, e: Event) -> bool:
+    assert isinstance(e, ClaimResolved)
+    return e.start.owner != v.me and e.start.epoch == v.record.epoch + 1
+
+
+def _stale_is_ours(v: View, e: Event) -> bool:
+    """The witnesses' latest epoch is ours, chosen for the very copy this node holds (a claim
+    of ours completed by someone else, or by an earlier incarnation before a plain restart)."""
+    assert isinstance(e, ClaimStale | Superseded)
+    latest = e.latest
+    if latest.owner != v.me or latest.epoch != v.record.epoch + 1 or latest.is_genesis:
+        return False
+    record = decode_record(latest.record)
+    head = v.run.extra.get("head")
+    return record.prev == head
+
+
+def _stale_names_us(v: View, e: Event) -> bool:
+    assert isinstance(e, ClaimStale | Superseded)
+    return e.latest.owner == v.me
+
+
+def _same_pending(v: View, e: Event) -> bool:
+    pending = v.record.pending
+    return pending is not None and pending.migration_id == getattr(e, "migration_id", None)
+
+
+def _commit_for_pending(v: View, e: Event) -> bool:
+    assert isinstance(e, CommitReceived)
+    return (
+        e.start is not None
+        and _same_pending(v, e)
+        and e.start.owner == v.me
+        and e.start.epoch == v.record.epoch + 1
+        and not e.start.is_genesis
+        and decode_record(e.start.record).prev == v.record.pending.head  # type: ignore[union-attr]
+    )
+
+
+def _settled_for_me(v: View, e: Event) -> bool:
+    """A chosen record (by COMMIT, or a settle claim) that hands this pending copy to us."""
+    start = e.latest if isinstance(e, ClaimStale | Superseded) else e.start  # type: ignore[attr-defined]
+    pending = v.record.pending
+    return (
+        pending is not None
+        and start.owner == v.me
+        and start.epoch == v.record.epoch + 1
+        and not start.is_genesis
+        and decode_record(start.record).prev == pending.head
+    )
+
+
+def _fresh(v: View, e: Event) -> bool:
+    return v.run.pending_fresh
+
+
+def _supersedes_pending(v: View, e: Event) -> bool:
+    """The source offers again at the same or a later epoch: its earlier handoff is over."""
+    assert isinstance(e, OfferPrepared)
+    pending = v.record.pending
+    return pending is not None and e.source == pending.source and e.epoch >= v.record.epoch
+
+
+def _offer_not_stale(v: View, e: Event) -> bool:
+    assert isinstance(e, OfferPrepared)
+    return e.epoch >= v.record.fence
+
+
+def _later_epoch(v: View, e: Event) -> bool:
+    assert isinstance(e, Superseded)
+    return e.latest.epoch > v.record.epoch
+
+
+def _duplicate_commit(v: View, e: Event) -> bool:
+    assert isinstance(e, CommitReceived)
+    return v.record.last_migration == e.migration_id
+
+
+def _later_than_pending(v: View, e: Event) -> bool:
+    assert isinstance(e, Superseded | ClaimStale)
+    return e.latest.epoch > v.record.epoch + 1 or (
+        e.latest.epoch == v.record.epoch + 1 and e.latest.owner != v.me
+    )
+
+
+# -- effects
+
+
+def _launch(v: View, e: Event) -> Out:
+    assert isinstance(e, Launched)
+    record = _bump(v.record, state=S.ACTIVE_OWNER, epoch=1, witnesses=e.witnesses)
+    return Out(
+        record,
+        [PersistAuthority(record, (e.genesis,)), StartTicking(1), PublishClaim(None, 1)],
+        {"phase": Phase.TICKING, "certified": 1},
+    )
+
+
+def _import_fresh(v: View, e: Event) -> Out:
+    assert isinstance(e, Imported)
+    record = _bump(v.record, state=S.ACTIVE_OWNER, epoch=e.epoch, witnesses=e.witnesses)
+    return Out(
+        record,
+        [PersistAuthority(record, e.entries), StartTicking(e.epoch), PublishClaim(None, e.epoch)],
+        {"phase": Phase.TICKING, "certified": e.epoch},
+    )
+
+
+def _import_then_claim(v: View, e: Event) -> Out:
+    assert isinstance(e, Imported)
+    record = _bump(v.record, state=S.ACTIVE_OWNER, epoch=e.epoch, witnesses=e.witnesses)
+    return Out(
+        record,
+        [PersistAuthority(record, e.entries), StartClaim(ClaimPurpose.RESUME, e.epoch + 1)],
+        {"phase": Phase.CLAIMING, "claim": ClaimPurpose.RESUME, "certified": 0},
+    )
+
+
+def _claim(purpose: ClaimPurpose) -> Effect:
+    def effect(v: View, e: Event) -> Out:
+        operator = e.operator if isinstance(e, ForceRecover) else ""
+        return Out(
+            v.record,
+            [StartClaim(purpose, v.record.epoch + 1, operator)],
+            {"phase": Phase.CLAIMING, "claim": purpose, "certified": 0},
         )
 
-    return test
+    return effect
 
 
-def _kind_is(kind: ResolutionKind, *phases: MigrationPhase) -> Test:
-    def test(rec: AuthorityRecord, ev: Event) -> bool:
-        assert isinstance(ev, ResolutionOutcome)
-        return ev.kind is kind and _phase_is(*phases)(rec, ev)
-
-    return test
-
-
-# -- effect helpers
-
-
-def _bump(rec: AuthorityRecord, **changes: object) -> AuthorityRecord:
-    return replace(rec, version=rec.version + 1, **changes)  # type: ignore[arg-type]
-
-
-def _peer(rec: AuthorityRecord) -> str:
-    assert rec.migration is not None
-    return rec.migration.peer
+def _failed(v: View, e: Event) -> Out:
+    assert isinstance(e, AgentFailed)
+    record = _bump(
+        v.record,
+        state=S.RECOVERY_REQUIRED,
+        reason=RecoveryReason.UNEXPECTED_ERROR,
+        detail=e.detail[:500],
+    )
+    actions: list[Action] = []
+    if v.run.phase in (Phase.TICKING, Phase.HANDING_OFF):
+        actions.append(StopTicking())
+    actions += [PersistAuthority(record), EnterRecovery(RecoveryReason.UNEXPECTED_ERROR, e.detail)]
+    return Out(
+        record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0, "handoff": None}
+    )
 
 
-def _need_mid(rec: AuthorityRecord) -> bytes:
-    assert rec.migration is not None
-    return rec.migration.migration_id
+def _own_chosen(v: View, e: Event) -> Out:
+    """Our record won: own the new epoch and tick it (this incarnation holds the certificate)."""
+    assert isinstance(e, ClaimResolved)
+    record = _owner_record(v, e.start)
+    return Out(
+        record,
+        [
+            PersistAuthority(record, e.start.links()),
+            StartTicking(e.start.epoch),
+            PublishClaim(e.start, e.start.epoch),
+            Learn(e.start),
+        ],
+        {"phase": Phase.TICKING, "certified": e.start.epoch, "claim": None, "waiting": ""},
+    )
 
 
-def _nothing(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    return rec, []
+def _retire_to(v: View, e: Event) -> Out:
+    """Another node owns a later epoch (proven): retire, remember where the agent went."""
+    latest: EpochStart = e.latest if not isinstance(e, ClaimResolved) else e.start  # type: ignore[attr-defined]
+    record = _retired(v, latest)
+    actions: list[Action] = []
+    if v.run.phase is Phase.TICKING:
+        actions.append(StopTicking())
+    actions.append(PersistAuthority(record, discard_copy=v.record.pending is not None))
+    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
 
 
-def _reject(reason: RejectReason) -> Effect:
-    def effect(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-        return rec, [LogRejected(reason, f"{type(ev).__name__} in {rec.state}")]
+def _retire_adopted(v: View, e: Event) -> Out:
+    """Our claim completed another node's record (an earlier handoff of ours): it owns it."""
+    assert isinstance(e, ClaimResolved)
+    record = _retired(v, e.start)
+    return Out(
+        record,
+        [PersistAuthority(record, discard_copy=v.record.pending is not None), Learn(e.start)],
+        {"phase": Phase.IDLE, "claim": None, "certified": 0},
+    )
+
+
+def _stale_but_ours(v: View, e: Event) -> Out:
+    """The next epoch is ours already (proven): record it, then claim one more before ticking."""
+    assert isinstance(e, ClaimStale | Superseded)
+    latest = e.latest
+    record = _owner_record(v, latest)
+    return Out(
+        record,
+        [
+            PersistAuthority(record, latest.links()),
+            StartClaim(ClaimPurpose.RESUME, latest.epoch + 1),
+        ],
+        {"phase": Phase.CLAIMING, "claim": ClaimPurpose.RESUME, "certified": 0},
+    )
+
+
+def _restored(v: View, e: Event) -> Out:
+    """The witnesses say we own a later epoch than our copy holds: we were restored."""
+    assert isinstance(e, ClaimStale | Superseded)
+    detail = (
+        f"the witnesses certify epoch {e.latest.epoch} to this node, but its copy is older: "
+        "it was restored from a backup and lost what it committed since"
+    )
+    record = _bump(
+        v.record,
+        state=S.RECOVERY_REQUIRED,
+        reason=RecoveryReason.RESTORED_COPY,
+        detail=detail,
+        successor=Successor(e.latest.epoch, e.latest.owner),
+    )
+    actions: list[Action] = []
+    if v.run.phase is Phase.TICKING:
+        actions.append(StopTicking())
+    actions += [PersistAuthority(record), EnterRecovery(RecoveryReason.RESTORED_COPY, detail)]
+    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+
+
+def _begin_handoff(v: View, e: Event) -> Out:
+    assert isinstance(e, BeginHandoff)
+    return Out(
+        v.record,
+        [StopTicking()],
+        {"phase": Phase.HANDING_OFF, "handoff": (e.migration_id, e.target)},
+    )
+
+
+def _abort_handoff(v: View, e: Event) -> Out:
+    assert isinstance(e, HandoffAborted) and v.run.handoff is not None
+    return Out(
+        v.record,
+        [SendAbort(v.run.handoff[1], e.migration_id), StartTicking(v.record.epoch)],
+        {"phase": Phase.TICKING, "handoff": None},
+    )
+
+
+def _handed_off(v: View, e: Event) -> Out:
+    """Our transfer is chosen: retire with the handoff checkpoint, record and certificate."""
+    assert isinstance(e, ClaimResolved) and v.run.handoff is not None
+    mid, target = v.run.handoff
+    record = _retired(v, e.start)
+    append = ((e.handoff_checkpoint,) if e.handoff_checkpoint else ()) + e.start.links()
+    return Out(
+        record,
+        [PersistAuthority(record, append), SendCommit(target, mid, e.start), Learn(e.start)],
+        {"phase": Phase.IDLE, "handoff": None, "certified": 0},
+    )
+
+
+def _handoff_lost(v: View, e: Event) -> Out:
+    """Phase 1 of our handoff adopted another record (a restore or a forced recovery happened)
+    and it won: the agent is that record's owner's; tell our target to drop its copy."""
+    assert isinstance(e, ClaimResolved) and v.run.handoff is not None
+    mid, target = v.run.handoff
+    out = _retire_adopted(v, e)
+    out.actions.insert(0, SendAbort(target, mid))
+    out.run["handoff"] = None
+    return out
+
+
+def _handoff_became_resume(v: View, e: Event) -> Out:
+    """Phase 1 of our handoff adopted our own earlier self-transfer, which won: we own the new
+    epoch in this incarnation; the target's copy is for the old one."""
+    assert isinstance(e, ClaimResolved) and v.run.handoff is not None
+    mid, target = v.run.handoff
+    out = _own_chosen(v, e)
+    out.actions.insert(0, SendAbort(target, mid))
+    out.run["handoff"] = None
+    return out
+
+
+def _to_terminal(state: AuthorityState) -> Effect:
+    def effect(v: View, e: Event) -> Out:
+        final = getattr(e, "final", None)
+        reason = getattr(e, "reason", "")
+        record = _bump(v.record, state=state, detail=str(reason or ""))
+        actions: list[Action] = []
+        if v.run.phase is Phase.TICKING:
+            actions.append(StopTicking())
+        take_final = isinstance(e, Halt) and v.run.phase is Phase.TICKING
+        actions.append(
+            PersistAuthority(record, (final,) if final else (), final_checkpoint=take_final)
+        )
+        return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
 
     return effect
 
 
-def _reject_offer(code: RejectCode, reason: RejectReason) -> Effect:
-    def effect(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-        assert isinstance(ev, OfferPrepared)
-        return rec, [
-            SendReject(ev.source, ev.migration_id, code),
-            LogRejected(reason, f"offer at epoch {ev.epoch} in {rec.state}"),
-        ]
-
-    return effect
-
-
-def _launch(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert isinstance(ev, Launched)
-    new = _bump(rec, state=AuthorityState.ACTIVE_OWNER, epoch=ev.epoch, fence=ev.epoch)
-    return new, [PersistAuthority(new), StartTicking(ev.epoch), PublishClaim(ev.epoch)]
-
-
-def _begin_handoff(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert isinstance(ev, BeginHandoff)
-    ctx = MigrationContext(
-        ev.migration_id,
-        Role.SOURCE,
-        ev.target,
-        rec.epoch,
-        MigrationPhase.OFFERED,
-        head_digest=ev.head_digest,
+def _integrity(v: View, e: Event) -> Out:
+    assert isinstance(e, IntegrityFailure)
+    record = _bump(
+        v.record,
+        state=S.RECOVERY_REQUIRED,
+        reason=RecoveryReason.INTEGRITY_FAILURE,
+        detail=e.reason,
     )
-    new = _bump(rec, state=AuthorityState.HANDOFF_INITIATED, migration=ctx)
-    return new, [
-        StopTicking(),
-        PersistAuthority(new),
-        SendOffer(ev.target, ev.migration_id, rec.epoch),
+    actions: list[Action] = []
+    if v.run.phase is Phase.TICKING:
+        actions.append(StopTicking())
+    actions += [
+        PersistAuthority(record),
+        EnterRecovery(RecoveryReason.INTEGRITY_FAILURE, e.reason),
     ]
+    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
 
 
-def _abort_handoff(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None
-    ctx = replace(rec.migration, phase=MigrationPhase.ABORTED)
-    new = _bump(rec, state=AuthorityState.ACTIVE_OWNER, migration=ctx)
-    return new, [
-        PersistAuthority(new),
-        SendAbort(ctx.peer, ctx.migration_id),
-        StartTicking(new.epoch),
-    ]
-
-
-def _abort_on_restart(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None
-    ctx = replace(rec.migration, phase=MigrationPhase.ABORTED)
-    new = _bump(rec, state=AuthorityState.ACTIVE_OWNER, migration=ctx)
-    return new, [
-        PersistAuthority(new),
-        SendAbort(ctx.peer, ctx.migration_id),
-        CheckClaims(new.epoch),
-    ]
-
-
-def _send_abort_again(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    return rec, [
-        LogRejected(RejectReason.ABORTED_MIGRATION, "ack for an aborted migration"),
-        SendAbort(_peer(rec), _need_mid(rec)),
-    ]
-
-
-def _decide(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert isinstance(ev, DecideRetire) and rec.migration is not None
-    ctx = replace(rec.migration, phase=MigrationPhase.DECIDED, transfer_record=ev.transfer_record)
-    new = _bump(rec, state=AuthorityState.RETIRED, fence=rec.epoch + 1, migration=ctx)
-    return new, [
-        PersistAuthority(new),
-        RecordFence(new.fence),
-        SendCommit(ctx.peer, ctx.migration_id, ev.transfer_record),
-    ]
-
-
-def _resend_commit(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None and rec.migration.transfer_record is not None
-    return rec, [
-        SendCommit(rec.migration.peer, rec.migration.migration_id, rec.migration.transfer_record)
-    ]
-
-
-def _confirm(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None
-    new = _bump(rec, migration=replace(rec.migration, phase=MigrationPhase.CONFIRMED))
-    return new, [PersistAuthority(new)]
-
-
-def _prepare(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert isinstance(ev, OfferPrepared)
-    ctx = MigrationContext(
-        ev.migration_id,
-        Role.TARGET,
-        ev.source,
-        ev.epoch,
-        MigrationPhase.PREPARED,
-        head_digest=ev.head_digest,
+def _conflict(v: View, e: Event) -> Out:
+    assert isinstance(e, Superseded)
+    detail = f"another record was certified for epoch {e.latest.epoch}, which this node owns"
+    record = _bump(
+        v.record,
+        state=S.RECOVERY_REQUIRED,
+        reason=RecoveryReason.CONFLICTING_CUSTODY,
+        detail=detail,
     )
-    new = _bump(
-        rec,
-        state=AuthorityState.HANDOFF_PENDING,
-        epoch=ev.epoch,
-        fence=max(rec.fence, ev.epoch),
-        migration=ctx,
+    actions: list[Action] = []
+    if v.run.phase is Phase.TICKING:
+        actions.append(StopTicking())
+    actions += [
+        PersistAuthority(record),
+        EnterRecovery(RecoveryReason.CONFLICTING_CUSTODY, detail),
+    ]
+    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+
+
+def _prepare(v: View, e: Event) -> Out:
+    assert isinstance(e, OfferPrepared)
+    record = _bump(
+        v.record,
+        state=S.HANDOFF_PENDING,
+        epoch=e.epoch,
+        witnesses=e.witnesses,
+        pending=PendingCopy(e.migration_id, e.source, e.head),
+        successor=None,
         reason=None,
         detail="",
     )
-    return new, [PersistAuthority(new), SendAck(ev.source, ev.migration_id, ev.epoch)]
+    return Out(
+        record,
+        [
+            PersistAuthority(record, e.entries, discard_copy=v.record.pending is not None),
+            ReplyAck(e.migration_id, e.epoch, e.head),
+            StartClaim(ClaimPurpose.SETTLE, e.epoch + 1),
+        ],
+        {"phase": Phase.CLAIMING, "claim": ClaimPurpose.SETTLE, "pending_fresh": True},
+    )
 
 
-def _ack_again(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None
-    return rec, [SendAck(rec.migration.peer, rec.migration.migration_id, rec.migration.offer_epoch)]
+def _ack_again(v: View, e: Event) -> Out:
+    pending = v.record.pending
+    assert pending is not None
+    return Out(v.record, [ReplyAck(pending.migration_id, v.record.epoch, pending.head)])
 
 
-def _take_authority() -> Effect:
-    def effect(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-        assert rec.migration is not None
-        transfer = getattr(ev, "transfer_record", None)
-        ctx = replace(rec.migration, phase=MigrationPhase.COMMITTED, transfer_record=transfer)
-        new_epoch = rec.migration.offer_epoch + 1
-        new = _bump(
-            rec,
-            state=AuthorityState.ACTIVE_OWNER,
-            epoch=new_epoch,
-            fence=max(rec.fence, new_epoch),
-            migration=ctx,
+def _reject(code: RejectCode, why: str) -> Effect:
+    def effect(v: View, e: Event) -> Out:
+        mid = getattr(e, "migration_id", b"")
+        return Out(
+            v.record,
+            [ReplyReject(mid, code, why), LogRejected(f"{type(e).__name__}: {why}")],
         )
-        return new, [
-            PersistAuthority(new),
-            SendConfirm(ctx.peer, ctx.migration_id, new_epoch),
-            StartTicking(new_epoch),
-            PublishClaim(new_epoch),
-        ]
 
     return effect
 
 
-def _confirm_again(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None
-    return rec, [SendConfirm(rec.migration.peer, rec.migration.migration_id, rec.epoch)]
+def _refuse_offer(v: View, e: Event) -> Out:
+    assert isinstance(e, OfferRefused)
+    return Out(
+        v.record,
+        [ReplyReject(e.migration_id, e.code, e.reason), LogRejected(f"offer: {e.reason}")],
+    )
 
 
-def _discard(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert rec.migration is not None
-    ctx = replace(rec.migration, phase=MigrationPhase.DISCARDED)
-    new = _bump(rec, state=AuthorityState.RETIRED, migration=ctx)
-    return new, [PersistAuthority(new), DiscardPending(ctx.migration_id)]
-
-
-def _recovery(reason: RecoveryReason | None, *, stop: bool, fence: bool) -> Effect:
-    """Enter RECOVERY_REQUIRED; ``reason`` None means take it from the event."""
-
-    def effect(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-        why = reason if reason is not None else getattr(ev, "reason", None)
-        assert isinstance(why, RecoveryReason)
-        seen = _event_epoch(ev)
-        detail = str(
-            getattr(ev, "evidence", None) or getattr(ev, "detail", None) or type(ev).__name__
-        )
-        new = _bump(
-            rec,
-            state=AuthorityState.RECOVERY_REQUIRED,
-            fence=max(rec.fence, seen),
-            reason=why,
-            detail=detail,
-        )
-        actions: list[Action] = [StopTicking()] if stop else []
-        actions.append(PersistAuthority(new))
-        if fence:
-            actions.append(RecordFence(new.fence))
-        actions.append(EnterRecovery(why, detail))
-        return new, actions
+def _done(note: str) -> Effect:
+    def effect(v: View, e: Event) -> Out:
+        return Out(v.record, [ReplyDone(), LogRejected(note)])
 
     return effect
 
 
-def _integrity(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert isinstance(ev, IntegrityFailure)
-    new = _bump(
-        rec,
-        state=AuthorityState.RECOVERY_REQUIRED,
-        reason=RecoveryReason.INTEGRITY_FAILURE,
-        detail=ev.reason,
-    )
-    return new, [StopTicking(), PersistAuthority(new), EnterRecovery(new.reason, ev.reason)]  # type: ignore[arg-type]
+def _take_committed(v: View, e: Event) -> Out:
+    """Own the epoch a COMMIT or a settle claim gave us; tick it if this incarnation prepared
+    the copy, otherwise claim one more epoch first."""
+    start: EpochStart = e.latest if isinstance(e, ClaimStale | Superseded) else e.start  # type: ignore[attr-defined]
+    mid = v.record.pending.migration_id if v.record.pending else None
+    record = _owner_record(v, start, last_migration=mid)
+    actions: list[Action] = [PersistAuthority(record, start.links())]
+    if isinstance(e, CommitReceived):
+        actions.append(ReplyConfirm(e.migration_id, start.epoch))
+    if v.run.pending_fresh:
+        actions += [StartTicking(start.epoch), PublishClaim(start, start.epoch), Learn(start)]
+        run = {"phase": Phase.TICKING, "certified": start.epoch, "claim": None}
+    else:
+        actions.append(StartClaim(ClaimPurpose.RESUME, start.epoch + 1))
+        run = {"phase": Phase.CLAIMING, "certified": 0, "claim": ClaimPurpose.RESUME}
+    return Out(record, actions, {**run, "pending_fresh": False, "waiting": ""})
 
 
-def _event_epoch(ev: Event) -> int:
-    for name in ("epoch", "highest_epoch", "new_epoch"):
-        value = getattr(ev, name, None)
-        if isinstance(value, int):
-            return value
-    return 0
+def _confirm_again(v: View, e: Event) -> Out:
+    assert isinstance(e, CommitReceived)
+    return Out(v.record, [ReplyConfirm(e.migration_id, v.record.epoch)])
 
 
-def _raise_fence(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    new = _bump(rec, fence=max(rec.fence, _event_epoch(ev)))
-    return new, [PersistAuthority(new), RecordFence(new.fence)]
-
-
-def _to(state: AuthorityState) -> Effect:
-    def effect(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-        new = _bump(rec, state=state)
-        return new, [StopTicking(), PersistAuthority(new)]
+def _discard(reply: bool) -> Effect:
+    def effect(v: View, e: Event) -> Out:
+        record = _bump(v.record, state=S.RETIRED, pending=None)
+        actions: list[Action] = [PersistAuthority(record, discard_copy=True)]
+        if reply:
+            actions.append(ReplyDone())
+        return Out(record, actions, {"phase": Phase.IDLE, "pending_fresh": False, "claim": None})
 
     return effect
 
 
-def _start_after_check(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    return rec, [StartTicking(rec.epoch), PublishClaim(rec.epoch)]
+def _nothing(v: View, e: Event) -> Out:
+    return Out(v.record, [])
 
 
-def _check_claims(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    return rec, [CheckClaims(rec.epoch)]
+def _ignore(note: str) -> Effect:
+    def effect(v: View, e: Event) -> Out:
+        return Out(v.record, [LogRejected(note)])
+
+    return effect
 
 
-def _resume(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    new = _bump(rec, state=AuthorityState.ACTIVE_OWNER)
-    return new, [PersistAuthority(new), CheckClaims(new.epoch)]
+def _remember_successor(v: View, e: Event) -> Out:
+    assert isinstance(e, Superseded)
+    record = _bump(v.record, successor=Successor(e.latest.epoch, e.latest.owner))
+    return Out(record, [PersistAuthority(record)])
 
 
-def _query(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    return rec, [QueryStatus(_peer(rec), _need_mid(rec))]
-
-
-def _force(rec: AuthorityRecord, ev: Event) -> tuple[AuthorityRecord, list[Action]]:
-    assert isinstance(ev, ForceRecover)
-    new = _bump(
-        rec,
-        state=AuthorityState.ACTIVE_OWNER,
-        epoch=ev.new_epoch,
-        fence=ev.new_epoch,
-        reason=None,
-        detail=f"forced by {ev.operator}",
+def _settle(v: View, e: Event) -> Out:
+    return Out(
+        v.record,
+        [StartClaim(ClaimPurpose.SETTLE, v.record.epoch + 1)],
+        {"phase": Phase.CLAIMING, "claim": ClaimPurpose.SETTLE, "pending_fresh": False},
     )
-    return new, [PersistAuthority(new), PublishClaim(ev.new_epoch), StartTicking(ev.new_epoch)]
-
-
-# -- guards
-
-
-def _epoch_above_fence(rec: AuthorityRecord, ev: Event) -> bool:
-    return _event_epoch(ev) > rec.fence
-
-
-def _epoch_above_owned(rec: AuthorityRecord, ev: Event) -> bool:
-    return _event_epoch(ev) > rec.epoch
-
-
-def _epoch_at_or_above_owned(rec: AuthorityRecord, ev: Event) -> bool:
-    return _event_epoch(ev) >= rec.epoch
-
-
-def _above_pending_claim(rec: AuthorityRecord, ev: Event) -> bool:
-    return _event_epoch(ev) > rec.epoch + 1
-
-
-def _decision_matches(rec: AuthorityRecord, ev: Event) -> bool:
-    assert isinstance(ev, DecideRetire)
-    return _phase_is(MigrationPhase.OFFERED)(rec, ev) and ev.epoch == rec.epoch
-
-
-def _commit_matches(rec: AuthorityRecord, ev: Event) -> bool:
-    assert isinstance(ev, CommitReceived)
-    return (
-        _phase_is(MigrationPhase.PREPARED)(rec, ev)
-        and rec.migration is not None
-        and ev.new_epoch == rec.migration.offer_epoch + 1
-    )
-
-
-def _duplicate_commit(rec: AuthorityRecord, ev: Event) -> bool:
-    new_epoch = getattr(ev, "new_epoch", rec.epoch)
-    return _phase_is(MigrationPhase.COMMITTED)(rec, ev) and new_epoch == rec.epoch
-
-
-def _confirm_matches(rec: AuthorityRecord, ev: Event) -> bool:
-    assert isinstance(ev, ConfirmReceived)
-    return _phase_is(MigrationPhase.DECIDED)(rec, ev) and ev.new_epoch == rec.epoch + 1
-
-
-def _unconfirmed(rec: AuthorityRecord, ev: Event) -> bool:
-    return rec.migration is not None and rec.migration.phase is MigrationPhase.DECIDED
-
-
-def _claims_not_higher(rec: AuthorityRecord, ev: Event) -> bool:
-    assert isinstance(ev, ClaimsChecked)
-    return ev.highest_epoch <= rec.epoch
-
-
-def _other_migration(rec: AuthorityRecord, ev: Event) -> bool:
-    return not _same_migration(rec, ev)
-
-
-def _outcome(kind: ResolutionKind) -> Test:
-    def test(rec: AuthorityRecord, ev: Event) -> bool:
-        assert isinstance(ev, ResolutionOutcome)
-        return ev.kind is kind
-
-    return test
 
 
 # --------------------------------------------------------------------------- the table
 
-S = AuthorityState
-_REJ_UNKNOWN = _reject(RejectReason.UNKNOWN_MIGRATION)
-_LOG = (LogRejected,)
-_RECOVER_STOP = (StopTicking, PersistAuthority, RecordFence, EnterRecovery)
-_RECOVER_IDLE = (PersistAuthority, EnterRecovery)
-_TAKE = (PersistAuthority, SendConfirm, StartTicking, PublishClaim)
-_FORCE_RULES = (
+_PERSIST = PersistAuthority
+_OWN = (_PERSIST, StartTicking, PublishClaim, Learn)
+_STALE_RULES = (
     Rule(
-        _g("new_epoch > fence", _epoch_above_fence),
+        _g("the next epoch is ours, for this copy", _stale_is_ours),
         S.ACTIVE_OWNER,
-        (PersistAuthority, PublishClaim, StartTicking),
-        _force,
+        (_PERSIST, StartClaim),
+        _stale_but_ours,
     ),
     Rule(
-        _g("otherwise", lambda r, e: True), None, _LOG, _reject(RejectReason.NOT_HIGHER_THAN_FENCE)
+        _g("a later epoch is ours: this copy was restored", _stale_names_us),
+        S.RECOVERY_REQUIRED,
+        (_PERSIST, EnterRecovery),
+        _restored,
     ),
+    Rule(OTHERWISE, S.RETIRED, (_PERSIST,), _retire_to),
 )
-_FENCE_ONLY = (
+_CLAIM_RESULT_RULES = (
+    Rule(_g("chosen for us, claiming", _resolved_for_me), S.ACTIVE_OWNER, _OWN, _own_chosen),
     Rule(
-        _g("epoch > fence", _epoch_above_fence), None, (PersistAuthority, RecordFence), _raise_fence
+        _g("the next epoch chosen for another node", _next_epoch_chosen_for_another),
+        S.RETIRED,
+        (_PERSIST, Learn),
+        _retire_adopted,
     ),
-    Rule(_g("otherwise", lambda r, e: True), None, (), _nothing),
 )
-_NOT_OWNER = (Rule(ALWAYS, None, _LOG, _reject(RejectReason.NOT_OWNER)),)
 
 
-def _offer_rejected(code: RejectCode, reason: RejectReason) -> tuple[Rule, ...]:
-    return (Rule(ALWAYS, None, (SendReject, LogRejected), _reject_offer(code, reason)),)
+def _only_claiming(*rules: Rule) -> tuple[Rule, ...]:
+    """Claim results count only while this node is making that claim."""
+    guarded = tuple(
+        Rule(
+            _g(
+                f"claiming, {r.guard.name}" if r.guard.name else "claiming",
+                lambda v, e, t=r.guard.test: _claiming(v, e) and t(v, e),
+            ),
+            r.next_state,
+            r.actions,
+            r.effect,
+        )
+        for r in rules
+    )
+    return (*guarded, Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")))
 
 
-def _only_for_migration(*rules: Rule) -> tuple[Rule, ...]:
-    """Prefix: events about a migration this record does not refer to are logged and ignored."""
-    return (Rule(_g("unknown migration", _other_migration), None, _LOG, _REJ_UNKNOWN), *rules)
+_OFFER_WHEN_HELD = (
+    Rule(
+        ALWAYS,
+        None,
+        (ReplyReject, LogRejected),
+        _reject(RejectCode.ALREADY_HELD, "this node holds the agent"),
+    ),
+)
+_COMMIT_UNKNOWN = (
+    Rule(
+        ALWAYS,
+        None,
+        (ReplyReject, LogRejected),
+        _reject(RejectCode.UNKNOWN_MIGRATION, "no pending copy for this migration"),
+    ),
+)
+_ABORT_IGNORED = (Rule(ALWAYS, None, (ReplyDone, LogRejected), _done("abort of nothing here")),)
+_REFUSE_OFFER = (Rule(ALWAYS, None, (ReplyReject, LogRejected), _refuse_offer),)
+_SUPERSEDED_OWNER = (
+    Rule(
+        _g("the same epoch certified to another record", lambda v, e: not _later_epoch(v, e)),
+        S.RECOVERY_REQUIRED,
+        (_PERSIST, EnterRecovery),
+        _conflict,
+    ),
+    *_STALE_RULES,
+)
+
+
+def _failure_rules() -> dict[tuple[Holding, type[Event]], tuple[Rule, ...]]:
+    """Every held state: an unexpected error halts the agent in RECOVERY_REQUIRED."""
+    held = [s for s in AuthorityState if s is not S.HANDOFF_INITIATED]
+    return {
+        (state, AgentFailed): (
+            Rule(
+                _g(
+                    "ticking or handing off",
+                    lambda v, e: v.run.phase in (Phase.TICKING, Phase.HANDING_OFF),
+                ),
+                S.RECOVERY_REQUIRED,
+                (StopTicking, _PERSIST, EnterRecovery),
+                _failed,
+            ),
+            Rule(OTHERWISE, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _failed),
+        )
+        for state in held
+    }
 
 
 TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
+    **_failure_rules(),
     # ---- no record
     (ABSENT, Launched): (
+        Rule(ALWAYS, S.ACTIVE_OWNER, (_PERSIST, StartTicking, PublishClaim), _launch),
+    ),
+    (ABSENT, Imported): (
         Rule(
-            _g("epoch > fence", _epoch_above_fence),
+            _g("a fresh genesis", lambda v, e: e.fresh),  # type: ignore[attr-defined]
             S.ACTIVE_OWNER,
-            (PersistAuthority, StartTicking, PublishClaim),
-            _launch,
+            (_PERSIST, StartTicking, PublishClaim),
+            _import_fresh,
         ),
-        Rule(
-            _g("otherwise", lambda r, e: True),
-            None,
-            _LOG,
-            _reject(RejectReason.NOT_HIGHER_THAN_FENCE),
-        ),
+        Rule(OTHERWISE, S.ACTIVE_OWNER, (_PERSIST, StartClaim), _import_then_claim),
     ),
-    (ABSENT, OfferPrepared): (
-        Rule(ALWAYS, S.HANDOFF_PENDING, (PersistAuthority, SendAck), _prepare),
-    ),
-    (ABSENT, HigherEpochSeen): _FENCE_ONLY,
+    (ABSENT, OfferPrepared): (Rule(ALWAYS, S.HANDOFF_PENDING, (_PERSIST, ReplyAck, StartClaim), _prepare),),
+    (ABSENT, OfferRefused): _REFUSE_OFFER,
+    (ABSENT, CommitReceived): _COMMIT_UNKNOWN,
+    (ABSENT, AbortReceived): _ABORT_IGNORED,
     (ABSENT, Restarted): (Rule(ALWAYS, None, (), _nothing),),
-    (ABSENT, CommitReceived): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (ABSENT, PendingDiscarded): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (ABSENT, BeginHandoff): _NOT_OWNER,
+    (ABSENT, Superseded): (Rule(ALWAYS, None, (), _nothing),),
     # ---- owner
+    (S.ACTIVE_OWNER, Restarted): (Rule(ALWAYS, None, (StartClaim,), _claim(ClaimPurpose.RESUME)),),
+    (S.ACTIVE_OWNER, ClaimResolved): (
+        Rule(
+            _g("our transfer to the target is chosen", _handoff_chosen),
+            S.RETIRED,
+            (_PERSIST, SendCommit, Learn),
+            _handed_off,
+        ),
+        Rule(
+            _g(
+                "handing off, another record was chosen for a third node",
+                lambda v, e: _handing_off(v, e) and _next_epoch_chosen_for_another(v, e),
+            ),
+            S.RETIRED,
+            (SendAbort, _PERSIST, Learn),
+            _handoff_lost,
+        ),
+        Rule(
+            _g(
+                "handing off, our own earlier record was chosen",
+                lambda v, e: _handing_off(v, e) and _resolved_for_me(v, e),
+            ),
+            S.ACTIVE_OWNER,
+            (SendAbort, _PERSIST, StartTicking, PublishClaim, Learn),
+            _handoff_became_resume,
+        ),
+        *_only_claiming(*_CLAIM_RESULT_RULES),
+    ),
+    (S.ACTIVE_OWNER, ClaimStale): (
+        Rule(
+            _g(
+                "claiming or handing off, the next epoch is ours for this copy",
+                lambda v, e: (_claiming(v, e) or _handing_off(v, e)) and _stale_is_ours(v, e),
+            ),
+            S.ACTIVE_OWNER,
+            (_PERSIST, StartClaim),
+            _stale_but_ours,
+        ),
+        Rule(
+            _g(
+                "claiming or handing off, a later epoch is ours",
+                lambda v, e: (_claiming(v, e) or _handing_off(v, e)) and _stale_names_us(v, e),
+            ),
+            S.RECOVERY_REQUIRED,
+            (_PERSIST, EnterRecovery),
+            _restored,
+        ),
+        Rule(
+            _g("claiming or handing off", lambda v, e: _claiming(v, e) or _handing_off(v, e)),
+            S.RETIRED,
+            (_PERSIST,),
+            _retire_to,
+        ),
+        Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")),
+    ),
     (S.ACTIVE_OWNER, BeginHandoff): (
-        Rule(
-            ALWAYS, S.HANDOFF_INITIATED, (StopTicking, PersistAuthority, SendOffer), _begin_handoff
-        ),
+        Rule(_g("ticking", _ticking), None, (StopTicking,), _begin_handoff),
     ),
-    (S.ACTIVE_OWNER, DecideRetire): (
+    (S.ACTIVE_OWNER, HandoffAborted): (
         Rule(
-            _g("aborted migration", _phase_is(MigrationPhase.ABORTED)),
+            _g("handing off this migration", _handing_off),
             None,
-            (LogRejected, SendAbort),
-            _send_abort_again,
+            (SendAbort, StartTicking),
+            _abort_handoff,
         ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _REJ_UNKNOWN),
+        Rule(OTHERWISE, None, (LogRejected,), _ignore("no such handoff in flight")),
     ),
+    (S.ACTIVE_OWNER, OfferPrepared): _OFFER_WHEN_HELD,
+    (S.ACTIVE_OWNER, OfferRefused): _REFUSE_OFFER,
     (S.ACTIVE_OWNER, CommitReceived): (
         Rule(
-            _g("duplicate of our commit", _duplicate_commit), None, (SendConfirm,), _confirm_again
+            _g("repeat of the commit that made us owner", _duplicate_commit),
+            None,
+            (ReplyConfirm,),
+            _confirm_again,
         ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _REJ_UNKNOWN),
+        *_COMMIT_UNKNOWN,
     ),
-    (S.ACTIVE_OWNER, ConfirmReceived): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.ACTIVE_OWNER, PendingDiscarded): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.ACTIVE_OWNER, OfferPrepared): _offer_rejected(
-        RejectCode.ALREADY_HELD, RejectReason.ALREADY_HELD
-    ),
-    (S.ACTIVE_OWNER, HigherEpochSeen): (
+    (S.ACTIVE_OWNER, AbortReceived): _ABORT_IGNORED,
+    (S.ACTIVE_OWNER, Halt): (
         Rule(
-            _g("epoch > owned epoch", _epoch_above_owned),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_STOP,
-            _recovery(RecoveryReason.HIGHER_EPOCH_SEEN, stop=True, fence=True),
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, (), _nothing),
-    ),
-    (S.ACTIVE_OWNER, ConflictingClaim): (
-        Rule(
-            _g("epoch >= owned epoch", _epoch_at_or_above_owned),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_STOP,
-            _recovery(RecoveryReason.CONFLICTING_CLAIM, stop=True, fence=True),
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _reject(RejectReason.STALE_EPOCH)),
-    ),
-    (S.ACTIVE_OWNER, IntegrityFailure): (
-        Rule(
-            ALWAYS, S.RECOVERY_REQUIRED, (StopTicking, PersistAuthority, EnterRecovery), _integrity
+            _g("not handing off", lambda v, e: v.run.phase is not Phase.HANDING_OFF),
+            S.HALTED,
+            (StopTicking, _PERSIST),
+            _to_terminal(S.HALTED),
         ),
     ),
     (S.ACTIVE_OWNER, BudgetExhausted): (
-        Rule(ALWAYS, S.BUDGET_EXHAUSTED, (StopTicking, PersistAuthority), _to(S.BUDGET_EXHAUSTED)),
+        Rule(ALWAYS, S.BUDGET_EXHAUSTED, (StopTicking, _PERSIST), _to_terminal(S.BUDGET_EXHAUSTED)),
     ),
-    (S.ACTIVE_OWNER, Halt): (
-        Rule(ALWAYS, S.HALTED, (StopTicking, PersistAuthority), _to(S.HALTED)),
+    (S.ACTIVE_OWNER, TickFailed): (
+        Rule(ALWAYS, S.HALTED, (StopTicking, _PERSIST), _to_terminal(S.HALTED)),
     ),
-    (S.ACTIVE_OWNER, Restarted): (Rule(ALWAYS, None, (CheckClaims,), _check_claims),),
-    (S.ACTIVE_OWNER, ClaimsChecked): (
+    (S.ACTIVE_OWNER, IntegrityFailure): (
+        Rule(ALWAYS, S.RECOVERY_REQUIRED, (StopTicking, _PERSIST, EnterRecovery), _integrity),
+    ),
+    (S.ACTIVE_OWNER, Superseded): (
         Rule(
-            _g("no claim above owned epoch", _claims_not_higher),
+            _g("not about a later or our own epoch", lambda v, e: e.latest.epoch < v.record.epoch),  # type: ignore[attr-defined]
             None,
-            (StartTicking, PublishClaim),
-            _start_after_check,
+            (),
+            _nothing,
         ),
-        Rule(
-            _g("otherwise", lambda r, e: True),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_STOP,
-            _recovery(RecoveryReason.HIGHER_EPOCH_SEEN, stop=True, fence=True),
-        ),
+        *_SUPERSEDED_OWNER,
     ),
-    (S.ACTIVE_OWNER, ResolutionOutcome): (
-        Rule(
-            _g(
-                "commit we already took",
-                lambda r, e: _outcome(ResolutionKind.COMMIT)(r, e) and _duplicate_commit(r, e),
-            ),
-            None,
-            (SendConfirm,),
-            _confirm_again,
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _reject(RejectReason.NOT_APPLICABLE)),
-    ),
-    # ---- source, handoff in flight, no decision yet
-    (S.HANDOFF_INITIATED, BeginHandoff): (
-        Rule(ALWAYS, None, _LOG, _reject(RejectReason.MIGRATION_IN_FLIGHT)),
-    ),
-    (S.HANDOFF_INITIATED, HandoffAborted): _only_for_migration(
-        Rule(ALWAYS, S.ACTIVE_OWNER, (PersistAuthority, SendAbort, StartTicking), _abort_handoff),
-    ),
-    (S.HANDOFF_INITIATED, DecideRetire): (
-        Rule(
-            _g("same migration and epoch", _decision_matches),
-            S.RETIRED,
-            (PersistAuthority, RecordFence, SendCommit),
-            _decide,
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _REJ_UNKNOWN),
-    ),
-    (S.HANDOFF_INITIATED, OfferPrepared): _offer_rejected(
-        RejectCode.BUSY, RejectReason.MIGRATION_IN_FLIGHT
-    ),
-    (S.HANDOFF_INITIATED, CommitReceived): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.HANDOFF_INITIATED, ConfirmReceived): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.HANDOFF_INITIATED, PendingDiscarded): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.HANDOFF_INITIATED, HigherEpochSeen): (
-        Rule(
-            _g("epoch > owned epoch", _epoch_above_owned),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_STOP,
-            _recovery(RecoveryReason.HIGHER_EPOCH_SEEN, stop=True, fence=True),
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, (), _nothing),
-    ),
-    (S.HANDOFF_INITIATED, ConflictingClaim): (
-        Rule(
-            _g("epoch >= owned epoch", _epoch_at_or_above_owned),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_STOP,
-            _recovery(RecoveryReason.CONFLICTING_CLAIM, stop=True, fence=True),
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _reject(RejectReason.STALE_EPOCH)),
-    ),
-    (S.HANDOFF_INITIATED, IntegrityFailure): (
-        Rule(
-            ALWAYS, S.RECOVERY_REQUIRED, (StopTicking, PersistAuthority, EnterRecovery), _integrity
-        ),
-    ),
-    (S.HANDOFF_INITIATED, Restarted): (
-        Rule(ALWAYS, S.ACTIVE_OWNER, (PersistAuthority, SendAbort, CheckClaims), _abort_on_restart),
-    ),
-    # ---- target, prepared, waiting for the commit
+    # ---- target, prepared, waiting for the decision
+    (S.HANDOFF_PENDING, Restarted): (Rule(ALWAYS, None, (StartClaim,), _settle),),
     (S.HANDOFF_PENDING, OfferPrepared): (
+        Rule(_g("the same migration (repeat)", _same_pending), None, (ReplyAck,), _ack_again),
         Rule(
-            _g("same migration (duplicate offer)", _phase_is(MigrationPhase.PREPARED)),
-            None,
-            (SendAck,),
-            _ack_again,
+            _g("the same source offers again", _supersedes_pending),
+            S.HANDOFF_PENDING,
+            (_PERSIST, ReplyAck, StartClaim),
+            _prepare,
         ),
         Rule(
-            _g("otherwise", lambda r, e: True),
+            OTHERWISE,
             None,
-            (SendReject, LogRejected),
-            _reject_offer(RejectCode.BUSY, RejectReason.MIGRATION_IN_FLIGHT),
+            (ReplyReject, LogRejected),
+            _reject(RejectCode.BUSY, "another handoff of this agent is pending here"),
         ),
     ),
+    (S.HANDOFF_PENDING, OfferRefused): _REFUSE_OFFER,
     (S.HANDOFF_PENDING, CommitReceived): (
         Rule(
-            _g("same migration, epoch = offered + 1", _commit_matches),
+            _g(
+                "for our copy, this incarnation prepared it",
+                lambda v, e: _commit_for_pending(v, e) and _fresh(v, e),
+            ),
             S.ACTIVE_OWNER,
-            _TAKE,
-            _take_authority(),
+            (_PERSIST, ReplyConfirm, StartTicking, PublishClaim, Learn),
+            _take_committed,
         ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _REJ_UNKNOWN),
-    ),
-    (S.HANDOFF_PENDING, PendingDiscarded): _only_for_migration(
-        Rule(ALWAYS, S.RETIRED, (PersistAuthority, DiscardPending), _discard),
-    ),
-    (S.HANDOFF_PENDING, HigherEpochSeen): (
         Rule(
-            _g("epoch > offered + 1", _above_pending_claim),
-            S.RECOVERY_REQUIRED,
-            (PersistAuthority, RecordFence, EnterRecovery),
-            _recovery(RecoveryReason.HIGHER_EPOCH_SEEN, stop=False, fence=True),
+            _g("for our copy, prepared before a restart", _commit_for_pending),
+            S.ACTIVE_OWNER,
+            (_PERSIST, ReplyConfirm, StartClaim),
+            _take_committed,
         ),
-        Rule(_g("otherwise", lambda r, e: True), None, (), _nothing),
+        *_COMMIT_UNKNOWN,
     ),
-    (S.HANDOFF_PENDING, ConflictingClaim): (
+    (S.HANDOFF_PENDING, AbortReceived): (
         Rule(
-            ALWAYS,
-            S.RECOVERY_REQUIRED,
-            _RECOVER_IDLE,
-            _recovery(RecoveryReason.CONFLICTING_CLAIM, stop=False, fence=False),
+            _g("the same migration", _same_pending),
+            S.RETIRED,
+            (_PERSIST, ReplyDone),
+            _discard(True),
         ),
+        *_ABORT_IGNORED,
+    ),
+    (S.HANDOFF_PENDING, SourceAborted): (
+        Rule(_g("the same migration", _same_pending), S.RETIRED, (_PERSIST,), _discard(False)),
+        Rule(OTHERWISE, None, (LogRejected,), _ignore("about another migration")),
+    ),
+    (S.HANDOFF_PENDING, ClaimResolved): (
+        Rule(
+            _g(
+                "hands our copy to us, this incarnation prepared it",
+                lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
+            ),
+            S.ACTIVE_OWNER,
+            _OWN,
+            _take_committed,
+        ),
+        Rule(
+            _g("hands our copy to us", _settled_for_me),
+            S.ACTIVE_OWNER,
+            (_PERSIST, StartClaim),
+            _take_committed,
+        ),
+        Rule(OTHERWISE, S.RETIRED, (_PERSIST,), _retire_to),
+    ),
+    (S.HANDOFF_PENDING, ClaimStale): (
+        Rule(
+            _g(
+                "hands our copy to us, this incarnation prepared it",
+                lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
+            ),
+            S.ACTIVE_OWNER,
+            _OWN,
+            _take_committed,
+        ),
+        Rule(
+            _g("hands our copy to us", _settled_for_me),
+            S.ACTIVE_OWNER,
+            (_PERSIST, StartClaim),
+            _take_committed,
+        ),
+        Rule(
+            _g("a later epoch, or the next one for another node", _later_than_pending),
+            S.RETIRED,
+            (_PERSIST,),
+            _retire_to,
+        ),
+        Rule(OTHERWISE, None, (LogRejected,), _ignore("the pending epoch is not decided yet")),
+    ),
+    (S.HANDOFF_PENDING, Superseded): (
+        Rule(
+            _g("a later epoch, or the next one for another node", _later_than_pending),
+            S.RETIRED,
+            (_PERSIST,),
+            _retire_to,
+        ),
+        Rule(OTHERWISE, None, (), _nothing),
+    ),
+    (S.HANDOFF_PENDING, ForceRecover): (
+        Rule(ALWAYS, None, (StartClaim,), _claim(ClaimPurpose.FORCE)),
     ),
     (S.HANDOFF_PENDING, IntegrityFailure): (
-        Rule(
-            ALWAYS, S.RECOVERY_REQUIRED, (StopTicking, PersistAuthority, EnterRecovery), _integrity
-        ),
+        Rule(ALWAYS, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _integrity),
     ),
-    (S.HANDOFF_PENDING, Restarted): (Rule(ALWAYS, None, (QueryStatus,), _query),),
-    (S.HANDOFF_PENDING, ResolutionOutcome): _only_for_migration(
-        Rule(
-            _g("COMMIT", _kind_is(ResolutionKind.COMMIT, MigrationPhase.PREPARED)),
-            S.ACTIVE_OWNER,
-            _TAKE,
-            _take_authority(),
-        ),
-        Rule(
-            _g("DISCARD", _outcome(ResolutionKind.DISCARD)),
-            S.RETIRED,
-            (PersistAuthority, DiscardPending),
-            _discard,
-        ),
-        Rule(
-            _g("RECOVERY", _outcome(ResolutionKind.RECOVERY)),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_IDLE,
-            _recovery(None, stop=False, fence=False),
-        ),
-        Rule(_g("otherwise (WAIT)", lambda r, e: True), None, (), _nothing),
-    ),
-    (S.HANDOFF_PENDING, ForceRecover): _FORCE_RULES,
-    (S.HANDOFF_PENDING, BeginHandoff): _NOT_OWNER,
-    # ---- retired (source after the decision, target after a discard, or passed on)
-    (S.RETIRED, DecideRetire): (
-        Rule(
-            _g(
-                "same migration, decided (duplicate ack)",
-                _phase_is(MigrationPhase.DECIDED, MigrationPhase.CONFIRMED),
-            ),
-            None,
-            (SendCommit,),
-            _resend_commit,
-        ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _REJ_UNKNOWN),
-    ),
-    (S.RETIRED, ConfirmReceived): (
-        Rule(
-            _g("same migration, epoch = retired + 1", _confirm_matches),
-            None,
-            (PersistAuthority,),
-            _confirm,
-        ),
-        Rule(_g("already confirmed", _phase_is(MigrationPhase.CONFIRMED)), None, (), _nothing),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _REJ_UNKNOWN),
-    ),
+    # ---- retired (gave the agent away, discarded a copy, or learned it moved on)
     (S.RETIRED, OfferPrepared): (
-        Rule(ALWAYS, S.HANDOFF_PENDING, (PersistAuthority, SendAck), _prepare),
-    ),
-    (S.RETIRED, CommitReceived): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.RETIRED, PendingDiscarded): (Rule(ALWAYS, None, _LOG, _REJ_UNKNOWN),),
-    (S.RETIRED, HigherEpochSeen): _FENCE_ONLY,
-    (S.RETIRED, ConflictingClaim): (
         Rule(
-            _g("unconfirmed", _unconfirmed),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_IDLE,
-            _recovery(RecoveryReason.CONFLICTING_CLAIM, stop=False, fence=False),
+            _g("epoch >= fence", _offer_not_stale),
+            S.HANDOFF_PENDING,
+            (_PERSIST, ReplyAck, StartClaim),
+            _prepare,
         ),
-        Rule(_g("otherwise", lambda r, e: True), None, _LOG, _reject(RejectReason.NOT_APPLICABLE)),
-    ),
-    (S.RETIRED, Restarted): (
-        Rule(_g("unconfirmed", _unconfirmed), None, (QueryStatus,), _query),
-        Rule(_g("otherwise", lambda r, e: True), None, (), _nothing),
-    ),
-    (S.RETIRED, ResolutionOutcome): _only_for_migration(
         Rule(
-            _g(
-                "CONFIRMED, unconfirmed", _kind_is(ResolutionKind.CONFIRMED, MigrationPhase.DECIDED)
-            ),
+            OTHERWISE,
             None,
-            (PersistAuthority,),
-            _confirm,
+            (ReplyReject, LogRejected),
+            _reject(RejectCode.STALE_EPOCH, "a later epoch is known here"),
         ),
-        Rule(
-            _g(
-                "RESEND_COMMIT, unconfirmed",
-                _kind_is(ResolutionKind.RESEND_COMMIT, MigrationPhase.DECIDED),
-            ),
-            None,
-            (SendCommit,),
-            _resend_commit,
-        ),
-        Rule(
-            _g("RECOVERY, unconfirmed", _kind_is(ResolutionKind.RECOVERY, MigrationPhase.DECIDED)),
-            S.RECOVERY_REQUIRED,
-            _RECOVER_IDLE,
-            _recovery(None, stop=False, fence=False),
-        ),
-        Rule(_g("otherwise (settled already)", lambda r, e: True), None, (), _nothing),
     ),
-    (S.RETIRED, ForceRecover): _FORCE_RULES,
-    (S.RETIRED, BeginHandoff): _NOT_OWNER,
+    (S.RETIRED, OfferRefused): _REFUSE_OFFER,
+    (S.RETIRED, CommitReceived): _COMMIT_UNKNOWN,
+    (S.RETIRED, AbortReceived): _ABORT_IGNORED,
+    (S.RETIRED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
+    (S.RETIRED, Superseded): (
+        Rule(
+            _g("a later epoch than we know", lambda v, e: e.latest.epoch > v.record.fence),  # type: ignore[attr-defined]
+            None,
+            (_PERSIST,),
+            _remember_successor,
+        ),
+        Rule(OTHERWISE, None, (), _nothing),
+    ),
+    (S.RETIRED, ClaimResolved): (Rule(ALWAYS, None, (LogRejected,), _ignore("retired")),),
+    (S.RETIRED, ClaimStale): (Rule(ALWAYS, None, (LogRejected,), _ignore("retired")),),
     # ---- recovery required
-    (S.RECOVERY_REQUIRED, ForceRecover): _FORCE_RULES,
-    (S.RECOVERY_REQUIRED, HigherEpochSeen): _FENCE_ONLY,
-    (S.RECOVERY_REQUIRED, ConflictingClaim): (Rule(ALWAYS, None, (), _nothing),),
-    (S.RECOVERY_REQUIRED, IntegrityFailure): (Rule(ALWAYS, None, (), _nothing),),
-    (S.RECOVERY_REQUIRED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
-    (S.RECOVERY_REQUIRED, OfferPrepared): _offer_rejected(
-        RejectCode.RECOVERING, RejectReason.RECOVERING
+    (S.RECOVERY_REQUIRED, ForceRecover): (
+        Rule(ALWAYS, None, (StartClaim,), _claim(ClaimPurpose.FORCE)),
     ),
-    (S.RECOVERY_REQUIRED, DecideRetire): (
-        Rule(ALWAYS, None, _LOG, _reject(RejectReason.RECOVERING)),
+    (S.RECOVERY_REQUIRED, ClaimResolved): _only_claiming(*_CLAIM_RESULT_RULES),
+    (S.RECOVERY_REQUIRED, ClaimStale): (
+        Rule(_g("claiming", _claiming), S.RETIRED, (_PERSIST,), _retire_to),
+        Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")),
     ),
-    (S.RECOVERY_REQUIRED, CommitReceived): (
-        Rule(ALWAYS, None, _LOG, _reject(RejectReason.RECOVERING)),
-    ),
-    (S.RECOVERY_REQUIRED, ConfirmReceived): (
-        Rule(ALWAYS, None, _LOG, _reject(RejectReason.RECOVERING)),
-    ),
-    (S.RECOVERY_REQUIRED, PendingDiscarded): (
-        Rule(ALWAYS, None, _LOG, _reject(RejectReason.RECOVERING)),
-    ),
-    (S.RECOVERY_REQUIRED, ResolutionOutcome): (
-        Rule(ALWAYS, None, _LOG, _reject(RejectReason.RECOVERING)),
-    ),
-    (S.RECOVERY_REQUIRED, BeginHandoff): _NOT_OWNER,
-    # ---- terminal / halted
-    (S.BUDGET_EXHAUSTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
-    (S.BUDGET_EXHAUSTED, HigherEpochSeen): _FENCE_ONLY,
-    (S.BUDGET_EXHAUSTED, OfferPrepared): _offer_rejected(
-        RejectCode.ALREADY_HELD, RejectReason.ALREADY_HELD
-    ),
-    (S.BUDGET_EXHAUSTED, BeginHandoff): _NOT_OWNER,
-    (S.HALTED, Resumed): (Rule(ALWAYS, S.ACTIVE_OWNER, (PersistAuthority, CheckClaims), _resume),),
-    (S.HALTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
-    (S.HALTED, HigherEpochSeen): (
+    (S.RECOVERY_REQUIRED, OfferPrepared): (
         Rule(
-            _g("epoch > owned epoch", _epoch_above_owned),
-            S.RECOVERY_REQUIRED,
-            (PersistAuthority, RecordFence, EnterRecovery),
-            _recovery(RecoveryReason.HIGHER_EPOCH_SEEN, stop=False, fence=True),
+            ALWAYS,
+            None,
+            (ReplyReject, LogRejected),
+            _reject(RejectCode.RECOVERING, "the agent is in RECOVERY_REQUIRED here"),
         ),
-        Rule(_g("otherwise", lambda r, e: True), None, (), _nothing),
     ),
-    (S.HALTED, OfferPrepared): _offer_rejected(RejectCode.ALREADY_HELD, RejectReason.ALREADY_HELD),
-    (S.HALTED, BeginHandoff): _NOT_OWNER,
+    (S.RECOVERY_REQUIRED, OfferRefused): _REFUSE_OFFER,
+    (S.RECOVERY_REQUIRED, CommitReceived): _COMMIT_UNKNOWN,
+    (S.RECOVERY_REQUIRED, AbortReceived): _ABORT_IGNORED,
+    (S.RECOVERY_REQUIRED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
+    (S.RECOVERY_REQUIRED, IntegrityFailure): (Rule(ALWAYS, None, (), _nothing),),
+    (S.RECOVERY_REQUIRED, Superseded): (
+        Rule(
+            _g(
+                "a later epoch for another node",
+                lambda v, e: _later_epoch(v, e) and not _stale_names_us(v, e),
+            ),
+            S.RETIRED,
+            (_PERSIST,),
+            _retire_to,
+        ),
+        Rule(OTHERWISE, None, (), _nothing),
+    ),
+    # ---- halted by an operator or a failing tick
+    (S.HALTED, Resume): (Rule(ALWAYS, None, (StartClaim,), _claim(ClaimPurpose.RESUME)),),
+    (S.HALTED, ClaimResolved): _only_claiming(*_CLAIM_RESULT_RULES),
+    (S.HALTED, ClaimStale): (
+        Rule(
+            _g(
+                "claiming, the next epoch is ours for this copy",
+                lambda v, e: _claiming(v, e) and _stale_is_ours(v, e),
+            ),
+            S.ACTIVE_OWNER,
+            (_PERSIST, StartClaim),
+            _stale_but_ours,
+        ),
+        Rule(
+            _g(
+                "claiming, a later epoch is ours",
+                lambda v, e: _claiming(v, e) and _stale_names_us(v, e),
+            ),
+            S.RECOVERY_REQUIRED,
+            (_PERSIST, EnterRecovery),
+            _restored,
+        ),
+        Rule(_g("claiming", _claiming), S.RETIRED, (_PERSIST,), _retire_to),
+        Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")),
+    ),
+    (S.HALTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
+    (S.HALTED, OfferPrepared): _OFFER_WHEN_HELD,
+    (S.HALTED, OfferRefused): _REFUSE_OFFER,
+    (S.HALTED, CommitReceived): _COMMIT_UNKNOWN,
+    (S.HALTED, AbortReceived): _ABORT_IGNORED,
+    (S.HALTED, IntegrityFailure): (
+        Rule(ALWAYS, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _integrity),
+    ),
+    (S.HALTED, Superseded): (
+        Rule(
+            _g(
+                "a later epoch for another node",
+                lambda v, e: _later_epoch(v, e) and not _stale_names_us(v, e),
+            ),
+            S.RETIRED,
+            (_PERSIST,),
+            _retire_to,
+        ),
+        Rule(OTHERWISE, None, (), _nothing),
+    ),
+    # ---- terminal
+    (S.BUDGET_EXHAUSTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
+    (S.BUDGET_EXHAUSTED, OfferPrepared): _OFFER_WHEN_HELD,
+    (S.BUDGET_EXHAUSTED, OfferRefused): _REFUSE_OFFER,
+    (S.BUDGET_EXHAUSTED, CommitReceived): _COMMIT_UNKNOWN,
+    (S.BUDGET_EXHAUSTED, AbortReceived): _ABORT_IGNORED,
+    (S.BUDGET_EXHAUSTED, Superseded): (Rule(ALWAYS, None, (), _nothing),),
+    (S.BUDGET_EXHAUSTED, IntegrityFailure): (Rule(ALWAYS, None, (), _nothing),),
 }
-
-
-STALE_RULE_TEXT = (
-    "LogRejected(STALE_EPOCH), no change (OfferPrepared also SendReject(STALE_EPOCH) first)"
-)
-"""The fence check that runs before any table lookup (rendered in docs/authority.md)."""
-
-
-def _stale(rec: AuthorityRecord, ev: Event, epoch: int) -> list[Action]:
-    actions: list[Action] = []
-    if isinstance(ev, OfferPrepared):
-        actions.append(SendReject(ev.source, ev.migration_id, RejectCode.STALE_EPOCH))
-    actions.append(
-        LogRejected(
-            RejectReason.STALE_EPOCH, f"{type(ev).__name__} epoch {epoch} < fence {rec.fence}"
-        )
-    )
-    return actions
 
 
 # --------------------------------------------------------------------------- the machine
@@ -1244,25 +1123,14 @@ def _stale(rec: AuthorityRecord, ev: Event, epoch: int) -> list[Action]:
 class AuthorityMachine:
     """One node's authority over one agent. Pure: no I/O, no clock."""
 
-    def __init__(self, record: AuthorityRecord = NO_RECORD) -> None:
+    def __init__(self, me: bytes, record: AuthorityRecord = NO_RECORD) -> None:
+        self.me = me
         self._record = record
-        self._durable = record
-        self._ticking = False
-
-    @classmethod
-    def restore(cls, record: AuthorityRecord | None) -> AuthorityMachine:
-        """Rebuild after a restart from the last durable record (never ticking yet)."""
-        return cls(record if record is not None else NO_RECORD)
+        self.run = Run()
 
     @property
     def record(self) -> AuthorityRecord:
-        """The latest record, including writes that may not be durable yet."""
         return self._record
-
-    @property
-    def durable_record(self) -> AuthorityRecord:
-        """The latest record the driver reported durable; answer peers from this one only."""
-        return self._durable
 
     @property
     def state(self) -> Holding:
@@ -1273,44 +1141,37 @@ class AuthorityMachine:
         return self._record.epoch
 
     @property
-    def fence(self) -> int:
-        return self._record.fence
-
-    @property
-    def migration(self) -> MigrationContext | None:
-        return self._record.migration
-
-    @property
     def may_tick(self) -> bool:
-        """True only between a StartTicking and the next StopTicking, in ACTIVE_OWNER."""
-        return self._ticking and self._record.state is AuthorityState.ACTIVE_OWNER
+        """Only an owner ticking an epoch it was certified for in this incarnation."""
+        return (
+            self._record.state is S.ACTIVE_OWNER
+            and self.run.phase is Phase.TICKING
+            and self.run.certified == self._record.epoch
+        )
 
-    def mark_durable(self, version: int) -> None:
-        """The write of record ``version`` is durable."""
-        if version == self._record.version:
-            self._durable = self._record
-        elif version > self._durable.version and version > self._record.version:
-            raise TableInconsistency(f"durable version {version} was never written")
+    def note_head(self, head: bytes | None) -> None:
+        """The digest of the last entry this node holds of the agent (guards compare it)."""
+        self.run.extra["head"] = head
+
+    def rules_for(self, event: Event) -> tuple[Rule, ...]:
+        return TRANSITIONS.get((self._record.state, type(event)), ())
 
     def handle(self, event: Event) -> list[Action]:
-        rec = self._record
-        epoch = event.fenced_epoch()
-        if epoch is not None and epoch < rec.fence:
-            return _stale(rec, event, epoch)
-        rules = TRANSITIONS.get((rec.state, type(event)))
+        rules = TRANSITIONS.get((self._record.state, type(event)))
         if rules is None:
-            raise IllegalTransition(rec.state, event)
-        rule = next((r for r in rules if r.guard.test(rec, event)), None)
+            raise IllegalTransition(self._record.state, event)
+        view = View(self._record, self.run, self.me)
+        rule = next((r for r in rules if r.guard.test(view, event)), None)
         if rule is None:
-            raise IllegalTransition(rec.state, event)
-        new, actions = rule.effect(rec, event)
-        expected_state = rule.next_state if rule.next_state is not None else rec.state
-        if tuple(type(a) for a in actions) != rule.actions or new.state != expected_state:
-            raise TableInconsistency(f"rule for {type(event).__name__} in {rec.state} drifted")
-        self._record = new
-        for action in actions:
-            if isinstance(action, StopTicking):
-                self._ticking = False
-            elif isinstance(action, StartTicking):
-                self._ticking = True
-        return actions
+            raise IllegalTransition(self._record.state, event)
+        out = rule.effect(view, event)
+        expected = rule.next_state if rule.next_state is not None else self._record.state
+        if tuple(type(a) for a in out.actions) != rule.actions or out.record.state != expected:
+            raise TableInconsistency(
+                f"rule for {type(event).__name__} in {self._record.state} drifted: "
+                f"{[type(a).__name__ for a in out.actions]} -> {out.record.state}"
+            )
+        self._record = out.record
+        for name, value in out.run.items():
+            setattr(self.run, name, value)
+        return out.actions

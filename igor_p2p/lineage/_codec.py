@@ -26,6 +26,10 @@ MAX_STR_BYTES = 4096
 MAX_ARRAY_ITEMS = 16
 """Largest msgpack array accepted in an entry."""
 
+MAX_WITNESSES = 7
+"""Largest witness set an agent's epoch may name."""
+NODE_KEY_BYTES = 32
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -100,6 +104,14 @@ class FieldReader:
     def str(self, name: str, max_len: int) -> str:
         return check_str(self._values[name], name, self._error, max_len)
 
+    def witnesses(self, name: str) -> tuple[bytes, ...]:
+        value = self._values[name]
+        if type(value) is not list:
+            fail(self._error, f"{name}: expected an array, got {type(value).__name__}")
+        members = tuple(value)
+        check_witnesses(members, name, self._error)
+        return members
+
 
 def fail(error: type[CorruptEntry], message: str) -> NoReturn:
     raise error(message)
@@ -145,3 +157,17 @@ def check_canonical(data: bytes, encoded: bytes, error: type[CorruptEntry]) -> N
     """Reject encodings that decode to the right value but are not the canonical bytes."""
     if bytes(data) != encoded:
         fail(error, "not the canonical encoding of its fields")
+
+
+def check_witnesses(value: Any, name: str, error: type[CorruptEntry]) -> tuple[bytes, ...]:
+    """A witness set: a tuple of at most ``MAX_WITNESSES`` distinct 32-byte node keys, sorted
+    (so one set has one encoding)."""
+    if type(value) is not tuple:
+        fail(error, f"{name}: expected a tuple of node keys, got {type(value).__name__}")
+    if len(value) > MAX_WITNESSES:
+        fail(error, f"{name}: {len(value)} witnesses, more than {MAX_WITNESSES}")
+    for member in value:
+        check_bytes(member, name, error, NODE_KEY_BYTES)
+    if list(value) != sorted(set(value)):
+        fail(error, f"{name}: witnesses must be distinct and sorted")
+    return value

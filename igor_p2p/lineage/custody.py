@@ -1,9 +1,14 @@
 """Custody records: the entries that move authority over an agent from one epoch to the next.
 
-* :class:`TransferRecord` — signed by the node giving authority up (``from_node``); its ``prev``
-  is the digest of that node's HANDOFF checkpoint.
+* :class:`TransferRecord` — signed by the owner of ``from_epoch`` (``from_node``): it hands the
+  agent to ``to_node`` for ``to_epoch``. A handoff names another node and its ``prev`` is the
+  source's HANDOFF checkpoint; a *resume* (an owner restarting, or an operator resuming a halted
+  agent) names the signer itself and its ``prev`` is the last entry the owner holds.
 * :class:`ForcedRecovery` — signed by the node forcing itself owner at a higher epoch after an
   operator decision; names the operator and the reason.
+
+Both name ``witnesses``, the witness set of the epoch they start; an epoch-starting record only
+counts once a :class:`~igor_p2p.lineage.cert.WitnessCert` follows it in the chain.
 
 Both are canonical msgpack arrays starting with their own format tag, signed over their own
 domain tag followed by the array without its signature.
@@ -24,6 +29,7 @@ from igor_p2p.lineage._codec import (
     check_canonical,
     check_int,
     check_str,
+    check_witnesses,
     pack,
     sha256,
     unpack_array,
@@ -36,10 +42,10 @@ from igor_p2p.lineage.identity import (
     verify_signature,
 )
 
-TRANSFER_TAG = "igor/xfer/1"
-TRANSFER_DOMAIN = b"igor-p2p/transfer/v1\x00"
-FORCED_TAG = "igor/force/1"
-FORCED_DOMAIN = b"igor-p2p/forced-recovery/v1\x00"
+TRANSFER_TAG = "igor/xfer/2"
+TRANSFER_DOMAIN = b"igor-p2p/transfer/v2\x00"
+FORCED_TAG = "igor/force/2"
+FORCED_DOMAIN = b"igor-p2p/forced-recovery/v2\x00"
 
 MIGRATION_ID_BYTES = 16
 MAX_OPERATOR_BYTES = 256
@@ -79,6 +85,7 @@ _TRANSFER_UNSIGNED = (
     "prev",
     "migration_id",
     "wall_ns",
+    "witnesses",
 )
 
 
@@ -91,6 +98,7 @@ def _validate_transfer(rec: Any) -> None:
     _check_hash(rec.prev, "prev")
     _check_hash(rec.migration_id, "migration_id", MIGRATION_ID_BYTES)
     check_int(rec.wall_ns, "wall_ns", CorruptCustodyRecord, INT64_MIN, INT64_MAX)
+    check_witnesses(rec.witnesses, "witnesses", CorruptCustodyRecord)
 
 
 class _UnsignedRecord:
@@ -172,6 +180,7 @@ class TransferRecord(_SignedRecord):
     prev: bytes
     migration_id: bytes
     wall_ns: int
+    witnesses: tuple[bytes, ...]
     signature: bytes
 
     def __post_init__(self) -> None:
@@ -181,6 +190,16 @@ class TransferRecord(_SignedRecord):
     @property
     def signer(self) -> bytes:
         return self.from_node
+
+    @property
+    def is_resume(self) -> bool:
+        """A self-transfer: the owner of ``from_epoch`` claims ``to_epoch`` for itself."""
+        return self.from_node == self.to_node
+
+    @property
+    def owner(self) -> bytes:
+        """The node that owns ``to_epoch`` once this record is certified."""
+        return self.to_node
 
     @classmethod
     def _read(cls, r: FieldReader) -> dict[str, Any]:
@@ -193,6 +212,7 @@ class TransferRecord(_SignedRecord):
             "prev": r.bytes("prev", 32),
             "migration_id": r.bytes("migration_id", MIGRATION_ID_BYTES),
             "wall_ns": r.int("wall_ns"),
+            "witnesses": r.witnesses("witnesses"),
         }
 
 
@@ -211,6 +231,7 @@ class UnsignedTransferRecord(_UnsignedRecord):
     prev: bytes
     migration_id: bytes
     wall_ns: int
+    witnesses: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
         _validate_transfer(self)
@@ -232,6 +253,7 @@ _FORCED_UNSIGNED = (
     "forced_by",
     "reason",
     "wall_ns",
+    "witnesses",
 )
 
 
@@ -244,6 +266,7 @@ def _validate_forced(rec: Any) -> None:
     check_str(rec.forced_by, "forced_by", CorruptCustodyRecord, MAX_OPERATOR_BYTES)
     check_str(rec.reason, "reason", CorruptCustodyRecord, MAX_REASON_BYTES)
     check_int(rec.wall_ns, "wall_ns", CorruptCustodyRecord, INT64_MIN, INT64_MAX)
+    check_witnesses(rec.witnesses, "witnesses", CorruptCustodyRecord)
 
 
 @dataclass(frozen=True)
@@ -263,6 +286,7 @@ class ForcedRecovery(_SignedRecord):
     forced_by: str
     reason: str
     wall_ns: int
+    witnesses: tuple[bytes, ...]
     signature: bytes
 
     def __post_init__(self) -> None:
@@ -271,6 +295,11 @@ class ForcedRecovery(_SignedRecord):
 
     @property
     def signer(self) -> bytes:
+        return self.node
+
+    @property
+    def owner(self) -> bytes:
+        """The node that owns ``to_epoch`` once this record is certified."""
         return self.node
 
     @classmethod
@@ -284,6 +313,7 @@ class ForcedRecovery(_SignedRecord):
             "forced_by": r.str("forced_by", MAX_OPERATOR_BYTES),
             "reason": r.str("reason", MAX_REASON_BYTES),
             "wall_ns": r.int("wall_ns"),
+            "witnesses": r.witnesses("witnesses"),
         }
 
 
@@ -302,6 +332,7 @@ class UnsignedForcedRecovery(_UnsignedRecord):
     forced_by: str
     reason: str
     wall_ns: int
+    witnesses: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
         _validate_forced(self)

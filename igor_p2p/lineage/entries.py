@@ -7,6 +7,7 @@ Every entry's ``prev`` is the digest of the entry before it. A GENESIS checkpoin
 from __future__ import annotations
 
 from igor_p2p.lineage._codec import ZERO_HASH, CorruptEntry, unpack_array
+from igor_p2p.lineage.cert import CERT_TAG, CorruptCert, WitnessCert
 from igor_p2p.lineage.custody import (
     FORCED_TAG,
     MAX_RECORD_BYTES,
@@ -20,17 +21,22 @@ from igor_p2p.lineage.envelope import FORMAT_TAG, Checkpoint, CorruptCheckpoint
 __all__ = [
     "ZERO_HASH",
     "Checkpoint",
+    "CorruptCert",
     "CorruptCheckpoint",
     "CorruptCustodyRecord",
     "CorruptEntry",
+    "EpochRecord",
     "ForcedRecovery",
     "LineageEntry",
     "TransferRecord",
+    "WitnessCert",
     "decode_entry",
     "entry_signer",
 ]
 
-LineageEntry = Checkpoint | TransferRecord | ForcedRecovery
+LineageEntry = Checkpoint | TransferRecord | ForcedRecovery | WitnessCert
+EpochRecord = TransferRecord | ForcedRecovery
+"""A custody record that starts an epoch once a :class:`WitnessCert` follows it."""
 
 
 def decode_entry(data: bytes) -> LineageEntry:
@@ -45,9 +51,12 @@ def decode_entry(data: bytes) -> LineageEntry:
         if tag == TRANSFER_TAG:
             return TransferRecord._from_items(items, data)
         return ForcedRecovery._from_items(items, data)
+    if tag == CERT_TAG:
+        return WitnessCert._from_items(items, data)
     raise CorruptEntry("unknown lineage entry format tag")
 
 
 def entry_signer(entry: LineageEntry) -> bytes:
-    """The public key whose signature the entry carries."""
+    """The public key whose signature the entry carries (empty for a certificate, which carries
+    its witnesses' signatures)."""
     return entry.signer

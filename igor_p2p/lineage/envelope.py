@@ -1,13 +1,17 @@
 """The checkpoint envelope: one signed, hash-chained snapshot of an agent.
 
-Encoding (see ``protocols/checkpoint-envelope.md``): a canonical msgpack array of 15 elements::
+Encoding (see ``protocols/checkpoint-envelope.md``): a canonical msgpack array of 16 elements::
 
-    ["igor/ckpt/1", agent, epoch, tick, prev, kind, wasm_hash, manifest_hash,
-     budget, price, wall_ns, state, owner, signer, signature]
+    ["igor/ckpt/2", agent, epoch, tick, prev, kind, wasm_hash, manifest_hash,
+     budget, price, wall_ns, state, owner, witnesses, signer, signature]
 
-The first byte is therefore 0x9f (a msgpack fixarray), which never collides with Go Igor's
+The first byte is therefore 0xdc (a msgpack array 16), which never collides with Go Igor's
 version bytes 0x02-0x04. The signature covers ``SIGNING_DOMAIN`` followed by the canonical msgpack
 of the same array without its last element; the digest is SHA-256 of the full encoding.
+
+``witnesses`` names the witness set W₁ of the agent's first epoch (sorted, distinct node keys) in
+a GENESIS or IMPORT checkpoint, signed by the agent key; it is empty in every other checkpoint
+(later witness sets are named by the custody records that start each epoch).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from igor_p2p.lineage._codec import (
     check_canonical,
     check_int,
     check_str,
+    check_witnesses,
     pack,
     sha256,
     unpack_array,
@@ -39,8 +44,8 @@ from igor_p2p.lineage.identity import (
     verify_signature,
 )
 
-FORMAT_TAG = "igor/ckpt/1"
-SIGNING_DOMAIN = b"igor-p2p/checkpoint/v1\x00"
+FORMAT_TAG = "igor/ckpt/2"
+SIGNING_DOMAIN = b"igor-p2p/checkpoint/v2\x00"
 HASH_BYTES = 32
 
 
@@ -74,6 +79,7 @@ _UNSIGNED_FIELDS = (
     "wall_ns",
     "state",
     "owner",
+    "witnesses",
 )
 _ENCODED_FIELDS = ("tag", *_UNSIGNED_FIELDS, "signer", "signature")
 
@@ -101,6 +107,9 @@ def _validate_unsigned(ck: Any) -> None:
     check_int(ck.wall_ns, "wall_ns", err, INT64_MIN, INT64_MAX)
     check_bytes(ck.state, "state", err, max_len=MAX_STATE_BYTES)
     check_bytes(ck.owner, "owner", err, HASH_BYTES)
+    check_witnesses(ck.witnesses, "witnesses", err)
+    if ck.witnesses and ck.kind not in (CheckpointKind.GENESIS, CheckpointKind.IMPORT):
+        raise CorruptCheckpoint("witnesses: only a GENESIS or IMPORT checkpoint names witnesses")
 
 
 def _unsigned_items(ck: Any) -> list[Any]:
@@ -108,11 +117,13 @@ def _unsigned_items(ck: Any) -> list[Any]:
 
 
 def _as_wire(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
     return int(value) if isinstance(value, enum.IntEnum) else value
 
 
-_FIXARRAY_15 = b"\x9f"
-"""msgpack header of the 15-element envelope array (the signed body has 14: ``0x9e``)."""
+_ARRAY_16 = b"\xdc\x00\x10"
+"""msgpack header of the 16-element envelope array (the signed body has 15: ``0x9f``)."""
 _SIGNATURE_BIN_HEADER = b"\xc4\x40"
 """msgpack bin8 header of a 64-byte signature."""
 
@@ -150,6 +161,7 @@ class UnsignedCheckpoint:
     wall_ns: int
     state: bytes
     owner: bytes
+    witnesses: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _validate_unsigned(self)
@@ -160,7 +172,7 @@ class UnsignedCheckpoint:
     def sign(self, keypair: Keypair) -> Checkpoint:
         # The fields were validated at construction and the signer/signature come from the
         # keypair, so the Checkpoint is built without validating again. The envelope is the
-        # signed body (14 items) with a 15-item header and the signature appended: one pack.
+        # signed body (15 items) with a 16-item header and the signature appended: one pack.
         signer = keypair.public_key
         body = pack([*_unsigned_items(self), signer])
         signature = keypair.sign(SIGNING_DOMAIN + body)
@@ -168,7 +180,7 @@ class UnsignedCheckpoint:
         values["signer"] = signer
         values["signature"] = signature
         checkpoint: Checkpoint = _new_unchecked(Checkpoint, values)
-        encoded = b"".join((_FIXARRAY_15, memoryview(body)[1:], _SIGNATURE_BIN_HEADER, signature))
+        encoded = b"".join((_ARRAY_16, memoryview(body)[1:], _SIGNATURE_BIN_HEADER, signature))
         checkpoint.__dict__["_encoded"] = encoded
         return checkpoint
 
@@ -189,6 +201,7 @@ class Checkpoint:
     wall_ns: int
     state: bytes
     owner: bytes
+    witnesses: tuple[bytes, ...]
     signer: bytes
     signature: bytes
 
@@ -248,6 +261,7 @@ class Checkpoint:
             wall_ns=r.int("wall_ns"),
             state=r.bytes("state", max_len=MAX_STATE_BYTES),
             owner=r.bytes("owner", HASH_BYTES),
+            witnesses=r.witnesses("witnesses"),
             signer=r.bytes("signer", 32),
             signature=r.bytes("signature", 64),
         )
@@ -266,7 +280,7 @@ def _check_canonical_envelope(data: bytes, ck: Checkpoint) -> None:
     """
     items = _unsigned_items(ck)
     state_index = 1 + _UNSIGNED_FIELDS.index("state")
-    before = _FIXARRAY_15 + pack(items[:state_index])[1:]
+    before = _ARRAY_16 + pack(items[:state_index])[1:]
     header = _bin_header(len(ck.state))
     after = pack([*items[state_index + 1 :], ck.signer, ck.signature])[1:]
     view = memoryview(data)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from igor_p2p.lineage._codec import ZERO_HASH, CorruptEntry, sha256
+from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
-from igor_p2p.lineage.entries import LineageEntry, decode_entry
+from igor_p2p.lineage.entries import EpochRecord, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.lineage.identity import BadSignature, InvalidDID, public_key_from_did
 
@@ -61,6 +62,11 @@ class ProblemCode(enum.StrEnum):
     """The wasm or manifest bytes do not hash to what the checkpoints name (bundles)."""
     UNSIGNED_CHECKPOINT = "UNSIGNED_CHECKPOINT"
     """Go only: a v0x02/v0x03 checkpoint after the first file of a history."""
+    BAD_GAP = "BAD_GAP"
+    """A compacted gap where none may be: across a custody record, or into another epoch."""
+    UNCERTIFIED = "UNCERTIFIED"
+    """A custody record followed by something other than its witness certificate, or a
+    certificate that is not a joint quorum of the old and new witness sets."""
 
 
 @dataclass
@@ -87,6 +93,7 @@ class VerifyReport:
     """Distinct entries that decoded."""
     checkpoints: int = 0
     transfers: int = 0
+    certs: int = 0
     forced: list[ForcedRecovery] = field(default_factory=list)
     """Forced-recovery records on the verified path: reported, not a reason to be invalid."""
     first_tick: int | None = None
@@ -97,6 +104,15 @@ class VerifyReport:
     budget_end: int | None = None
     head: bytes | None = None
     """Digest of the last entry on the path followed from the genesis."""
+    custodian: bytes | None = None
+    """The node that owns ``last_epoch`` after the last certified custody record."""
+    witnesses: tuple[bytes, ...] = ()
+    """The witness set of ``last_epoch``."""
+    pending_record: bytes | None = None
+    """Digest of a custody record at the end of the chain still waiting for its certificate."""
+    compacted: list[Gap] = field(default_factory=list)
+    """Places where entries were compacted away: what is missing rests on the owner's signature
+    of the entry after the gap."""
 
     def add(self, code: ProblemCode, message: str, digest: bytes | None = None) -> None:
         self.problems.append(Problem(code, message, digest))
@@ -112,6 +128,10 @@ class VerifyReport:
             "entries": self.entries,
             "checkpoints": self.checkpoints,
             "transfers": self.transfers,
+            "certs": self.certs,
+            "witnesses": [w.hex() for w in self.witnesses],
+            "custodian": self.custodian.hex() if self.custodian is not None else None,
+            "pending_record": self.pending_record.hex() if self.pending_record else None,
             "forced": [
                 {
                     "digest": f.digest().hex(),
@@ -131,6 +151,28 @@ class VerifyReport:
             "budget_start": self.budget_start,
             "budget_end": self.budget_end,
             "head": self.head.hex() if self.head is not None else None,
+            "compacted": [g.to_json() for g in self.compacted],
+        }
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Entries compacted away between ``after`` and ``before`` within one epoch."""
+
+    after: bytes
+    before: bytes
+    missing_prev: bytes
+    epoch: int
+    signer: bytes
+    """The owner whose signature on ``before`` the missing entries rest on."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "after": self.after.hex(),
+            "before": self.before.hex(),
+            "missing_prev": self.missing_prev.hex(),
+            "epoch": self.epoch,
+            "signer": self.signer.hex(),
         }
 
 
@@ -149,6 +191,9 @@ class _Walk:
     wasm_hash: bytes
     manifest_hash: bytes
     previous: LineageEntry
+    witnesses: tuple[bytes, ...] = ()
+    pending: EpochRecord | None = None
+    """A custody record whose certificate has not been seen yet."""
 
 
 def _decode_all(
@@ -156,7 +201,7 @@ def _decode_all(
 ) -> dict[bytes, LineageEntry]:
     by_digest: dict[bytes, LineageEntry] = {}
     for item in items:
-        if isinstance(item, Checkpoint | TransferRecord | ForcedRecovery):
+        if isinstance(item, Checkpoint | TransferRecord | ForcedRecovery | WitnessCert):
             entry: LineageEntry = item
         else:
             try:
@@ -187,18 +232,36 @@ def verify_lineage(
     *,
     expected_agent: str | None = None,
     trusted: Collection[bytes] = frozenset(),
+    ordered: bool = False,
 ) -> VerifyReport:
-    """Verify a whole lineage given in any order. Never raises on bad entries.
+    """Verify a whole lineage. Never raises on bad entries.
+
+    Entries may come in any order: they are put in order by following ``prev`` links from the
+    genesis. With ``ordered=True`` they come in chain order and may be *compacted*: an entry
+    whose ``prev`` is absent follows the entry listed before it, and the gap is allowed inside one
+    epoch (the entry after it is signed by that epoch's owner, who vouches for what is missing);
+    each gap is reported in ``compacted``.
 
     ``trusted`` names digests whose signatures were already verified by this process or node
     (e.g. the prefix a node holds in its store, checked when it arrived): their signature check
     is skipped; every other rule (links, custody, epochs, budget) still runs on them.
     """
     report = VerifyReport()
-    by_digest = _decode_all(entries, report)
+    items = list(entries)
+    by_digest = _decode_all(items, report)
+    gap_after: dict[bytes, bytes] = {}
+    if ordered:
+        order = [e.digest() for e in _decode_all(items, VerifyReport()).values()]
+        for before, after in zip(order[1:], order[:-1], strict=True):
+            entry = by_digest[before]
+            if entry.prev not in by_digest and not (
+                isinstance(entry, Checkpoint) and entry.kind in GENESIS_KINDS
+            ):
+                gap_after[before] = after
     report.entries = len(by_digest)
     report.checkpoints = sum(isinstance(e, Checkpoint) for e in by_digest.values())
     report.transfers = sum(isinstance(e, TransferRecord) for e in by_digest.values())
+    report.certs = sum(isinstance(e, WitnessCert) for e in by_digest.values())
 
     # Intrinsic signatures: each entry's signature under the key it names.
     for digest, entry in sorted(by_digest.items()):
@@ -214,8 +277,8 @@ def verify_lineage(
             )
 
     children: dict[bytes, list[LineageEntry]] = {}
-    for entry in by_digest.values():
-        children.setdefault(entry.prev, []).append(entry)
+    for digest, entry in by_digest.items():
+        children.setdefault(gap_after.get(digest, entry.prev), []).append(entry)
     for siblings in children.values():
         siblings.sort(key=lambda e: e.digest())
 
@@ -268,14 +331,18 @@ def verify_lineage(
             )
 
     if geneses:
-        _walk_from(geneses[0], children, report)
+        _walk_from(geneses[0], children, report, trusted, gap_after)
 
     report.valid = not report.problems
     return report
 
 
 def _walk_from(
-    genesis: Checkpoint, children: dict[bytes, list[LineageEntry]], report: VerifyReport
+    genesis: Checkpoint,
+    children: dict[bytes, list[LineageEntry]],
+    report: VerifyReport,
+    trusted: Collection[bytes],
+    gap_after: dict[bytes, bytes],
 ) -> None:
     gd = genesis.digest()
     if genesis.epoch != 1:
@@ -306,7 +373,10 @@ def _walk_from(
         wasm_hash=genesis.wasm_hash,
         manifest_hash=genesis.manifest_hash,
         previous=genesis,
+        witnesses=genesis.witnesses,
     )
+    report.custodian = genesis.owner
+    report.witnesses = genesis.witnesses
     visited = {gd}
     head = gd
     while True:
@@ -325,22 +395,43 @@ def _walk_from(
         if digest in visited:  # pragma: no cover - would need a SHA-256 cycle
             break
         visited.add(digest)
+        if walk.pending is not None and not isinstance(entry, WitnessCert):
+            report.add(
+                ProblemCode.UNCERTIFIED,
+                f"{type(entry).__name__} {_short(digest)} follows custody record "
+                f"{_short(walk.pending.digest())} without its witness certificate",
+                digest,
+            )
+            walk.pending = None
+        gap = digest in gap_after
+        if gap:
+            _check_gap(entry, digest, walk, report)
         if isinstance(entry, Checkpoint):
             _check_checkpoint(entry, digest, walk, report)
         elif isinstance(entry, TransferRecord):
-            _check_transfer(entry, digest, walk, report)
-        else:
+            _check_transfer(entry, digest, walk, report, after_gap=gap)
+        elif isinstance(entry, ForcedRecovery):
             _check_forced(entry, digest, walk, report)
+        else:
+            _check_cert(entry, digest, walk, report, digest in trusted)
         walk.previous = entry
         head = digest
         report.head = digest
         report.last_epoch = walk.epoch
         report.last_tick = walk.tick
         report.budget_end = walk.budget
+        report.custodian = walk.custodian
+        report.witnesses = walk.witnesses
+    report.pending_record = walk.pending.digest() if walk.pending is not None else None
 
 
 def _choose_branch(following: list[LineageEntry], walk: _Walk) -> LineageEntry:
-    """At a fork, follow the branch signed by the current custodian, else the lowest digest."""
+    """At a fork, follow the certificate of a pending record, else the branch signed by the
+    current custodian, else the lowest digest."""
+    if walk.pending is not None:
+        for entry in following:
+            if isinstance(entry, WitnessCert):
+                return entry
     for entry in following:
         if entry.signer == walk.custodian:
             return entry
@@ -384,10 +475,44 @@ def _check_checkpoint(ck: Checkpoint, digest: bytes, walk: _Walk, report: Verify
     walk.budget = min(walk.budget, ck.budget)
 
 
-def _check_transfer(rec: TransferRecord, digest: bytes, walk: _Walk, report: VerifyReport) -> None:
+def _check_gap(entry: LineageEntry, digest: bytes, walk: _Walk, report: VerifyReport) -> None:
+    """An entry whose ``prev`` was compacted away: allowed inside the current epoch only."""
+    name = f"{type(entry).__name__} {_short(digest)}"
+    if walk.pending is not None or isinstance(entry, WitnessCert | ForcedRecovery):
+        report.add(ProblemCode.BAD_GAP, f"{name}: entries missing around a custody record", digest)
+        return
+    epoch = entry.epoch if isinstance(entry, Checkpoint) else entry.from_epoch
+    if epoch != walk.epoch:
+        report.add(
+            ProblemCode.BAD_GAP,
+            f"{name}: entries missing across epochs {walk.epoch} and {epoch}",
+            digest,
+        )
+        return
+    report.compacted.append(
+        Gap(
+            after=walk.previous.digest(),
+            before=digest,
+            missing_prev=entry.prev,
+            epoch=walk.epoch,
+            signer=walk.custodian,
+        )
+    )
+
+
+def _check_transfer(
+    rec: TransferRecord, digest: bytes, walk: _Walk, report: VerifyReport, *, after_gap: bool
+) -> None:
     name = f"transfer {_short(digest)}"
     previous = walk.previous
-    if not (isinstance(previous, Checkpoint) and previous.kind is CheckpointKind.HANDOFF):
+    if after_gap:
+        pass  # the HANDOFF checkpoint it names was compacted away; it rests on the signer
+    elif rec.is_resume:
+        if isinstance(previous, TransferRecord | ForcedRecovery):
+            report.add(
+                ProblemCode.TRANSFER_MISMATCH, f"{name}: follows another custody record", digest
+            )
+    elif not (isinstance(previous, Checkpoint) and previous.kind is CheckpointKind.HANDOFF):
         report.add(
             ProblemCode.TRANSFER_MISMATCH, f"{name}: does not follow a HANDOFF checkpoint", digest
         )
@@ -411,8 +536,7 @@ def _check_transfer(rec: TransferRecord, digest: bytes, walk: _Walk, report: Ver
             f"{name}: to_epoch {rec.to_epoch} is not from_epoch + 1",
             digest,
         )
-    walk.custodian = rec.to_node
-    walk.epoch = max(walk.epoch, rec.to_epoch)
+    walk.pending = rec
 
 
 def _check_forced(rec: ForcedRecovery, digest: bytes, walk: _Walk, report: VerifyReport) -> None:
@@ -430,5 +554,27 @@ def _check_forced(rec: ForcedRecovery, digest: bytes, walk: _Walk, report: Verif
             f"{name}: to_epoch {rec.to_epoch} not above current epoch {walk.epoch}",
             digest,
         )
-    walk.custodian = rec.node
-    walk.epoch = max(walk.epoch, rec.to_epoch)
+    walk.pending = rec
+
+
+def _check_cert(
+    cert: WitnessCert, digest: bytes, walk: _Walk, report: VerifyReport, trusted: bool
+) -> None:
+    name = f"certificate {_short(digest)}"
+    record = walk.pending
+    if record is None:
+        report.add(ProblemCode.UNCERTIFIED, f"{name}: does not follow a custody record", digest)
+        return
+    walk.pending = None
+    if cert.slot != record.to_epoch:
+        report.add(
+            ProblemCode.UNCERTIFIED,
+            f"{name}: certifies epoch {cert.slot}, the record starts epoch {record.to_epoch}",
+            digest,
+        )
+    shortfall = cert.shortfall(walk.witnesses, record.witnesses, trusted=trusted)
+    if shortfall is not None:
+        report.add(ProblemCode.UNCERTIFIED, f"{name}: not a witness quorum: {shortfall}", digest)
+    walk.custodian = record.owner
+    walk.epoch = max(walk.epoch, record.to_epoch)
+    walk.witnesses = record.witnesses

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.lineage.entries import Checkpoint, ForcedRecovery, LineageEntry, TransferRecord
+from igor_p2p.lineage.entries import (
+    Checkpoint,
+    ForcedRecovery,
+    LineageEntry,
+    TransferRecord,
+    WitnessCert,
+)
 from igor_p2p.store.ops import AppendEntries, NewEntry, Op, PutAuthority, RaiseFence
 from igor_p2p.store.records import AuthorityRecord
 
@@ -20,12 +26,16 @@ def entry_kind(entry: LineageEntry) -> str:
         return "TRANSFER"
     if isinstance(entry, ForcedRecovery):
         return "FORCED"
+    if isinstance(entry, WitnessCert):
+        return "CERT"
     raise TypeError(f"not a lineage entry: {type(entry).__name__}")
 
 
 def entry_epoch(entry: LineageEntry) -> int:
     if isinstance(entry, Checkpoint):
         return entry.epoch
+    if isinstance(entry, WitnessCert):
+        return entry.slot
     return entry.to_epoch
 
 

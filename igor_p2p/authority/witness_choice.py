@@ -1,0 +1,39 @@
+"""Which nodes witness an agent's next epoch (pure policy).
+
+The owner of an epoch names the next epoch's witness set in the record that starts it. The set
+must let every likely proposer reach a quorum (its own vote does not count when k = 3), stay stable
+(every change needs a joint quorum of old and new), and keep the new owner out when there are
+enough nodes, so that a restored owner never votes for itself (witness-notes §5.5, §5.7):
+
+- one node: no witnesses (the agent has no protection against a restored disk; status says so);
+- two or three nodes: every node;
+- four or more: three nodes, keeping the previous members that are still up, without the new
+  owner, topped up in a seeded random order.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+DEFAULT_WITNESSES = 3
+
+
+def choose_witnesses(
+    *,
+    previous: Iterable[bytes],
+    new_owner: bytes,
+    candidates: Iterable[bytes],
+    rng: random.Random,
+    k: int = DEFAULT_WITNESSES,
+) -> tuple[bytes, ...]:
+    """The witness set for the epoch ``new_owner`` is about to own (sorted node keys)."""
+    pool = sorted(set(candidates) | {new_owner})
+    if len(pool) == 1:
+        return ()
+    if len(pool) <= k:
+        return tuple(pool)
+    keep = [w for w in sorted(set(previous)) if w in pool and w != new_owner][:k]
+    spare = [w for w in pool if w not in keep and w != new_owner]
+    rng.shuffle(spare)
+    return tuple(sorted(keep + spare[: k - len(keep)]))

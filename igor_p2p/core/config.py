@@ -1,0 +1,33 @@
+"""Every timeout and retry bound of the node core, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    request_timeout_s: float = 5.0
+    """One request to a peer (witness or handoff counterpart), without a big payload."""
+    offer_timeout_s: float = 20.0
+    """An OFFER (it carries the agent's state and may wait for the target's fsync)."""
+    handoff_deadline_s: float = 30.0
+    """A source gives up a handoff it has not started to decide by then (and ticks on)."""
+    settle_after_s: float = 15.0
+    """A pending target asks the witnesses itself when no COMMIT or ABORT came by then."""
+    claim_round_s: float = 5.0
+    """One ballot of a claim waits this long for a quorum."""
+    backoff_min_s: float = 0.2
+    backoff_max_s: float = 30.0
+    """Retries of claims and settlement back off exponentially (with jitter) up to this."""
+    learn_retries: int = 3
+    """Best-effort repair messages to witnesses (LEARN) are tried this many times."""
+    commit_retries: int = 5
+    """A source resends a COMMIT this many times before the target's settlement takes over."""
+    witnesses: int = 3
+    """Witnesses per agent when the network is big enough (k)."""
+
+    def backoff(self, attempt: int, jitter: float) -> float:
+        """Seconds to wait before retry ``attempt`` (0-based); ``jitter`` in [0, 1)."""
+        base = min(self.backoff_max_s, self.backoff_min_s * (2**attempt))
+        return base * (0.5 + jitter / 2)

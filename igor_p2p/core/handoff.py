@@ -1,0 +1,507 @@
+"""The handoff: a source moving an agent to a target, and the target's side of it.
+
+Source (:meth:`HandoffSource.migrate`), holding the agent's lock throughout:
+
+1. ``BeginHandoff`` stops ticking. The runner snapshots a HANDOFF checkpoint (in memory).
+2. At once, in parallel: OFFER (custody + checkpoint) to the target, and PREPARE for the next
+   epoch to the current witnesses (phase 1 hides behind the target's validation and fsync).
+3. With an ACK for exactly that checkpoint and a quorum of promises, the source signs the
+   transfer record and sends ACCEPT (phase 2). Until that moment any failure aborts the
+   handoff and the source ticks on: no record that could be chosen ever left it.
+4. A joint quorum of ACCEPTED votes is the certificate: the source retires (durably, with the
+   checkpoint, record and certificate) and sends COMMIT; the target persists ownership and only
+   then ticks, and CONFIRMs.
+   Without the certificate in time the decision stays open: the claimant keeps asking the
+   witnesses in the background; the target settles on its own through them too.
+
+Target (:class:`HandoffTarget`): validates an OFFER completely before persisting
+HANDOFF_PENDING and acking; takes the epoch on a COMMIT whose record and certificate verify.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Stale
+from igor_p2p.authority.custody import EpochStart, InvalidCustody, chain_after, next_start
+from igor_p2p.authority.events import (
+    AbortReason,
+    AbortReceived,
+    Action,
+    BeginHandoff,
+    ClaimResolved,
+    ClaimStale,
+    CommitReceived,
+    HandoffAborted,
+    OfferPrepared,
+    OfferRefused,
+    ReplyAck,
+    ReplyConfirm,
+    ReplyDone,
+    ReplyReject,
+)
+from igor_p2p.authority.record import ABSENT, Phase
+from igor_p2p.authority.states import AuthorityState
+from igor_p2p.authority.witness_choice import choose_witnesses
+from igor_p2p.core.claims import Claimant, ClaimContext, drive
+from igor_p2p.core.gate import AgentPort, Gate
+from igor_p2p.core.offer_check import OfferInvalid, check_offer
+from igor_p2p.core.ports import AgentRunner, PeerUnreachable
+from igor_p2p.errors import IgorError
+from igor_p2p.lineage.custody import UnsignedTransferRecord
+from igor_p2p.logs import get_logger
+from igor_p2p.wire.codec import Message
+from igor_p2p.wire.messages import (
+    Abort,
+    Ack,
+    Commit,
+    Confirm,
+    Done,
+    GetModule,
+    Learn,
+    Module,
+    Offer,
+    Refused,
+    RefusedCode,
+    Reject,
+    RejectCode,
+)
+
+log = get_logger(__name__)
+
+
+class MigrationResult(enum.StrEnum):
+    TRANSFERRED = "TRANSFERRED"
+    """The target owns the next epoch (certified); it confirmed, or will settle on its own."""
+    ABORTED = "ABORTED"
+    """Nothing moved; the source ticks on (the reason says why: timeout, no quorum, …)."""
+    REJECTED = "REJECTED"
+    """The target refused the offer (its code says why); the source ticks on."""
+    UNRESOLVED = "UNRESOLVED"
+    """The transfer may be chosen but no certificate came in time; nobody ticks until the
+    witnesses answer (the node keeps asking)."""
+    SUPERSEDED = "SUPERSEDED"
+    """The witnesses proved a later epoch: this node was not the owner any more."""
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    result: MigrationResult
+    reason: str = ""
+    code: RejectCode | None = None
+    epoch: int = 0
+    confirmed: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "result": self.result.value,
+            "reason": self.reason,
+            "code": self.code.value if self.code else None,
+            "epoch": self.epoch,
+            "confirmed": self.confirmed,
+        }
+
+
+class NotOwnerHere(IgorError):
+    """The agent is not ticking on this node, so it cannot be moved from here."""
+
+
+class AgentBusy(IgorError):
+    """Another handoff or claim of this agent is in progress here."""
+
+
+class BadTarget(IgorError):
+    """The target named is not a node the agent can move to."""
+
+
+def replies(actions: Sequence[Action], me: bytes, agent: str) -> Message:
+    """The one reply among a request's actions, as a wire message."""
+    for action in actions:
+        if isinstance(action, ReplyAck):
+            return Ack(me, agent, action.migration_id, action.epoch, action.head)
+        if isinstance(action, ReplyReject):
+            return Reject(me, agent, action.migration_id, action.code, action.reason)
+        if isinstance(action, ReplyConfirm):
+            return Confirm(me, agent, action.migration_id, action.epoch)
+        if isinstance(action, ReplyDone):
+            return Done(me, agent)
+    return Refused(me, RefusedCode.INTERNAL, "the request produced no reply")
+
+
+def spawn(nursery: trio.Nursery | None, fn, *args) -> bool:  # type: ignore[no-untyped-def]
+    """Start background work unless the node is shutting down (its nursery closed)."""
+    if nursery is None:
+        return False
+    try:
+        nursery.start_soon(fn, *args)
+    except RuntimeError:  # "Nursery is closed to new arrivals": the node is stopping
+        return False
+    return True
+
+
+class Messenger:
+    """Best-effort messages the interpreter hands off: COMMIT, ABORT, LEARN (with retries)."""
+
+    def __init__(self, ctx: ClaimContext) -> None:
+        self.ctx = ctx
+        self._nursery: trio.Nursery | None = None
+        self.confirmed: dict[bytes, trio.Event] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        spawn(self._nursery, fn, *args)
+
+    def confirmation(self, migration_id: bytes) -> trio.Event:
+        if len(self.confirmed) > 1024:
+            self.confirmed.pop(next(iter(self.confirmed)))
+        return self.confirmed.setdefault(migration_id, trio.Event())
+
+    def send_commit(self, agent: str, target: bytes, mid: bytes, start: EpochStart) -> None:
+        self.confirmation(mid)
+        self._spawn(self._commit, agent, target, mid, start)
+
+    def send_abort(self, agent: str, target: bytes, mid: bytes) -> None:
+        self._spawn(self._abort, agent, target, mid)
+
+    def learn(self, agent: str, start: EpochStart) -> None:
+        self._spawn(self._learn, agent, start)
+
+    async def _commit(self, agent: str, target: bytes, mid: bytes, start: EpochStart) -> None:
+        ctx = self.ctx
+        message = Commit(ctx.key.public_key, agent, mid, start.record, start.cert)
+        for attempt in range(ctx.config.commit_retries):
+            try:
+                reply = await ctx.transport.request(target, message, ctx.config.request_timeout_s)
+            except PeerUnreachable:
+                await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+                continue
+            if isinstance(reply, Confirm) and reply.migration_id == mid:
+                self.confirmation(mid).set()
+                ctx.env.history.emit(
+                    "handoff",
+                    agent=agent,
+                    epoch=start.epoch,
+                    migration_id=mid.hex(),
+                    step="confirmed",
+                    peer=target.hex(),
+                    detail="",
+                )
+            return
+
+    async def _abort(self, agent: str, target: bytes, mid: bytes) -> None:
+        ctx = self.ctx
+        message = Abort(ctx.key.public_key, agent, mid)
+        for attempt in range(2):
+            try:
+                await ctx.transport.request(target, message, ctx.config.request_timeout_s)
+                return
+            except PeerUnreachable:
+                await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+
+    async def _learn(self, agent: str, start: EpochStart) -> None:
+        ctx = self.ctx
+        custody = await ctx.store.custody(agent)
+        if not custody or custody[-1].epoch < start.epoch:
+            custody = [*custody, start] if custody else []
+        after, chain = chain_after(custody, max(0, start.epoch - 1))
+        message = Learn(ctx.key.public_key, agent, after, chain)
+        previous = custody[-2].witnesses if len(custody) >= 2 else ()
+        nodes = sorted((set(previous) | set(start.witnesses)) - {ctx.key.public_key})
+
+        async def tell(node: bytes) -> None:
+            for attempt in range(ctx.config.learn_retries):
+                try:
+                    await ctx.transport.request(node, message, ctx.config.request_timeout_s)
+                    return
+                except PeerUnreachable:
+                    await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                nursery.start_soon(tell, node)
+
+
+class HandoffSource:
+    """Moves agents this node owns to other nodes."""
+
+    def __init__(
+        self, ctx: ClaimContext, runner: AgentRunner, claimant: Claimant, messenger: Messenger
+    ) -> None:
+        self.ctx = ctx
+        self.runner = runner
+        self.claimant = claimant
+        self.messenger = messenger
+
+    @property
+    def gate(self) -> Gate:
+        return self.ctx.gate
+
+    def _step(
+        self, agent: str, epoch: int, mid: bytes, step: str, target: bytes, detail: str = ""
+    ) -> None:
+        self.ctx.env.history.emit(
+            "handoff",
+            agent=agent,
+            epoch=epoch,
+            migration_id=mid.hex(),
+            step=step,
+            peer=target.hex(),
+            detail=detail,
+        )
+
+    async def migrate(self, agent: str, target: bytes) -> MigrationOutcome:
+        ctx = self.ctx
+        if target == ctx.key.public_key:
+            raise BadTarget("the target is this node")
+        if self.gate.busy(agent):
+            raise AgentBusy(f"{agent} is busy here (a handoff or claim is in progress)")
+        async with self.gate.agent(agent) as port:
+            if not port.machine.may_tick:
+                state = port.record.state
+                raise NotOwnerHere(f"{agent} is not ticking on this node (it is {state})")
+            epoch = port.record.epoch
+            mid = ctx.env.token(16)
+            await port.handle(BeginHandoff(target, mid))
+            self._step(agent, epoch, mid, "begin", target)
+            try:
+                outcome, pending = await self._handoff(port, epoch, mid, target)
+            except BaseException:
+                if port.machine.run.phase is Phase.HANDING_OFF:
+                    with trio.CancelScope(shield=True):
+                        await port.handle(HandoffAborted(mid, AbortReason.OPERATOR))
+                raise
+            if pending is not None:
+                claim, checkpoint = pending
+                self.claimant.continue_handoff(agent, claim, checkpoint)
+            elif outcome.result in (MigrationResult.ABORTED, MigrationResult.REJECTED):
+                reason = AbortReason.REJECTED if outcome.code else AbortReason.TIMEOUT
+                await port.handle(HandoffAborted(mid, reason))
+            self._step(agent, epoch, mid, outcome.result.value.lower(), target, outcome.reason)
+        if outcome.result is MigrationResult.TRANSFERRED:
+            with trio.move_on_after(ctx.config.request_timeout_s):
+                await self.messenger.confirmation(mid).wait()
+            return MigrationOutcome(
+                outcome.result,
+                outcome.reason,
+                epoch=outcome.epoch,
+                confirmed=self.messenger.confirmation(mid).is_set(),
+            )
+        return outcome
+
+    async def _handoff(
+        self, port: AgentPort, epoch: int, mid: bytes, target: bytes
+    ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:
+        """Everything between BeginHandoff and the outcome (the caller holds the lock)."""
+        ctx = self.ctx
+        agent = port.agent
+        checkpoint = await self.runner.handoff_checkpoint(agent)
+        blob = checkpoint.encode()
+        custody = await ctx.store.custody(agent)
+        previous = custody[-1]
+        manifest = await ctx.store.manifest(checkpoint.manifest_hash)
+        if manifest is None or previous.epoch != epoch:
+            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete"), None
+        after, chain = chain_after(custody, 0)
+        offer = Offer(
+            sender=ctx.key.public_key,
+            agent=agent,
+            migration_id=mid,
+            epoch=epoch,
+            chain_after=after,
+            chain=chain,
+            checkpoint=blob,
+            wasm_hash=checkpoint.wasm_hash,
+            manifest=manifest,
+            wasm=None,
+        )
+        claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
+        answer: list[Message | None] = [None]
+
+        async def offer_it() -> None:
+            try:
+                answer[0] = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
+            except PeerUnreachable as exc:
+                answer[0] = None
+                log.info("offer not answered", agent=agent, step=str(exc))
+
+        with trio.move_on_after(ctx.config.handoff_deadline_s):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(offer_it)
+                nursery.start_soon(
+                    drive, ctx.transport, claim, claim.start(), ctx.config.claim_round_s
+                )
+        reply = answer[0]
+        if isinstance(claim.outcome, Stale):
+            await port.handle(ClaimStale(claim.outcome.latest))
+            return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
+        if isinstance(reply, Reject):
+            return (
+                MigrationOutcome(
+                    MigrationResult.REJECTED, reply.reason or reply.code.value, reply.code
+                ),
+                None,
+            )
+        if not isinstance(reply, Ack):
+            why = "the target did not answer" if reply is None else "the target answered oddly"
+            return MigrationOutcome(MigrationResult.ABORTED, why), None
+        if reply.prepared_digest != checkpoint.digest() or reply.migration_id != mid:
+            return MigrationOutcome(MigrationResult.ABORTED, "the target acked another copy"), None
+        self._step(agent, epoch, mid, "ack_received", target)
+        if claim.phase is ClaimPhase.WAITING_VALUE:
+            record = UnsignedTransferRecord(
+                agent=agent,
+                from_epoch=epoch,
+                to_epoch=epoch + 1,
+                from_node=ctx.key.public_key,
+                to_node=target,
+                prev=checkpoint.digest(),
+                migration_id=mid,
+                wall_ns=ctx.env.wall_ns(),
+                witnesses=choose_witnesses(
+                    previous=previous.witnesses,
+                    new_owner=target,
+                    candidates=ctx.membership.up_nodes(),
+                    rng=ctx.env.rng,
+                    k=ctx.config.witnesses,
+                ),
+            ).sign(ctx.key)
+            sends = claim.provide_value(record.encode())
+        elif claim.phase is ClaimPhase.ACCEPTING:
+            sends = []  # phase 1 adopted an earlier record: its outcome decides
+        elif claim.outcome is None or claim.phase is ClaimPhase.PREPARING:
+            return (
+                MigrationOutcome(MigrationResult.ABORTED, f"no witness quorum: {claim.missing()}"),
+                None,
+            )
+        else:
+            sends = []
+        if claim.phase is ClaimPhase.ACCEPTING:
+            with trio.move_on_after(ctx.config.handoff_deadline_s):
+                await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
+        outcome = claim.outcome
+        if isinstance(outcome, Chosen):
+            await port.handle(ClaimResolved(outcome.start, blob))
+            owner = outcome.start.owner
+            if owner == target:
+                return MigrationOutcome(
+                    MigrationResult.TRANSFERRED, epoch=outcome.start.epoch
+                ), None
+            return MigrationOutcome(
+                MigrationResult.SUPERSEDED, "another record won the epoch"
+            ), None
+        if isinstance(outcome, Stale):
+            await port.handle(ClaimStale(outcome.latest))
+            return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
+        if claim.accept_sent:
+            return (
+                MigrationOutcome(
+                    MigrationResult.UNRESOLVED,
+                    f"the witnesses did not decide in time ({claim.missing()}); still asking",
+                ),
+                (claim, blob),
+            )
+        return MigrationOutcome(MigrationResult.ABORTED, claim.missing() or "no quorum"), None
+
+
+class HandoffTarget:
+    """Answers OFFER, COMMIT and ABORT."""
+
+    def __init__(self, ctx: ClaimContext, runner: AgentRunner) -> None:
+        self.ctx = ctx
+        self.runner = runner
+
+    @property
+    def me(self) -> bytes:
+        return self.ctx.key.public_key
+
+    async def on_offer(self, sender: bytes, offer: Offer) -> Message:
+        ctx = self.ctx
+        agent = offer.agent
+        if offer.sender != sender:
+            return Reject(self.me, agent, offer.migration_id, RejectCode.WRONG_SENDER)
+        if ctx.gate.busy(agent):
+            return Reject(self.me, agent, offer.migration_id, RejectCode.BUSY, "busy here")
+        async with ctx.gate.agent(agent) as port:
+            held = await ctx.store.custody(agent) if port.record.state is not ABSENT else []
+            try:
+                copy = check_offer(offer, sender, held)
+                wasm = await self._module(offer, sender)
+                why = await self.runner.check_module(wasm, offer.manifest)
+                if why is not None:
+                    raise OfferInvalid(RejectCode.CAPABILITY_MISSING, why)
+            except OfferInvalid as exc:
+                actions = await port.handle(OfferRefused(offer.migration_id, exc.code, exc.reason))
+                return replies(actions, self.me, agent)
+            await ctx.store.put_module(wasm, offer.manifest)
+            start = copy.epoch_start
+            actions = await port.handle(
+                OfferPrepared(
+                    source=sender,
+                    migration_id=offer.migration_id,
+                    epoch=offer.epoch,
+                    head=copy.checkpoint.digest(),
+                    witnesses=start.witnesses,
+                    entries=copy.entries,
+                )
+            )
+            return replies(actions, self.me, agent)
+
+    async def _module(self, offer: Offer, sender: bytes) -> bytes:
+        ctx = self.ctx
+        wasm = offer.wasm or await ctx.store.module(offer.wasm_hash)
+        if wasm is None:
+            try:
+                reply = await ctx.transport.request(
+                    sender, GetModule(self.me, offer.wasm_hash), ctx.config.offer_timeout_s
+                )
+            except PeerUnreachable:
+                reply = None
+            if isinstance(reply, Module):
+                wasm = reply.wasm
+        if wasm is None or hashlib.sha256(wasm).digest() != offer.wasm_hash:
+            raise OfferInvalid(RejectCode.MODULE_UNAVAILABLE, "the module could not be fetched")
+        return wasm
+
+    async def on_commit(self, sender: bytes, commit: Commit) -> Message:
+        ctx = self.ctx
+        agent = commit.agent
+        async with ctx.gate.agent(agent) as port:
+            record = port.record
+            start: EpochStart | None = None
+            pending = record.pending
+            if (
+                record.state is AuthorityState.HANDOFF_PENDING
+                and pending is not None
+                and pending.migration_id == commit.migration_id
+                and pending.source == sender
+            ):
+                custody = await ctx.store.custody(agent)
+                try:
+                    start = next_start(custody[-1], commit.record, commit.cert)
+                except (InvalidCustody, IndexError) as exc:
+                    return Reject(
+                        self.me, agent, commit.migration_id, RejectCode.BAD_CUSTODY, str(exc)
+                    )
+            elif record.last_migration == commit.migration_id:
+                custody = await ctx.store.custody(agent)
+                start = custody[-1] if custody else None
+            actions = await port.handle(CommitReceived(commit.migration_id, start))
+            return replies(actions, self.me, agent)
+
+    async def on_abort(self, sender: bytes, abort: Abort) -> Message:
+        async with self.ctx.gate.agent(abort.agent) as port:
+            pending = port.record.pending
+            if pending is not None and pending.source != sender:
+                return Done(self.me, abort.agent)
+            actions = await port.handle(AbortReceived(abort.migration_id))
+            return replies(actions, self.me, abort.agent)
