@@ -3,7 +3,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format bench soak clean docs-diagrams
+.PHONY: venv demo test test-fast sim lint format bench soak clean docs-diagrams
+
+SEED ?=
+SIM_SCHEDULES ?= 20000
 
 venv: $(STAMP)
 
@@ -18,6 +21,18 @@ demo: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not soak" -p no:cacheprovider
+
+# Unit tests and the deterministic simulation: no processes, no sockets (under a minute).
+test-fast: $(STAMP)
+	IGOR_SIM_SCHEDULES=300 $(BIN)/python -m pytest -q -m "not soak and not e2e" -p no:cacheprovider
+
+# The simulation sweep: `make sim` runs 20,000 seeded schedules; `make sim SEED=N` replays one.
+sim: $(STAMP)
+ifeq ($(SEED),)
+	$(BIN)/python -m igor_p2p.sim sweep --first 1 --count $(SIM_SCHEDULES) --procs 2
+else
+	$(BIN)/python -m igor_p2p.sim run --seed $(SEED)
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check igor_p2p tests testnet

@@ -8,7 +8,8 @@ enough nodes, so that a restored owner never votes for itself (witness-notes §5
 - one node: no witnesses (the agent has no protection against a restored disk; status says so);
 - two or three nodes: every node;
 - four or more: three nodes, keeping the previous members that are still up, without the new
-  owner, topped up in a seeded random order.
+  owner, topped up in a seeded random order, avoiding the node making the claim where possible
+  (its own vote does not count, so with it inside every other member would be needed).
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ def choose_witnesses(
     candidates: Iterable[bytes],
     rng: random.Random,
     k: int = DEFAULT_WITNESSES,
+    proposer: bytes | None = None,
 ) -> tuple[bytes, ...]:
     """The witness set for the epoch ``new_owner`` is about to own (sorted node keys)."""
-    pool = sorted(set(candidates) | {new_owner})
+    pool = sorted(set(candidates) | {new_owner} | ({proposer} if proposer else set()))
     if len(pool) == 1:
         return ()
     if len(pool) <= k:
         return tuple(pool)
-    keep = [w for w in sorted(set(previous)) if w in pool and w != new_owner][:k]
-    spare = [w for w in pool if w not in keep and w != new_owner]
+    others = [w for w in pool if w not in (new_owner, proposer)]
+    keep = [w for w in sorted(set(previous)) if w in others][:k]
+    spare = [w for w in others if w not in keep]
     rng.shuffle(spare)
-    return tuple(sorted(keep + spare[: k - len(keep)]))
+    chosen = keep + spare[: k - len(keep)]
+    if len(chosen) < k and proposer is not None and proposer != new_owner:
+        chosen.append(proposer)
+    return tuple(sorted(chosen))

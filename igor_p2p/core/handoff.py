@@ -373,6 +373,7 @@ class HandoffSource:
                     candidates=ctx.membership.up_nodes(),
                     rng=ctx.env.rng,
                     k=ctx.config.witnesses,
+                    proposer=ctx.key.public_key,
                 ),
             ).sign(ctx.key)
             sends = claim.provide_value(record.encode())
@@ -406,7 +407,8 @@ class HandoffSource:
             return (
                 MigrationOutcome(
                     MigrationResult.UNRESOLVED,
-                    f"the witnesses did not decide in time ({claim.missing()}); still asking",
+                    "the witnesses did not decide in time "
+                    f"({claim.missing() or getattr(outcome, 'reason', '')}); still asking",
                 ),
                 (claim, blob),
             )

@@ -6,6 +6,8 @@ so every Ed25519 DID starts with ``did:key:z6Mk``.
 
 from __future__ import annotations
 
+import hashlib
+
 import functools
 import logging
 import os
@@ -96,16 +98,30 @@ class Keypair:
         return f"Keypair(public_key={self.public_key.hex()})"
 
 
+_VERIFIED: dict[tuple[bytes, bytes, bytes], None] = {}
+"""Signatures that verified (Ed25519 is deterministic, so a verdict on exact bytes never
+changes): a bounded memo, so one certificate checked by several witnesses, or one custody chain
+checked again, costs one verification. Only successes are kept."""
+_VERIFIED_MAX = 8192
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Raise :class:`BadSignature` unless ``signature`` is ``public_key``'s over ``message``."""
     if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
         raise BadSignature("public key is not 32 bytes")
     if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
         raise BadSignature("signature is not 64 bytes")
+    message = bytes(message)
+    key = (public_key, hashlib.sha256(message).digest(), signature)
+    if key in _VERIFIED:
+        return
     try:
-        nacl.signing.VerifyKey(public_key).verify(bytes(message), signature)
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         raise BadSignature("signature does not verify") from None
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.pop(next(iter(_VERIFIED)))
+    _VERIFIED[key] = None
 
 
 def did_from_public_key(public_key: bytes) -> str:

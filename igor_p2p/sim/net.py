@@ -39,6 +39,8 @@ class SimNet:
         self.rng = rng
         self.faults = faults
         self.endpoints: dict[bytes, SimTransport] = {}
+        self.liars: dict[bytes, Callable[[Message], Message]] = {}
+        """Byzantine nodes: every reply they send goes through their lie."""
         self.seq = itertools.count()
         self.stats: dict[str, int] = {"sent": 0, "dropped": 0, "duplicated": 0, "cut": 0}
 
@@ -97,6 +99,9 @@ class SimNet:
         except MalformedMessage:
             return
         reply = await handler(src, message)
+        lie = self.liars.get(target.me)
+        if lie is not None:
+            reply = lie(reply)
         answer = encode(reply)
         if self.rng.random() < self.faults.drop:
             self.stats["dropped"] += 1

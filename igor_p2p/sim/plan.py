@@ -42,8 +42,8 @@ class Plan:
     fsync_max: float
     buggify: bool
     events: tuple[tuple[float, str, dict[str, Any]], ...]
-    heal_at: float = 24.0
-    end_at: float = 45.0
+    heal_at: float = 22.0
+    end_at: float = 38.0
     budget: int = 100_000
     tick_time: float = 0.25
     sim_version: int = SIM_VERSION

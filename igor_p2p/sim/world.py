@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any
 
 import trio
@@ -32,6 +33,8 @@ from igor_p2p.sim.disk import NodeCrashed, SimDisk, SimStore
 from igor_p2p.sim.net import NetFaults, SimNet
 from igor_p2p.sim.plan import Plan
 from igor_p2p.sim.runner import FakeRunner
+from igor_p2p.wire.codec import Message
+from igor_p2p.wire.messages import Accepted, Ack, Nack, NackCode, Promise, StatusReply
 
 FAKE_WASM = b"\x00asm\x01\x00\x00\x00igor-sim"
 FAKE_MANIFEST = b'{"capabilities":["clock"]}'
@@ -118,6 +121,9 @@ class World:
             SimNode(i, f"n{i + 1}", _key(plan.seed, f"node{i}")) for i in range(plan.n_nodes)
         ]
         self.membership = StaticMembership([n.key.public_key for n in self.nodes])
+        for index, behaviour in plan.notes.get("liars", {}).items():
+            liar = self.nodes[int(index)]
+            self.net.liars[liar.key.public_key] = LIES[behaviour](liar.key.public_key)
         self.agents: list[str] = []
         self.agent_keys: list[Keypair] = []
         self.rng = random.Random(f"{plan.seed}/world")
@@ -127,6 +133,8 @@ class World:
         self.root: trio.Nursery | None = None
         self.restored_nodes: set[str] = set()
         self.heal_ns = 0
+        self.backups: dict[str, int] = {}
+        """Named durable versions of a node's disk (``backup`` events), for ``restore``."""
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -262,7 +270,8 @@ class World:
     # ---------------------------------------------------------------- workload
 
     async def launch(self, index: int) -> None:
-        node = self.nodes[self.rng.randrange(len(self.nodes))]
+        placed = self.plan.notes.get("launch_on")
+        node = self.nodes[placed[index] if placed else self.rng.randrange(len(self.nodes))]
         assert node.core is not None
         agent_key = _key(self.plan.seed, f"agent{index}")
         witnesses = node.core.witnesses_for_launch()
@@ -368,6 +377,11 @@ class World:
             owners = [self.owner_of(a) for a in self.agents]
             picked = [o.index for o in owners if o is not None]
             side = {picked[int(params["pick"] * len(picked))]} if picked else {me}
+        elif shape == "pair":
+            other = params["other"] % n
+            cuts = [(keys[me], keys[other]), (keys[other], keys[me])]
+            self.faults.blocked.update(cuts)
+            return cuts
         elif shape == "bridge":
             half = set(range(n // 2))
             cuts = [
@@ -413,11 +427,17 @@ class World:
             self.crash(node)
             await trio.sleep(params["down"])
             await self.restart(node)
+        elif kind == "backup":
+            node = nodes[params["node"] % len(nodes)]
+            await self._backup(node, params)
         elif kind == "restore":
             node = nodes[params["node"] % len(nodes)]
             self.crash(node)
             versions = len(node.disk.versions)
-            index = int(params["back"] * max(0, versions - 1))
+            if "backup" in params:
+                index = self.backups[params["backup"]]
+            else:
+                index = int(params["back"] * max(0, versions - 1))
             node.disk.restore(index)
             node.restored = True
             self.restored_nodes.add(node.name)
@@ -433,6 +453,19 @@ class World:
         elif kind == "force":
             await self.force(params["agent"], params["node"] % len(nodes))
 
+    async def _backup(self, node: SimNode, params: dict[str, Any]) -> None:
+        """Copy the node's disk now, or once ``agent`` is in ``state`` there (``when``)."""
+        want = params.get("when")
+        if want is not None:
+            agent = self.agents[params["agent"]]
+            while True:
+                record = node.disk.state.records.get(agent)
+                if record is not None and str(record.state) == want:
+                    break
+                await trio.sleep(0.001)
+        self.backups[params["name"]] = len(node.disk.versions) - 1
+        self.fault(node.name, "backup", params["name"])
+
     async def heal(self) -> None:
         self.faults.blocked.clear()
         self.faults.clogged_until.clear()
@@ -445,6 +478,33 @@ class World:
             await self.restart(node)
         self.heal_ns = int(trio.current_time() * 1e9)
         self.fault(self.nodes[0].name, "heal", "final")
+
+
+def _wrong_ack_digest(me: bytes):  # type: ignore[no-untyped-def]
+    def lie(reply: Message) -> Message:
+        if isinstance(reply, Ack):
+            return dc_replace(reply, prepared_digest=hashlib.sha256(b"a lie").digest())
+        return reply
+
+    return lie
+
+
+def _forged_higher(me: bytes):  # type: ignore[no-untyped-def]
+    """Answer every witness request with a later epoch it cannot prove (forged custody)."""
+    junk = (hashlib.sha256(b"forged record").digest() * 4, hashlib.sha256(b"forged").digest())
+
+    def lie(reply: Message) -> Message:
+        if isinstance(reply, Promise | Accepted | Nack):
+            return Nack(me, reply.agent, reply.slot, NackCode.HIGHER, 2**63 - 1, None, 5, junk)
+        if isinstance(reply, StatusReply):
+            return dc_replace(reply, chosen=2**63 - 1, chain_after=5, chain=junk)
+        return reply
+
+    return lie
+
+
+LIES = {"wrong_ack_digest": _wrong_ack_digest, "forged_higher": _forged_higher}
+"""Byzantine behaviours a plan can give a node (``plan.notes["liars"] = {index: name}``)."""
 
 
 def _live(node: SimNode) -> trio.Nursery | None:

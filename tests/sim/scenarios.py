@@ -1,0 +1,96 @@
+"""Hand-written simulation schedules: the cases issue reports reproduced on real nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from igor_p2p.sim.plan import Plan
+
+Event = tuple[float, str, dict[str, Any]]
+
+
+def scenario(
+    seed: int,
+    events: list[Event],
+    *,
+    n_nodes: int = 4,
+    n_agents: int = 1,
+    launch_on: list[int] | None = None,
+    liars: dict[str, str] | None = None,
+    drop: float = 0.0,
+) -> Plan:
+    notes: dict[str, Any] = {"launch_on": launch_on or [0] * n_agents}
+    if liars:
+        notes["liars"] = liars
+    return Plan(
+        seed=seed,
+        n_nodes=n_nodes,
+        n_agents=n_agents,
+        drop=drop,
+        dup=0.0,
+        mean_delay=0.002,
+        fsync_min=0.0005,
+        fsync_max=0.003,
+        buggify=False,
+        events=tuple(sorted(events, key=lambda e: e[0])),
+        tick_time=0.5,
+        notes=notes,
+    )
+
+
+def restored_pending_target(seed: int = 1) -> Plan:
+    """Issue 9, case 1: the target's disk is backed up while it is HANDOFF_PENDING, the agent
+    moves on to a third node (epoch 3), the backup is restored while the target is cut off from
+    the new owner."""
+    return scenario(
+        seed,
+        [
+            (0.9, "backup", {"node": 1, "agent": 0, "when": "HANDOFF_PENDING", "name": "pending"}),
+            (1.0, "migrate", {"agent": 0, "target": 1}),
+            (5.0, "migrate", {"agent": 0, "target": 2}),
+            (8.0, "partition", {"shape": "pair", "node": 1, "other": 2, "duration": 12.0}),
+            (8.5, "restore", {"node": 1, "backup": "pending", "down": 0.5}),
+        ],
+    )
+
+
+def restored_owner_while_new_owner_offline(seed: int = 1) -> Plan:
+    """Issue 9, case 2: a → b → c; c goes offline and b restarts, so no live node holds c's
+    location; a's disk is restored from a backup taken while it owned epoch 1."""
+    return scenario(
+        seed,
+        [
+            (0.5, "backup", {"node": 0, "agent": 0, "when": "ACTIVE_OWNER", "name": "owner"}),
+            (1.0, "migrate", {"agent": 0, "target": 1}),
+            (4.0, "migrate", {"agent": 0, "target": 2}),
+            (6.0, "crash", {"node": 2, "down": 14.0}),
+            (6.5, "crash", {"node": 1, "down": 0.5}),
+            (7.5, "restore", {"node": 0, "backup": "owner", "down": 0.5}),
+        ],
+    )
+
+
+def lying_target(seed: int = 1) -> Plan:
+    """Issue 9, case 3: a target acks with a wrong prepared digest, again and again."""
+    return scenario(
+        seed,
+        [(1.0 + 2.0 * i, "migrate", {"agent": 0, "target": 1}) for i in range(8)],
+        liars={"1": "wrong_ack_digest"},
+    )
+
+
+def forged_higher_epochs(seed: int = 1) -> Plan:
+    """Issue 9, case 6 (and 10.1–10.3): one node answers every witness and status request
+    with an epoch of 2**63-1 and a custody it cannot prove, while agents wander."""
+    events: list[Event] = []
+    for i in range(10):
+        events.append((1.0 + 1.7 * i, "migrate", {"agent": i % 2, "target": (i * 3) % 5}))
+    events.append((9.0, "crash", {"node": 3, "down": 1.0}))
+    return scenario(
+        seed,
+        events,
+        n_nodes=5,
+        n_agents=2,
+        launch_on=[0, 2],
+        liars={"1": "forged_higher"},
+    )

@@ -1,0 +1,76 @@
+"""The reproduced failures of issue 9, as deterministic simulation schedules of real cores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from igor_p2p.sim.run import run_schedule
+from tests.sim import scenarios
+
+
+def _events(out: Any, kind: str, **match: Any) -> list[dict[str, Any]]:
+    assert out.world is not None
+    return [
+        e
+        for e in out.world.events
+        if e["type"] == kind and all(e.get(k) == v for k, v in match.items())
+    ]
+
+
+def _restore_time(out: Any, node: str) -> int:
+    return max(e["mono_ns"] for e in _events(out, "fault", fault="restore", node=node))
+
+
+def _final_state(out: Any, node_index: int) -> str:
+    assert out.world is not None
+    node = out.world.nodes[node_index]
+    agent = out.world.agents[0]
+    return str(node.disk.state.records[agent].state)
+
+
+def test_restored_pending_target_never_ticks_the_old_epoch() -> None:
+    out = run_schedule(scenarios.restored_pending_target(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    restored_at = _restore_time(out, "n2")
+    late_ticks = [t for t in _events(out, "tick", node="n2") if t["start_ns"] > restored_at]
+    assert late_ticks == [], "the restored target ticked again"
+    assert _final_state(out, 1) == "RETIRED"
+    assert _events(out, "tick", node="n3"), "the new owner keeps ticking"
+
+
+def test_restored_owner_meets_the_truth_with_the_new_owner_offline() -> None:
+    out = run_schedule(scenarios.restored_owner_while_new_owner_offline(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    restored_at = _restore_time(out, "n1")
+    assert [t for t in _events(out, "tick", node="n1") if t["start_ns"] > restored_at] == []
+    assert _final_state(out, 0) == "RETIRED"
+    # The owner of epoch 3 comes back after the heal and ticks on.
+    heal = out.world.heal_ns if out.world else 0
+    assert [t for t in _events(out, "tick", node="n3") if t["start_ns"] > heal]
+
+
+def test_a_lying_target_aborts_the_handoff_and_the_source_ticks_on() -> None:
+    out = run_schedule(scenarios.lying_target(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    assert out.coverage["migrate:ABORTED"] >= 4
+    assert out.coverage.get("migrate:TRANSFERRED", 0) == 0
+    assert _final_state(out, 0) == "ACTIVE_OWNER"
+    assert not _events(out, "authority", to_state="RECOVERY_REQUIRED")
+    end = out.world.heal_ns if out.world else 0
+    assert [t for t in _events(out, "tick", node="n1") if t["start_ns"] > end]
+
+
+def test_forged_higher_epochs_never_halt_or_retire_an_agent() -> None:
+    out = run_schedule(scenarios.forged_higher_epochs(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    assert not _events(out, "authority", to_state="RECOVERY_REQUIRED")
+    assert out.coverage["migrate:TRANSFERRED"] >= 3
+    assert out.world is not None
+    for agent in out.world.agents:
+        owners = [
+            n.name
+            for n in out.world.nodes
+            if str(n.disk.state.records.get(agent, None) and n.disk.state.records[agent].state)
+            == "ACTIVE_OWNER"
+        ]
+        assert len(owners) == 1, (agent, owners)
