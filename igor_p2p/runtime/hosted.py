@@ -1,16 +1,17 @@
 """One agent hosted by this node: its sandbox instance, environment and committed head.
 
-A :class:`HostedAgent` exists only while this node's durable authority record says
-ACTIVE_OWNER (or while a handoff holds it quiesced). ``head`` is always the last *committed*
-checkpoint; ``tick`` and ``budget`` may run ahead of it between commits
-(``checkpoint_every > 1``), and are rolled back to ``head`` when the instance is rebuilt.
+A :class:`HostedAgent` exists only while this node's authority gate says it ticks the agent (or
+while a handoff or halt holds it stopped). ``head`` is the last *committed* checkpoint and
+``tip`` the digest of the last committed lineage entry (the checkpoint, or the certificate that
+started the epoch); ``tick`` and ``budget`` may run ahead of ``head`` between commits
+(``checkpoint_every > 1``), and are rolled back to it when the instance is rebuilt.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from igor_p2p.agent.environment import ResumeReason
 from igor_p2p.agent.manifest import Manifest
@@ -19,7 +20,6 @@ from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckp
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.logs import get_logger
 from igor_p2p.runtime.clock import NodeClock
-from igor_p2p.store.records import AuthorityRecord
 
 log = get_logger(__name__)
 
@@ -72,8 +72,10 @@ class HostedAgent:
     compiled: CompiledModule
     manifest: Manifest
     env: AgentEnvironment
-    record: AuthorityRecord
-    """The durable authority record as last committed."""
+    epoch: int
+    """The epoch this node ticks (certified in this incarnation)."""
+    tip: bytes
+    """Digest of the last committed lineage entry (what the next checkpoint names as prev)."""
     head: Checkpoint
     """The last committed checkpoint."""
     price: int
@@ -83,10 +85,6 @@ class HostedAgent:
     ticks_since_commit: int = 0
     more_work: bool = False
     paused: bool = False
-
-    @property
-    def epoch(self) -> int:
-        return self.record.epoch
 
     def start_instance(self, sandbox: Sandbox) -> None:
         """(Re)build the sandbox instance from the committed head; uncommitted ticks are undone."""
@@ -115,12 +113,11 @@ class HostedAgent:
         self, key: Keypair, *, kind: CheckpointKind, state: bytes, wall_ns: int
     ) -> Checkpoint:
         """A new checkpoint continuing the committed chain, signed by this node (the owner)."""
-        assert self.record.head is not None, "a hosted agent always has a head"
         return UnsignedCheckpoint(
             agent=self.did,
-            epoch=self.record.epoch,
+            epoch=self.epoch,
             tick=self.tick,
-            prev=self.record.head,
+            prev=self.tip,
             kind=kind,
             wasm_hash=self.head.wasm_hash,
             manifest_hash=self.head.manifest_hash,
@@ -131,12 +128,8 @@ class HostedAgent:
             owner=key.public_key,
         ).sign(key)
 
-    def committed(self, record: AuthorityRecord, head: Checkpoint | None) -> None:
-        """Adopt a record (and checkpoint) that the store has made durable."""
-        self.record = record
-        if head is not None:
-            self.head = head
-            self.ticks_since_commit = 0
-
-    def with_record(self, **changes: object) -> AuthorityRecord:
-        return replace(self.record, **changes)  # type: ignore[arg-type]
+    def committed(self, head: Checkpoint) -> None:
+        """Adopt a checkpoint the store has made durable."""
+        self.head = head
+        self.tip = head.digest()
+        self.ticks_since_commit = 0

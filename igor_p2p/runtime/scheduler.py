@@ -6,11 +6,16 @@ Only agents this node holds as ACTIVE_OWNER are ever added. A handoff first call
 tick is committed: from then on this node does not tick it (MC-8).
 
 Per batch (one thread hop): for each due agent ``tick(fuel)`` with fuel = what its budget can
-pay for, then the charge, then — every ``checkpoint_every`` ticks, and always on a terminal
-outcome — a snapshot, a checkpoint signed by this node and the store ops committing it. Back on
-the trio thread the batch's tick events are written (one flush), then every checkpoint is
-submitted in ONE ``commit_groups`` call (one op group per agent: the committer merges them into
-one transaction and isolates a failing group), then the commit events are written.
+pay for, then the charge, then — every ``checkpoint_every`` ticks — a snapshot and a checkpoint
+signed by this node. Back on the trio thread the batch's tick events are written (one flush),
+then every checkpoint is submitted to the :class:`TickSink` in ONE call (the store merges them
+into one transaction, fences each against the agent's durable record, and isolates a refused
+one), then the commit events are written.
+
+The scheduler never changes an agent's authority state: an agent that runs out of budget or
+misbehaves is stopped here and *reported* (``SchedulerHooks.on_terminal`` with a
+``BudgetExhausted`` or ``TickFailed`` event carrying its FINAL checkpoint); the authority gate
+decides and persists.
 """
 
 from __future__ import annotations
@@ -18,22 +23,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
 from igor_p2p.agent.errors import OutOfFuel, SandboxError, TickInterrupted
 from igor_p2p.agent.sandbox import TickResult
+from igor_p2p.authority.events import BudgetExhausted, TickFailed
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.history import HistoryBatch, HistoryWriter
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
 from igor_p2p.runtime.hosted import HostedAgent
-from igor_p2p.runtime.ledger import append_ops
 from igor_p2p.runtime.metering import MAX_TICK_FUEL, charge, fuel_allowance
 from igor_p2p.runtime.services import NodeServices
-from igor_p2p.store.errors import StoreError
-from igor_p2p.store.ops import MarkRecoveryRequired, Op
-from igor_p2p.store.records import AuthorityRecord
 
 log = get_logger(__name__)
 
@@ -50,6 +53,15 @@ class SchedulerConfig:
     """At most this many agents' ticks per thread hop."""
 
 
+class TickSink(Protocol):
+    """Where committed ticks go: the store's fenced append (one transaction per call)."""
+
+    async def commit_ticks(
+        self, commits: Sequence[tuple[str, int, Checkpoint]]
+    ) -> list[BaseException | None]:
+        """Append each (agent, epoch, checkpoint); per commit, None or why it was refused."""
+
+
 @dataclass
 class TickOutcome:
     """What happened to one agent in one batch (built in the worker thread)."""
@@ -61,23 +73,15 @@ class TickOutcome:
     cost: int = 0
     checkpoint: Checkpoint | None = None
     terminal: AuthorityState | None = None
+    """BUDGET_EXHAUSTED or HALTED: the agent stops; ``checkpoint`` is its FINAL checkpoint."""
     reason: str = ""
-    commit: tuple[list[Op], AuthorityRecord] | None = None
-    """The store ops that commit ``checkpoint`` and the record they leave (built with it)."""
 
-
-def _commit_ops(outcome: TickOutcome) -> tuple[list[Op], AuthorityRecord]:
-    """The ops committing ``outcome.checkpoint`` (and its terminal state), built once."""
-    if outcome.commit is None:
-        agent = outcome.agent
-        assert outcome.checkpoint is not None
-        changes: dict[str, object] = {}
-        if outcome.terminal is not None:
-            changes = {"state": outcome.terminal, "reason": outcome.reason}
-        outcome.commit = append_ops(
-            agent.record, [outcome.checkpoint], previous_tick=agent.head.tick, **changes
-        )
-    return outcome.commit
+    def report(self) -> BudgetExhausted | TickFailed:
+        """The event the authority gate gets for a terminal outcome."""
+        final = self.checkpoint.encode() if self.checkpoint is not None else None
+        if self.terminal is AuthorityState.BUDGET_EXHAUSTED and final is not None:
+            return BudgetExhausted(final)
+        return TickFailed(self.reason, final)
 
 
 @dataclass
@@ -93,7 +97,8 @@ class SchedulerHooks:
     """Callbacks the node wires in (all optional)."""
 
     on_committed: Callable[[HostedAgent, Checkpoint], None] | None = None
-    on_terminal: Callable[[HostedAgent, AuthorityState, str], None] | None = None
+    on_terminal: Callable[[HostedAgent, BudgetExhausted | TickFailed], None] | None = None
+    """An agent stopped on its own (budget, trap, timeout, a refused commit)."""
 
 
 class TickScheduler:
@@ -102,10 +107,12 @@ class TickScheduler:
     def __init__(
         self,
         services: NodeServices,
+        sink: TickSink,
         config: SchedulerConfig | None = None,
         hooks: SchedulerHooks | None = None,
     ) -> None:
         self.services = services
+        self.sink = sink
         self.config = config or SchedulerConfig()
         self.hooks = hooks or SchedulerHooks()
         self._slots: dict[str, _Slot] = {}
@@ -117,6 +124,8 @@ class TickScheduler:
         """Set whenever no agent is scheduled (all finished, exhausted, halted or removed)."""
         self.idle.set()
         self.ticks_total = 0
+        self._stopped_agents: dict[str, HostedAgent] = {}
+        """Agents that stopped on their own, kept until the gate removes them."""
 
     # ---------------------------------------------------------------- membership
 
@@ -136,7 +145,10 @@ class TickScheduler:
         """Stop ticking ``did`` at a tick boundary; returns once no batch holds it."""
         slot = self._slots.get(did)
         if slot is None:
-            raise KeyError(did)
+            stopped = self._stopped_agents.get(did)
+            if stopped is None:
+                raise KeyError(did)
+            return stopped
         slot.agent.paused = True
         while did in self._in_batch:
             await self._batch_done.wait()
@@ -150,13 +162,19 @@ class TickScheduler:
         self._wake.set()
 
     def remove(self, did: str) -> HostedAgent | None:
-        """Forget an agent that is quiesced (or never ticking); closes nothing."""
+        """Forget an agent that is quiesced (or stopped on its own); closes nothing."""
         if did in self._in_batch:
             raise RuntimeError(f"{did} is in a running batch; quiesce it first")
         slot = self._slots.pop(did, None)
+        stopped = self._stopped_agents.pop(did, None)
         if not self._slots:
             self.idle.set()
-        return slot.agent if slot else None
+        return slot.agent if slot else stopped
+
+    def held(self, did: str) -> HostedAgent | None:
+        """The agent, scheduled or stopped (paused) but not yet removed."""
+        slot = self._slots.get(did)
+        return slot.agent if slot else self._stopped_agents.get(did)
 
     # ---------------------------------------------------------------- loop
 
@@ -211,23 +229,25 @@ class TickScheduler:
         for _slot, outcome in waiting:
             if isinstance(outcome.result, TickInterrupted) and outcome.terminal is None:
                 await trio.to_thread.run_sync(outcome.agent.start_instance, self.services.sandbox)
-        commits = [(slot, o) for slot, o in waiting if o.checkpoint is not None]
+        for slot, outcome in waiting:
+            if outcome.terminal is not None:
+                self._stopped(slot, outcome.report())
+        commits = [
+            (slot, o) for slot, o in waiting if o.checkpoint is not None and o.terminal is None
+        ]
         if commits:
-            groups = [_commit_ops(o)[0] for _slot, o in commits]
-            errors = await self.services.committer.commit_groups(groups)
-            refused: list[tuple[_Slot, StoreError]] = []
+            errors = await self.sink.commit_ticks(
+                [(o.agent.did, o.agent.epoch, o.checkpoint) for _slot, o in commits]  # type: ignore[misc]
+            )
             for (slot, outcome), error in zip(commits, errors, strict=True):
                 if error is None:
                     self._committed(slot, outcome, history)
-                elif isinstance(error, StoreError):
-                    refused.append((slot, error))
                 else:
-                    raise error
+                    self._stopped(slot, TickFailed(f"the store refused a commit: {error}", None))
             history.flush()
-            for slot, error in refused:
-                await self._fail_stop(slot, f"commit refused by the store: {error}")
         for slot, outcome in waiting:
-            await self._after_settle(slot, outcome)
+            if slot.agent.did in self._slots:
+                await self._after_settle(slot, outcome)
 
     def _settle_inline(self, slot: _Slot, outcome: TickOutcome, history: HistoryBatch) -> bool:
         """Settle an outcome that needs no await; False (nothing done) for any other one."""
@@ -274,11 +294,11 @@ class TickScheduler:
             self._finish(slot)
 
     async def _commit(self, slot: _Slot, outcome: TickOutcome) -> None:
-        ops, _record = _commit_ops(outcome)
-        try:
-            await self.services.committer.commit(ops)
-        except StoreError as exc:
-            await self._fail_stop(slot, f"commit refused by the store: {exc}")
+        assert outcome.checkpoint is not None
+        agent = outcome.agent
+        [error] = await self.sink.commit_ticks([(agent.did, agent.epoch, outcome.checkpoint)])
+        if error is not None:
+            self._stopped(slot, TickFailed(f"the store refused a commit: {error}", None))
             return
         self._committed(slot, outcome, self.services.history)
 
@@ -289,8 +309,7 @@ class TickScheduler:
         agent = outcome.agent
         checkpoint = outcome.checkpoint
         assert checkpoint is not None
-        _ops, record = _commit_ops(outcome)
-        agent.committed(record, checkpoint)
+        agent.committed(checkpoint)
         history.emit(
             "commit",
             agent=agent.did,
@@ -303,21 +322,14 @@ class TickScheduler:
         )
         if self.hooks.on_committed is not None:
             self.hooks.on_committed(agent, checkpoint)
-        if outcome.terminal is not None:
-            history.emit(
-                "authority",
-                agent=agent.did,
-                epoch=agent.epoch,
-                from_state="ACTIVE_OWNER",
-                to_state=outcome.terminal.value,
-                reason=outcome.reason,
-            )
-            log.info(
-                "agent stopped", agent=agent.did, epoch=agent.epoch, step=outcome.terminal.value
-            )
-            self._finish(slot)
-            if self.hooks.on_terminal is not None:
-                self.hooks.on_terminal(agent, outcome.terminal, outcome.reason)
+
+    def _stopped(self, slot: _Slot, event: BudgetExhausted | TickFailed) -> None:
+        """The agent stopped on its own: take it off the schedule and report it."""
+        agent = slot.agent
+        log.info("agent stopped", agent=agent.did, epoch=agent.epoch, step=type(event).__name__)
+        self._finish(slot)
+        if self.hooks.on_terminal is not None:
+            self.hooks.on_terminal(agent, event)
 
     async def _commit_now(self, slot: _Slot) -> None:
         """Commit the agent's current state (used when a local run reaches its tick limit)."""
@@ -338,7 +350,10 @@ class TickScheduler:
 
     async def checkpoint_now(self, did: str, kind: CheckpointKind) -> Checkpoint:
         """Snapshot a quiesced agent and return a signed checkpoint (not yet committed)."""
-        agent = self._slots[did].agent
+        held = self.held(did)
+        if held is None:
+            raise KeyError(did)
+        agent = held
         if did in self._in_batch or not agent.paused:
             raise RuntimeError("checkpoint_now needs a quiesced agent")
         instance = agent.instance
@@ -354,28 +369,12 @@ class TickScheduler:
 
         return await trio.to_thread.run_sync(snapshot_and_sign)
 
-    async def _fail_stop(self, slot: _Slot, reason: str) -> None:
-        agent = slot.agent
-        log.error("fail-stop", agent=agent.did, epoch=agent.epoch, step=reason)
-        self._finish(slot)
-        try:
-            await self.services.committer.commit([MarkRecoveryRequired(agent.did, reason)])
-        except StoreError as exc:
-            log.error("could not record RECOVERY_REQUIRED", agent=agent.did, step=str(exc))
-        self.services.history.emit(
-            "authority",
-            agent=agent.did,
-            epoch=agent.epoch,
-            from_state="ACTIVE_OWNER",
-            to_state="RECOVERY_REQUIRED",
-            reason=reason,
-        )
-        if self.hooks.on_terminal is not None:
-            self.hooks.on_terminal(agent, AuthorityState.RECOVERY_REQUIRED, reason)
-
     def _finish(self, slot: _Slot) -> None:
+        """Off the schedule; the instance is kept (paused) for a FINAL snapshot until
+        :meth:`remove` closes it."""
+        slot.agent.paused = True
         self._slots.pop(slot.agent.did, None)
-        slot.agent.close()
+        self._stopped_agents[slot.agent.did] = slot.agent
         if not self._slots:
             self.idle.set()
 
@@ -488,7 +487,4 @@ def _tick_batch(
             pass  # rebuilt from the committed head by the trio side
         else:
             _halted(agent, services, outcome, f"{type(result).__name__}: {result}")
-    for outcome in outcomes:
-        if outcome.checkpoint is not None:
-            _commit_ops(outcome)  # the store ops are built here, off the trio thread
     return outcomes
