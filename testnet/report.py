@@ -57,7 +57,9 @@ LANE_H = 44
 ROW_H = 30
 AXIS_H = 24
 FAULT_ROW_H = 20
-NS_TOKEN = re.compile(r"\b\d{12,}\b")
+GROUP_NS = 1_000_000_000
+"""Windows of one fault that start within this of each other are one row (told in turn)."""
+NS_TOKEN = re.compile(r"\b(\d{12,})(?: ns\b)?")
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -138,7 +140,7 @@ class _Clock:
         margin = self.t1 - self.t0 + 60 * 10**9
 
         def one(m: re.Match[str]) -> str:
-            value = int(m.group(0))
+            value = int(m.group(1))
             if self.t0 - margin <= value <= self.t1 + margin:
                 return self.text(value)
             return m.group(0)
@@ -159,6 +161,17 @@ def _labels(history: Histories, context: ReportContext) -> dict[str, str]:
         labels[a] = f"a{n}"
         taken.add(labels[a])
     return labels
+
+
+def _by_label(agents: Any, labels: Mapping[str, str]) -> list[str]:
+    """Agents in label order (a1, a2, … a10)."""
+
+    def key(a: str) -> tuple[int, str]:
+        label = labels.get(a, a)
+        digits = label.lstrip("a")
+        return (int(digits), label) if digits.isdigit() else (1 << 30, label)
+
+    return sorted(agents, key=key)
 
 
 def _agent_tag(did: str, labels: Mapping[str, str]) -> str:
@@ -317,19 +330,26 @@ def _detail_text(detail: Any) -> str:
 
 def _faults(history: Histories) -> list[_Fault]:
     """Fault windows, the same fault applied to several nodes at once merged into one row."""
-    groups: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
-    for w in history.fault_windows:
-        key = (w.fault, _detail_text(w.detail), w.start_ns // 500_000_000)
-        groups[key].append(w)
+    groups: list[tuple[str, str, list[Any]]] = []
+    for w in history.fault_windows:  # ordered by start
+        detail = _detail_text(w.detail)
+        for fault, d, ws in groups:
+            if (
+                fault == w.fault
+                and d == detail
+                and w.start_ns - ws[0].start_ns <= GROUP_NS
+                and w.node not in {x.node for x in ws}
+            ):
+                ws.append(w)
+                break
+        else:
+            groups.append((w.fault, detail, [w]))
     out = []
-    for (fault, detail, _), ws in groups.items():
+    for fault, detail, ws in groups:
         ends = [w.end_ns for w in ws]
         end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
-        out.append(
-            _Fault(
-                fault, detail, min(w.start_ns for w in ws), end, tuple(sorted({w.node for w in ws}))
-            )
-        )
+        nodes = tuple(sorted({w.node for w in ws}))
+        out.append(_Fault(fault, detail, min(w.start_ns for w in ws), end, nodes))
     return sorted(out, key=lambda f: (f.start_ns, f.fault))
 
 
@@ -460,7 +480,7 @@ def _agent_svg(
     evidence: list[_Evidence],
     hot: set[tuple[str, str, int, int]],
 ) -> str:
-    agents = list(history.agents)
+    agents = _by_label(history.agents, labels)
     fault_top = AXIS_H
     row_y = {a: AXIS_H + FAULT_ROW_H + 6 + i * ROW_H for i, a in enumerate(agents)}
     height = AXIS_H + FAULT_ROW_H + 6 + ROW_H * max(1, len(agents)) + 10
@@ -638,7 +658,9 @@ def _node_svg(
 # tables
 
 
-def _summary(history: Histories, result: CheckResult, labels: Mapping[str, str]) -> str:
+def _summary(
+    history: Histories, result: CheckResult, labels: Mapping[str, str], clock: _Clock
+) -> str:
     rows = []
     for name, c in result.counts.items():
         status = "skipped" if c.skipped else ("ok" if c.violations == 0 else "VIOLATED")
@@ -646,7 +668,7 @@ def _summary(history: Histories, result: CheckResult, labels: Mapping[str, str])
         rows.append(
             f'<tr data-check-row="{escape(name)}"><td>{escape(CHECK_TITLES.get(name, name))}</td>'
             f"<td{cls}>{status}</td><td>{c.checked}</td>"
-            f"<td>{c.violations}</td><td>{escape(c.note)}</td></tr>"
+            f"<td>{c.violations}</td><td>{escape(clock.seconds_in(c.note))}</td></tr>"
         )
     checks = (
         "<table><tr><th>check</th><th>status</th><th>checked</th><th>violations</th><th>note</th>"
@@ -654,7 +676,7 @@ def _summary(history: Histories, result: CheckResult, labels: Mapping[str, str])
     )
     states = final_states(history, None)
     per_agent = []
-    for agent in history.agents:
+    for agent in _by_label(history.agents, labels):
         ticks = [t for t in history.ticks if t.agent == agent]
         nodes = sorted({t.node for t in ticks})
         epochs = sorted({t.epoch for t in ticks})
@@ -701,7 +723,9 @@ def render_report(
     """The whole report as one HTML document (no external resources)."""
     context = context or ReportContext()
     labels = _labels(history, context)
-    colours = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(history.agents)}
+    colours = {
+        a: PALETTE[i % len(PALETTE)] for i, a in enumerate(_by_label(history.agents, labels))
+    }
     node_colours = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(history.nodes)}
     span_s = max(history.end_ns - history.start_ns, 1) / 1e9
     width = int(min(MAX_WIDTH, max(MIN_WIDTH, LABEL_W + 10 + span_s * PX_PER_S)))
@@ -741,7 +765,7 @@ def render_report(
         f"checked in {result.elapsed_s * 1000:.1f} ms. Times are in seconds; {zero}.</p>"
         f"{_violations_html(dicts, evidence, result, clock, labels)}"
         f"{_faults_html(faults, context, clock)}"
-        f"<h2>Summary</h2>{_summary(history, result, labels)}"
+        f"<h2>Summary</h2>{_summary(history, result, labels, clock)}"
         f'<h2>Timeline by agent</h2><div class="legend">nodes: {node_legend}</div>'
         f'<div class="scroll">'
         f"{_agent_svg(history, clock, width, labels, node_colours, faults, all_evidence, hot)}"

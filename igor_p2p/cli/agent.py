@@ -418,7 +418,10 @@ def _step_line(step: HandoffStep, started_ns: int) -> str:
     text = step.step.replace("_", " ")
     if step.kind == "authority":
         text = f"authority → {step.step}"
-    extra = f" ({humanize(step.detail)})" if step.detail else ""
+    detail = step.detail or ""
+    if len(detail) == 64 and all(c in "0123456789abcdef" for c in detail):
+        detail = detail[:12] + "…"  # a digest
+    extra = f" ({humanize(detail)})" if detail else ""
     return f"  {at:6.2f}s  {text}{extra}"
 
 
@@ -458,8 +461,19 @@ def migrate_cmd(
     Shows each step as it happens; exits 0 only when the agent was transferred. Ctrl-C stops
     watching, not the handoff."""
     with typed_errors(as_json):
-        dd = require_data_dir(data)
+        require_data_dir(data)
         did = _node_did(data, agent_id)
+    follow_migration(data, did, to, as_json=as_json)
+
+
+def follow_migration(
+    data: Path, did: str, to: str, *, as_json: bool, target_name: str | None = None
+) -> None:
+    """Ask the node at ``data`` to migrate ``did`` to ``to``, showing each step of the handoff
+    from the node's history as it happens; exit non-zero unless the agent was transferred."""
+    shown_to = f"{target_name} ({to})" if target_name else to
+    with typed_errors(as_json):
+        dd = require_data_dir(data)
         progress = HandoffProgress(dd.history, did, since_mono_ns=time.monotonic_ns())
         started = time.monotonic_ns()
         box: dict[str, Any] = {}
@@ -482,7 +496,7 @@ def migrate_cmd(
         try:
             worker.start()
             if not as_json:
-                console.print(f"migrating {did} → {to}", markup=False)
+                console.print(f"migrating {did} → {shown_to}", markup=False)
             with console.status("waiting for the handoff…", spinner="dots") as spin:
                 while worker.is_alive():
                     worker.join(POLL_S)
@@ -492,7 +506,7 @@ def migrate_cmd(
                         spin.update(f"after {new[-1].step.replace('_', ' ')}…")
             show(progress.poll())
         except KeyboardInterrupt:
-            _interrupted(did, to, data, as_json)
+            _interrupted(did, shown_to, data, as_json)
         if "error" in box:
             raise box["error"]
     result = box["result"]
@@ -510,7 +524,7 @@ def migrate_cmd(
             }
         )
     elif code is ExitCode.OK:
-        console.print(f"{outcome}  → {result['to']}", markup=False)
+        console.print(f"{outcome}  → {shown_to}", markup=False)
     else:
         err_console.print(f"[red]{outcome}[/red]: {humanize(str(reason))}")
     if code is not ExitCode.OK:

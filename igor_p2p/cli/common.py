@@ -37,6 +37,7 @@ class ExitCode(enum.IntEnum):
     """The exit status of every ``igor`` command (the table in docs/cli.md is made from this)."""
 
     OK = 0
+    """The command did what was asked."""
     FAILED = 1
     """The command ran and the answer is no: violations found, a lineage INVALID, a migration
     that did not transfer the agent."""

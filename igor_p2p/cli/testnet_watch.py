@@ -219,9 +219,9 @@ class Watcher:
 
         for info in self.tn.state.nodes:
             view = self.views.get(info.name)
-            if view is None or view.process != "up":
+            if view is None or view.process == "killed":
                 continue
-            for a in view.agents:
+            for a in view.agents:  # a paused node: its last answer
                 current = rows.get(a["agent"])
                 if current is None or rank(a) > rank(current[1]):
                     rows[a["agent"]] = (info.name, a)
@@ -230,6 +230,9 @@ class Watcher:
             rows.setdefault(did, ("-", {"state": "?", "epoch": "-", "tick": "-"}))
         for did, (node, a) in sorted(rows.items(), key=lambda kv: self.tn.label_of(kv[0])):
             owner = node if a.get("state") == "ACTIVE_OWNER" else "-"
+            view = self.views.get(node)
+            if owner != "-" and view is not None and view.process == "paused":
+                owner += " (paused)"
             table.add_row(
                 self.tn.label_of(did),
                 owner,
