@@ -97,7 +97,6 @@ _CODES: dict[str, ExitCode] = {
     "NotOwner": ExitCode.REFUSED,
     "FencedOff": ExitCode.REFUSED,
     "LocationConflict": ExitCode.REFUSED,
-    "DataDirBusy": ExitCode.REFUSED,
     "TooManyClients": ExitCode.REFUSED,
     "MigrationRefused": ExitCode.REFUSED,
     # safety halt
@@ -109,6 +108,7 @@ _CODES: dict[str, ExitCode] = {
     "BadParams": ExitCode.USAGE,
     "ConfigError": ExitCode.USAGE,
     "ForceNotConfirmed": ExitCode.USAGE,
+    "DataDirBusy": ExitCode.USAGE,
     "ImportRefused": ExitCode.USAGE,
     "NemesisError": ExitCode.USAGE,
     "ScenarioError": ExitCode.USAGE,
@@ -325,6 +325,10 @@ def is_wide(wide: bool, output: str | None) -> bool:
     return wide or output == "wide"
 
 
+WIDE_COLUMNS = 10_000
+"""The width a ``--wide`` table is laid out in: its natural width, nothing cut."""
+
+
 def print_table(table: Any, wide: bool) -> None:
     """A rich table; ``wide`` prints it at its natural width so no cell is cut."""
     if wide:
@@ -332,8 +336,7 @@ def print_table(table: Any, wide: bool) -> None:
         for column in table.columns:
             column.no_wrap = True
             column.overflow = "fold"
-        width = max(console.measure(table).maximum, console.width)
-        Console(highlight=False, emoji=False, width=width).print(table)
+        Console(highlight=False, emoji=False, width=WIDE_COLUMNS).print(table)
     else:
         console.print(table)
 
