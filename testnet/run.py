@@ -114,9 +114,12 @@ def run_phase(
         if delay > 0:
             time.sleep(delay)
         applied = runner.apply(step)
+        args = " ".join(f"{k}={v}" for k, v in step.args.items())
+        skipped = ", ".join(f"{n}: {why}" for n, why in applied.skipped.items())
         log(
-            f"{step.at_s:6.2f}s {step.action} {dict(step.args)} → {applied.nodes or '-'}"
-            + (f" (skipped {applied.skipped})" if applied.skipped else "")
+            f"{step.at_s:6.2f}s  {step.action} {args}".rstrip()
+            + f" → {', '.join(applied.nodes) or '-'}"
+            + (f" (not told: {skipped})" if skipped else "")
         )
     rest = t0 + duration_s - time.monotonic()
     if rest > 0:
@@ -191,7 +194,8 @@ def run_scenario(
     log(f"{scenario.nodes} nodes connected in {up_s:.1f} s")
     try:
         launch_workload(tn, scenario.agent_start_nodes())
-        log(f"agents: {tn.state.agents}")
+        for label, did in tn.state.agents.items():
+            log(f"agent {label}: {did}")
         checked, runner = run_phase(
             tn,
             schedule,
