@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from igor_p2p.cli.common import humanize
 from testnet.checker import CheckConfig, CheckResult
 from testnet.collect import check_dir
 from testnet.harness import Testnet, TestnetError, wait_until
@@ -115,7 +116,7 @@ def run_phase(
             time.sleep(delay)
         applied = runner.apply(step)
         args = " ".join(f"{k}={v}" for k, v in step.args.items())
-        skipped = ", ".join(f"{n}: {why}" for n, why in applied.skipped.items())
+        skipped = ", ".join(f"{n}: {humanize(why)}" for n, why in applied.skipped.items())
         log(
             f"{step.at_s:6.2f}s  {step.action} {args}".rstrip()
             + f" → {', '.join(applied.nodes) or '-'}"
