@@ -82,5 +82,5 @@ def test_watch_shows_a_paused_a_killed_and_a_restarted_node_within_3_s() -> None
         )
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        tn.down(grace_s=5.0)
+        Testnet(tn.dir).down(grace_s=5.0)  # re-read: other commands restarted nodes
         shutil.rmtree(root, ignore_errors=True)
