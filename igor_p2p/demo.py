@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 
 from rich.console import Console
 
@@ -18,7 +17,7 @@ SCENARIO = "partition-during-migration"
 
 
 def main() -> int:
-    from testnet.run import run_scenario
+    from testnet.run import run_scenario, summary_lines
     from testnet.scenario import load_scenario
 
     console = Console(highlight=False, emoji=False, soft_wrap=True)
@@ -28,16 +27,10 @@ def main() -> int:
         f"[bold]Igor-P2P demo[/bold]: {scenario.nodes} nodes, {scenario.agents} wandering agents, "
         f"halves partitions during migrations (scenario {scenario.name}, seed {scenario.seed})"
     )
-    started = time.monotonic()
     outcome = run_scenario(scenario, root, log=lambda m: console.print(f"  {m}", markup=False))
-    console.print(outcome.result.to_text(), markup=False)
-    done = [m for m in outcome.migrations if m["outcome"] == "confirmed"]
-    console.print(
-        f"faults applied: {dict(outcome.faults)}; operator migrations: {len(outcome.migrations)}"
-        f" ({len(done)} confirmed); {time.monotonic() - started:.0f} s"
-    )
-    for problem in outcome.unmet:
-        console.print(f"[red]expectation not met:[/red] {problem}")
+    console.print()
+    for line in summary_lines(outcome):
+        console.print(line, markup=False)
     style = "green" if outcome.ok else "red"
     console.print(
         f"[bold {style}]{outcome.result.verdict}[/bold {style}]  report: {outcome.report}"

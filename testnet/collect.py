@@ -20,7 +20,7 @@ from igor_p2p.store.records import LineageRow
 from igor_p2p.store.sqlite import Store
 from testnet.checker import AgentStore, CheckConfig, CheckResult, StoreEntry, StoreSnapshot, check
 from testnet.history import Histories, merge, read_histories
-from testnet.report import render_report
+from testnet.report import load_context, render_report
 
 DB_FILE = "igor.db"
 REPORT_FILE = "report.html"
@@ -105,6 +105,7 @@ def check_dir(
     config: CheckConfig | None = None,
     title: str | None = None,
     freeze: Callable[[], AbstractContextManager[object]] | None = None,
+    on_phase: Callable[[str], None] = lambda _phase: None,
 ) -> Checked:
     """Collect, check and write ``root/report.html``.
 
@@ -112,13 +113,17 @@ def check_dir(
     the stores would miss the ticks of entries committed in between, and stores read first
     would miss commits that histories then report."""
     root = Path(root)
+    on_phase("reading histories and stores")
     with freeze() if freeze is not None else contextlib.nullcontext():
         history, stores = collect(root)
+    on_phase(f"checking {len(history.events)} events")
     result = check(history, stores=stores, config=config)
+    on_phase("writing the report")
     report = root / REPORT_FILE
-    report.write_text(
-        render_report(history, result, title=title or f"testnet {root}"), encoding="utf-8"
+    page = render_report(
+        history, result, title=title or f"testnet {root}", context=load_context(root)
     )
+    report.write_text(page, encoding="utf-8")
     return Checked(history, result, report)
 
 

@@ -68,6 +68,20 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def fixed_ports(base: int, count: int) -> list[int]:
+    """``base`` … ``base + count - 1``, each checked free on 127.0.0.1 right now."""
+    if not 1024 <= base <= 65535 - count + 1:
+        raise TestnetError(f"--base-port must leave room for {count} ports in 1024…65535")
+    ports = list(range(base, base + count))
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                raise TestnetError(f"port {port} is in use; pick another --base-port") from None
+    return ports
+
+
 def _port_accepts(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -262,15 +276,17 @@ class Testnet:
         *,
         env: Mapping[str, str] | None = None,
         deadline_s: float = START_DEADLINE_S + CONNECT_DEADLINE_S,
+        base_port: int | None = None,
     ) -> float:
         """Start nodes n1…nN (n1 is the bootstrap of the others) and wait until every peer
-        table is complete. Returns the seconds from the first spawn to connected."""
+        table is complete. Returns the seconds from the first spawn to connected. With
+        ``base_port``, node i listens on ``base_port + i - 1`` (else on free ports)."""
         if n < 1:
             raise TestnetError("a testnet needs at least one node")
         if self.state.nodes and self.running():
             raise TestnetError(f"a testnet is already up in {self.dir} (igor testnet down)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(n)
+        ports = free_ports(n) if base_port is None else fixed_ports(base_port, n)
         nodes = []
         for i, port in enumerate(ports, start=1):
             data = self.dir / f"n{i}"
@@ -568,6 +584,7 @@ __all__ = [
     "TestnetError",
     "TestnetState",
     "TestnetTimeout",
+    "fixed_ports",
     "free_ports",
     "wait_until",
 ]

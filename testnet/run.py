@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from igor_p2p.cli.common import humanize
 from testnet.checker import CheckConfig, CheckResult
 from testnet.collect import check_dir
 from testnet.harness import Testnet, TestnetError, wait_until
@@ -21,6 +23,9 @@ WANDERER_TICKS_PER_REQUEST = 5
 """The ``wanderer`` example calls ``migrate_request`` every 5 ticks."""
 DEFAULT_TICK_INTERVAL_S = 0.1
 AGENT = "wanderer"
+RUN_FILE = "run.json"
+"""``DIR/run.json``: the fault phase's start (``t0_mono_ns``, the report's time zero) and its
+schedule, written when the phase starts."""
 
 
 def node_args_for(wander_interval_s: float | None) -> list[str]:
@@ -104,14 +109,18 @@ def run_phase(
     ``heal_wait_s`` and check the whole directory (every earlier phase included)."""
     runner = NemesisRunner(tn, seed=seed)
     t0 = time.monotonic()
+    write_run_info(tn.dir, t0_mono_ns=int(t0 * 1e9), steps=steps, title=title, seed=seed)
     for step in sorted(steps, key=lambda s: s.at_s):
         delay = t0 + step.at_s - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         applied = runner.apply(step)
+        args = " ".join(f"{k}={v}" for k, v in step.args.items())
+        skipped = ", ".join(f"{n}: {humanize(why)}" for n, why in applied.skipped.items())
         log(
-            f"{step.at_s:6.2f}s {step.action} {dict(step.args)} → {applied.nodes or '-'}"
-            + (f" (skipped {applied.skipped})" if applied.skipped else "")
+            f"{step.at_s:6.2f}s  {step.action} {args}".rstrip()
+            + f" → {', '.join(applied.nodes) or '-'}"
+            + (f" (not told: {skipped})" if skipped else "")
         )
     rest = t0 + duration_s - time.monotonic()
     if rest > 0:
@@ -123,6 +132,50 @@ def run_phase(
     time.sleep(heal_wait_s)
     checked = check_dir(tn.dir, config=config, title=title, freeze=tn.frozen)
     return checked, runner
+
+
+def write_run_info(
+    dir: Path, *, t0_mono_ns: int, steps: Sequence[NemesisStep], title: str, seed: int
+) -> None:
+    """Record the fault phase's time zero and schedule for the report (``DIR/run.json``)."""
+    info = {
+        "title": title,
+        "seed": seed,
+        "t0_mono_ns": t0_mono_ns,
+        "schedule": [s.to_toml_table() for s in sorted(steps, key=lambda s: s.at_s)],
+    }
+    tmp = Path(dir) / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    tmp.replace(Path(dir) / RUN_FILE)
+
+
+def summary_lines(outcome: RunOutcome) -> list[str]:
+    """A readable account of a run: verdict, checks, faults, migrations, where the report is."""
+    r = outcome.result
+    lines = [
+        f"{outcome.name} (seed {outcome.seed}): {'PASS' if outcome.ok else 'FAIL'}"
+        f" in {outcome.elapsed_s:.1f} s (testnet up in {outcome.up_s:.1f} s)",
+        "",
+        "checks:",
+    ]
+    for name, c in r.counts.items():
+        status = "skipped" if c.skipped else ("ok" if c.violations == 0 else "VIOLATED")
+        note = f"  ({c.note})" if c.note else ""
+        lines.append(f"  {name:<12} {status:<8} {c.checked:>6} checked{note}")
+    for v in r.violations[:20]:
+        lines.append(f"  ✕ [{v.check}] {v.summary()}")
+    if len(r.violations) > 20:
+        lines.append(f"  … and {len(r.violations) - 20} more (see the report)")
+    faults = ", ".join(f"{n} {action}" for action, n in sorted(outcome.faults.items()))
+    lines += ["", f"faults applied: {faults or 'none'}"]
+    if outcome.migrations:
+        lines.append("migrations asked for:")
+        for m in outcome.migrations:
+            lines.append(f"  {m['agent']}: {m['from'] or '?'} → {m['to']}: {m['outcome']}")
+    for problem in outcome.unmet:
+        lines.append(f"unmet expectation: {problem}")
+    lines.append(f"report: {outcome.report}")
+    return lines
 
 
 def run_scenario(
@@ -142,7 +195,8 @@ def run_scenario(
     log(f"{scenario.nodes} nodes connected in {up_s:.1f} s")
     try:
         launch_workload(tn, scenario.agent_start_nodes())
-        log(f"agents: {tn.state.agents}")
+        for label, did in tn.state.agents.items():
+            log(f"agent {label}: {did}")
         checked, runner = run_phase(
             tn,
             schedule,
@@ -205,5 +259,7 @@ __all__ = [
     "random_schedule",
     "run_phase",
     "run_scenario",
+    "summary_lines",
     "with_overrides",
+    "write_run_info",
 ]

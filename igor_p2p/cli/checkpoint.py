@@ -10,11 +10,14 @@ import typer
 
 from igor_p2p.cli.common import (
     DataDirOption,
+    ExitCode,
     JsonOption,
     console,
     data_dir,
     emit_json,
+    examples,
     fail,
+    require_data_dir,
     resolve_agent_id,
     typed_errors,
 )
@@ -58,9 +61,9 @@ def _read(path: Path) -> bytes:
 
 
 def _open_store(data: Path) -> Store:
-    db = data_dir(data).database
+    db = require_data_dir(data).database
     if not db.exists():
-        fail(f"no store at {db}")
+        fail(f"no agents in {data} yet (no store at {db})", ExitCode.NOT_FOUND)
     return Store.open(db, check_on_open=False)
 
 
@@ -148,7 +151,14 @@ def _print_fields(fields: dict[str, Any]) -> None:
         console.print(f"{key:<{width}}  {value}")
 
 
-@app.command("inspect")
+@app.command(
+    "inspect",
+    epilog=examples(
+        "igor checkpoint inspect did:key:z6Mk… --data-dir /tmp/a",
+        "igor checkpoint inspect 4xQf -d /tmp/a --json",
+        "igor checkpoint inspect agent.bundle",
+    ),
+)
 def inspect_cmd(
     target: Annotated[str, typer.Argument(metavar="FILE|ID", help="A file, or an agent ID.")],
     data: DataDirOption = Path("igor-data"),
@@ -156,7 +166,7 @@ def inspect_cmd(
 ) -> None:
     """Show one checkpoint: a lineage entry file, a Go Igor checkpoint, a bundle's head, or
     the head of an agent in the data directory."""
-    with typed_errors():
+    with typed_errors(as_json):
         path = Path(target)
         if path.is_file():
             raw = _read(path)
@@ -264,7 +274,15 @@ def _report_out(
         raise typer.Exit(1)
 
 
-@app.command("verify")
+@app.command(
+    "verify",
+    epilog=examples(
+        "igor checkpoint verify did:key:z6Mk… --data-dir /tmp/a",
+        "igor checkpoint verify 4xQf -d /tmp/a --json",
+        "igor checkpoint verify agent.bundle",
+        "igor checkpoint verify ./go-igor-history/",
+    ),
+)
 def verify_cmd(
     target: Annotated[
         str, typer.Argument(metavar="ID|DIR|FILE", help="Agent ID, directory, or file.")
@@ -278,7 +296,7 @@ def verify_cmd(
     data directory, a directory of entry files (ours or Go Igor's ``*.ckpt`` history), a bundle
     file, or a single Go Igor checkpoint.
     """
-    with typed_errors():
+    with typed_errors(as_json):
         path = Path(target)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file())
@@ -324,9 +342,17 @@ def verify_cmd(
 # ---------------------------------------------------------------- export / import
 
 
-@app.command("export")
+@app.command(
+    "export",
+    epilog=examples(
+        "igor checkpoint export $DID -o agent.bundle --data-dir /tmp/a",
+        "igor checkpoint export 4xQf -o agent.bundle -d /tmp/a --transfer-to 12D3KooW…",
+    ),
+)
 def export_cmd(
-    agent_id: Annotated[str, typer.Argument(metavar="ID")],
+    agent_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The agent's DID, or a unique suffix of one.")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Bundle file to write.")],
     data: DataDirOption = Path("igor-data"),
     transfer_to: Annotated[
@@ -362,7 +388,13 @@ def export_cmd(
     console.print(f"exported {did} ({what}) → {output}")
 
 
-@app.command("import")
+@app.command(
+    "import",
+    epilog=examples(
+        "igor checkpoint import agent.bundle --data-dir /tmp/b",
+        "igor checkpoint import agent.ckpt -d /tmp/b --wasm agent.wasm --identity agent.identity",
+    ),
+)
 def import_cmd(
     file: Annotated[Path, typer.Argument(help="A bundle, or a Go Igor checkpoint.")],
     data: DataDirOption = Path("igor-data"),

@@ -107,7 +107,11 @@ def _known(name: str, source: str) -> str:
     valid = {f.name for f in fields(NodeConfig)}
     key = name.replace("-", "_")
     if key not in valid:
-        raise ConfigError(f"unknown setting {name!r} in {source}")
+        import difflib
+
+        close = difflib.get_close_matches(key, sorted(valid), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown setting {name!r} in {source}{hint}")
     return key
 
 

@@ -29,6 +29,7 @@ def _env() -> dict[str, str]:
     env.pop("IGOR_DATA_DIR", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"
+    env["IGOR_DEBUG"] = "1"  # error lines name the exception class, which these tests match
     return env
 
 

@@ -73,7 +73,7 @@ def test_badimport_is_refused_before_anything_is_written(tmp_path: Path) -> None
     assert typed_error(run) == "UndeclaredCapability"
     assert run.rc == 2
     assert "clock" in run.stderr
-    assert not run.events
+    assert [e["error"]["exit_code"] for e in run.events] == [2], "only the error object"
     assert list((data / "agent-keys").iterdir()) == [], "no agent key is minted"
     conn = db(data)
     try:
