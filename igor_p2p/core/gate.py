@@ -33,6 +33,7 @@ from igor_p2p.authority.events import (
     ClaimStale,
     EnterRecovery,
     Event,
+    IntegrityFailure,
     Learn,
     LogRejected,
     PersistAuthority,
@@ -229,7 +230,13 @@ class Gate:
         elif isinstance(action, StopTicking):
             await self.runner.stop(agent)
         elif isinstance(action, StartTicking):
-            await self.runner.start(agent, action.epoch)
+            try:
+                await self.runner.start(agent, action.epoch)
+            except IgorError as exc:
+                # The copy this node holds cannot run (damaged, or custody does not end here).
+                failure = IntegrityFailure(f"cannot start the agent: {exc}")
+                for follow in machine.handle(failure):
+                    await self._run(agent, machine, machine.record.state, failure, follow)
         elif isinstance(action, StartClaim):
             machine.run.waiting = f"claiming epoch {action.slot}"
             self.effects.start_claim(agent, action.purpose, action.slot, action.operator)

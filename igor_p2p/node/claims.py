@@ -1,113 +1,213 @@
-"""Authority claims on gossip: fork and stale-owner detection (MC-9, FS-4).
+"""Authority claims on gossip: hints that carry their own proof.
 
-Every owner gossips, about once a second, a claim per agent it ticks: (agent, epoch, head).
-Gossip is signed by its originator and the claim's owner must be that originator, so a node
-cannot claim for another. A node that ticks an agent and hears a claim for a *higher* epoch
-stops and enters RECOVERY_REQUIRED (it is a stale owner); two different owners claiming the
-*same* epoch send both to RECOVERY_REQUIRED. Claims are a hint that can only stop ticking;
-they never grant authority.
+Every owner gossips, now and then, one claim per agent it ticks: ``(agent, epoch, record,
+cert)`` — the certified record that started its epoch. A claim is only a *hint*: nothing a
+claim says touches the store or stops an agent by itself. A node that holds an agent at a lower
+epoch acts on a claim only with proof:
+
+- the claim is for the very next epoch and its record and certificate verify against the
+  custody this node holds; or
+- otherwise, it asks the agent's witnesses (and the claimant) for their custody (STATUS, at most
+  once per agent per ``query_interval_s``), and acts on what verifies.
+
+Proof goes to the authority gate as ``Superseded`` (the table decides: a proven later epoch for
+another node retires this copy). Forged, oversized, replayed or out-of-range claims are counted
+and dropped; per-agent memory is bounded.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import trio
 
+from igor_p2p.authority.custody import EpochStart, InvalidCustody, next_start, read_chain
+from igor_p2p.core.node_core import NodeCore
+from igor_p2p.core.ports import AuthorityStore, PeerUnreachable, Transport
+from igor_p2p.errors import IgorError
 from igor_p2p.logs import get_logger
-from igor_p2p.net.gossip import publish_message, subscribe_messages
-
-if TYPE_CHECKING:
-    from igor_p2p.node.node import Node
+from igor_p2p.net.gossip import GossipService, publish_message, subscribe_messages
+from igor_p2p.wire.messages import Status, StatusReply
 
 log = get_logger(__name__)
 
-CLAIMS_TOPIC = "igor/claims/1"
-MAX_CLAIMS_PER_MESSAGE = 2000
+CLAIMS_TOPIC = "igor/claims/2"
+MAX_CLAIMS_PER_MESSAGE = 256
+MAX_EPOCH = 2**63 - 1
+MAX_BLOB = 4096
+MAX_TRACKED_AGENTS = 10_000
 
 
-class ClaimBook:
-    """Publishes our claims and reacts to others'."""
+@dataclass(frozen=True)
+class Claim:
+    agent: str
+    epoch: int
+    record: bytes
+    cert: bytes
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.highest_seen: dict[str, int] = {}
-        self.heads: dict[str, tuple[int, bytes]] = {}
+    def to_wire(self) -> dict[str, Any]:
+        return {"agent": self.agent, "epoch": self.epoch, "record": self.record, "cert": self.cert}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Claim | None:
+        """A well-formed claim, or None (never an exception) for anything else."""
+        if not isinstance(value, dict) or set(value) != {"agent", "epoch", "record", "cert"}:
+            return None
+        agent, epoch, record, cert = value["agent"], value["epoch"], value["record"], value["cert"]
+        if not isinstance(agent, str) or not 0 < len(agent) <= 128:
+            return None
+        if type(epoch) is not int or not 1 <= epoch <= MAX_EPOCH:
+            return None
+        for blob in (record, cert):
+            if not isinstance(blob, bytes) or len(blob) > MAX_BLOB:
+                return None
+        return cls(agent, epoch, record, cert)
+
+
+class ClaimGossip:
+    """Publishes this node's claims and checks others' against proof."""
+
+    def __init__(
+        self,
+        *,
+        core: NodeCore,
+        store: AuthorityStore,
+        transport: Transport,
+        gossip: GossipService,
+        interval_s: Callable[[], float],
+        query_interval_s: float = 10.0,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.transport = transport
+        self.gossip = gossip
+        self.interval_s = interval_s
+        self.query_interval_s = query_interval_s
+        self.mine: OrderedDict[str, Claim] = OrderedDict()
+        self._asked: OrderedDict[str, float] = OrderedDict()
         self.ignored = 0
+        self.proven = 0
+        self._nursery: trio.Nursery | None = None
 
-    def highest(self, did: str) -> int:
-        return self.highest_seen.get(did, 0)
+    # ---------------------------------------------------------------- publishing
 
-    def note_head(self, did: str, epoch: int, digest: bytes) -> None:
-        self.heads[did] = (epoch, digest)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        parts = self.node.running
-        subscription = await subscribe_messages(parts.gossip, CLAIMS_TOPIC)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._publish_loop)
-            task_status.started()
-            async for gossip in subscription:
-                if gossip.message.get("type") != "claims":
-                    continue
-                claims = gossip.message.get("claims")
-                if not isinstance(claims, list):
-                    self.ignored += 1
-                    continue
-                for claim in claims[:MAX_CLAIMS_PER_MESSAGE]:
-                    await self._observe(gossip.sender, claim)
-
-    async def _observe(self, sender: str, claim: Any) -> None:
-        if not isinstance(claim, dict):
-            self.ignored += 1
+    def publish(self, agent: str, start: EpochStart | None, epoch: int) -> None:
+        """The gate's PublishClaim: remember our claim and gossip it soon."""
+        if start is None or start.is_genesis:
+            self.mine.pop(agent, None)
             return
-        did, epoch = claim.get("agent"), claim.get("epoch")
-        if not isinstance(did, str) or type(epoch) is not int or epoch < 1:
-            self.ignored += 1
-            return
-        if epoch > self.highest_seen.get(did, 0):
-            self.highest_seen[did] = epoch
-        parts = self.node.running
-        agent = parts.scheduler.agents.get(did)
-        if agent is None or self.node.handoff is None:
-            return
-        if epoch > agent.epoch or (epoch == agent.epoch and sender != parts.services.peer_id):
-            evidence = f"claim by {sender} for epoch {epoch}"
-            ours = agent.epoch
-            await self.node.handoff.observe_epoch(did, epoch, sender, evidence)
-            if epoch == ours and did not in parts.scheduler.agents:
-                # MC-9: we stopped for a same-epoch claim and no longer gossip ours; echo it
-                # once so the other owner stops too (a claim can only stop ticking).
-                await self._echo_claim(did, ours)
+        self.mine[agent] = Claim(agent, epoch, start.record, start.cert)
+        while len(self.mine) > MAX_TRACKED_AGENTS:
+            self.mine.popitem(last=False)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._send, [self.mine[agent]])
 
-    async def _echo_claim(self, did: str, epoch: int) -> None:
-        parts = self.node.running
-        claim = {"agent": did, "epoch": epoch}
+    async def _send(self, claims: Sequence[Claim]) -> None:
         try:
             await publish_message(
-                parts.gossip,
+                self.gossip,
                 CLAIMS_TOPIC,
-                {"type": "claims", "owner": parts.services.peer_id, "claims": [claim]},
+                {"type": "claims", "claims": [c.to_wire() for c in claims]},
             )
         except Exception as exc:  # gossip is a hint
-            log.debug("claim echo failed: %s", exc)
+            log.debug("claim publish failed: %s", exc)
 
     async def _publish_loop(self) -> None:
         while True:
-            await trio.sleep(self.node.config.announce_interval_s)
-            parts = self.node.running
-            claims = [
-                {"agent": did, "epoch": agent.epoch}
-                for did, agent in list(parts.scheduler.agents.items())[:MAX_CLAIMS_PER_MESSAGE]
-                if not agent.paused
-            ]
-            if not claims:
-                continue
+            await trio.sleep(self.interval_s())
+            ticking = set(self.core.ports.runner.ticking())
+            claims = [c for a, c in self.mine.items() if a in ticking]
+            for i in range(0, len(claims), MAX_CLAIMS_PER_MESSAGE):
+                await self._send(claims[i : i + MAX_CLAIMS_PER_MESSAGE])
+
+    # ---------------------------------------------------------------- observing
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        subscription = await subscribe_messages(self.gossip, CLAIMS_TOPIC)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._publish_loop)
+            task_status.started()
+            async for gossip in subscription:
+                message = gossip.message
+                claims = message.get("claims") if isinstance(message, dict) else None
+                if not isinstance(claims, list):
+                    self.ignored += 1
+                    continue
+                for raw in claims[:MAX_CLAIMS_PER_MESSAGE]:
+                    claim = Claim.from_wire(raw)
+                    if claim is None:
+                        self.ignored += 1
+                        continue
+                    await self.observe(claim)
+
+    async def observe(self, claim: Claim) -> None:
+        """Act on a claim only with proof (never raises)."""
+        view = self.core.describe(claim.agent)
+        if view is None or claim.epoch <= view["epoch"]:
+            return
+        try:
+            custody = await self.store.custody(claim.agent)
+            if custody and claim.epoch == custody[-1].epoch + 1:
+                try:
+                    start = next_start(custody[-1], claim.record, claim.cert)
+                except InvalidCustody:
+                    self.ignored += 1
+                    return
+                await self._prove(claim.agent, start)
+                return
+            if custody and self._may_ask(claim.agent) and self._nursery is not None:
+                self._nursery.start_soon(self._ask_witnesses, claim.agent, custody)
+        except IgorError as exc:
+            log.debug("claim check failed: %s", exc, agent=claim.agent)
+
+    def _may_ask(self, agent: str) -> bool:
+        now = trio.current_time()
+        last = self._asked.get(agent)
+        if last is not None and now - last < self.query_interval_s:
+            return False
+        self._asked[agent] = now
+        self._asked.move_to_end(agent)
+        while len(self._asked) > MAX_TRACKED_AGENTS:
+            self._asked.popitem(last=False)
+        return True
+
+    async def _ask_witnesses(self, agent: str, custody: list[EpochStart]) -> None:
+        known = custody[-1]
+        me = self.transport.me
+        best: list[EpochStart] = []
+
+        async def ask(node: bytes) -> None:
+            nonlocal best
             try:
-                await publish_message(
-                    parts.gossip,
-                    CLAIMS_TOPIC,
-                    {"type": "claims", "owner": parts.services.peer_id, "claims": claims},
-                )
-            except Exception as exc:  # gossip is a hint
-                log.debug("claim publish failed: %s", exc)
+                reply = await self.transport.request(node, Status(me, agent, known.epoch), 5.0)
+            except PeerUnreachable:
+                return
+            if not isinstance(reply, StatusReply) or reply.agent != agent:
+                return
+            try:
+                starts = read_chain(reply.chain_after, reply.chain, known)
+            except InvalidCustody:
+                return
+            if starts and (not best or starts[-1].epoch > best[-1].epoch):
+                best = starts
+
+        async with trio.open_nursery() as nursery:
+            for node in known.witnesses:
+                if node != me:
+                    nursery.start_soon(ask, node)
+        if best:
+            await self._prove(agent, best[-1])
+
+    async def _prove(self, agent: str, latest: EpochStart) -> None:
+        self.proven += 1
+        try:
+            await self.core.superseded(agent, latest)
+        except IgorError as exc:
+            log.info("proof not applicable: %s", exc, agent=agent)
+
+
+Prover = Callable[[str, EpochStart], Awaitable[None]]

@@ -1,0 +1,81 @@
+"""The production :class:`~igor_p2p.core.ports.AgentRunner`: the wasmtime tick scheduler.
+
+The authority gate tells it when: ``start`` loads and verifies the agent for the epoch the gate
+certified and schedules it; ``stop`` quiesces it at a tick boundary (its instance stays, paused,
+so a handoff or a halt can snapshot it); ``forget`` takes it off and closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from igor_p2p.agent.environment import ResumeReason
+from igor_p2p.core.ports import AuthorityStore
+from igor_p2p.errors import IgorError
+from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.runtime.hosted import HostedAgent
+from igor_p2p.runtime.loader import check_runnable, load_hosted
+from igor_p2p.runtime.scheduler import TickScheduler
+from igor_p2p.runtime.services import NodeServices
+
+
+class SchedulerRunner:
+    def __init__(
+        self,
+        services: NodeServices,
+        store: AuthorityStore,
+        scheduler: TickScheduler,
+        *,
+        on_hosted: Callable[[HostedAgent], None] | None = None,
+    ) -> None:
+        self.services = services
+        self.store = store
+        self.scheduler = scheduler
+        self.on_hosted = on_hosted
+        self.tick_limit: int | None = None
+        """Local runs: stop after this many ticks."""
+
+    def ticking(self) -> list[str]:
+        return sorted(self.scheduler.agents)
+
+    async def start(self, agent: str, epoch: int) -> None:
+        held = self.scheduler.held(agent)
+        if held is not None and held.epoch == epoch and agent in self.scheduler.agents:
+            self.scheduler.unpause(agent)
+            return
+        if held is not None:
+            self.scheduler.remove(agent)
+            held.close()
+        reason = ResumeReason.MIGRATED if epoch > 1 else ResumeReason.RESTARTED
+        hosted = await load_hosted(self.services, self.store, agent, epoch, reason)
+        self.scheduler.add(hosted, tick_limit=self.tick_limit)
+        if self.on_hosted is not None:
+            self.on_hosted(hosted)
+
+    async def stop(self, agent: str) -> None:
+        try:
+            await self.scheduler.quiesce(agent)
+        except KeyError:
+            return
+
+    async def forget(self, agent: str) -> None:
+        await self.stop(agent)
+        hosted = self.scheduler.remove(agent)
+        if hosted is not None:
+            hosted.close()
+
+    async def handoff_checkpoint(self, agent: str) -> Checkpoint:
+        return await self.scheduler.checkpoint_now(agent, CheckpointKind.HANDOFF)
+
+    async def final_checkpoint(self, agent: str) -> bytes | None:
+        if self.scheduler.held(agent) is None:
+            return None
+        checkpoint = await self.scheduler.checkpoint_now(agent, CheckpointKind.FINAL)
+        return checkpoint.encode()
+
+    async def check_module(self, wasm: bytes, manifest: bytes) -> str | None:
+        try:
+            await check_runnable(self.services, wasm, manifest)
+        except IgorError as exc:
+            return str(exc)
+        return None
