@@ -8,7 +8,7 @@ from typing import Annotated
 import trio
 import typer
 
-from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES, parse_manifest
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.cli.common import (
     DataDirOption,
@@ -20,6 +20,7 @@ from igor_p2p.cli.common import (
     typed_errors,
 )
 from igor_p2p.errors import IgorError
+from igor_p2p.files import read_regular_file
 from igor_p2p.logs import configure_logging
 from igor_p2p.runtime.loader import LaunchRequest, launch, resume
 from igor_p2p.runtime.local import LocalRunOptions, LocalRunResult, run_local
@@ -29,6 +30,11 @@ from igor_p2p.runtime.services import RuntimeConfig
 from igor_p2p.store.sqlite import Store
 
 app = typer.Typer(no_args_is_help=True, help="Run, resume, launch and inspect agents.")
+
+
+def _read_manifest(path: Path) -> bytes:
+    return read_regular_file(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
+
 
 BudgetOption = Annotated[
     float, typer.Option("--budget", help="Initial budget in units (1 unit = 1,000,000 µ).")
@@ -107,7 +113,7 @@ def run_cmd(
     with typed_errors():
         wasm = load_agent_source(agent)
         manifest_obj = (
-            parse_manifest(manifest.read_bytes()) if manifest else load_agent_manifest(agent)
+            parse_manifest(_read_manifest(manifest)) if manifest else load_agent_manifest(agent)
         )
         request = LaunchRequest(
             wasm=wasm, manifest=manifest_obj.canonical_bytes, budget=units_to_micro(budget)
@@ -177,7 +183,7 @@ def launch_cmd(
     with typed_errors():
         wasm = load_agent_source(agent)
         manifest_obj = (
-            parse_manifest(manifest.read_bytes()) if manifest else load_agent_manifest(agent)
+            parse_manifest(_read_manifest(manifest)) if manifest else load_agent_manifest(agent)
         )
         result = _admin(
             data,

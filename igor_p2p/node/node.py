@@ -37,6 +37,7 @@ from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.info import INFO_PROTOCOL, info_handler, query_agent
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerTable
+from igor_p2p.node.placement import HopHistory
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.loader import LaunchRequest, NotOwner, launch, resume
@@ -86,6 +87,8 @@ class Node:
         self.faults: FaultGate | None = None
         self.handoff: HandoffDriver | None = None
         self.claims: ClaimBook | None = None
+        self.hops = HopHistory()
+        """How the hops this node started ended, per target (placement prefers proven peers)."""
         self._trio_token: trio.lowlevel.TrioToken | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -320,14 +323,18 @@ class Node:
             self.config.wander or "random",
             parts.peers.up_peers(),
             agent.manifest.migration_policy,
+            history=self.hops,
         )
         if target is None:
             log.info("no placement target", agent=did)
             return
         try:
-            await self.handoff.migrate(did, target)
+            outcome = await self.handoff.migrate(did, target)
         except IgorError as exc:
+            self.hops.record(target, completed=False)
             log.info("wander failed: %s", exc, agent=did, peer=target)
+            return
+        self.hops.record(target, completed=outcome.value == "TRANSFERRED")
 
     def _on_terminal(self, agent: HostedAgent, state: AuthorityState, reason: str) -> None:
         log.info("agent left the schedule", agent=agent.did, epoch=agent.epoch, step=state.value)
@@ -344,7 +351,10 @@ class Node:
         parts = self.running
         scheduler = parts.scheduler
         if did not in scheduler.agents:
-            raise NotOwner(did, AuthorityState.RETIRED, "not ticking on this node")
+            record = await parts.services.committer.read(lambda s: s.authority(did))
+            if record is None:
+                raise UnknownAgent(f"no record of {did} on this node")
+            raise NotOwner(did, record.state, record.reason or "not ticking on this node")
         agent = await scheduler.quiesce(did)
         from igor_p2p.lineage.envelope import CheckpointKind
         from igor_p2p.runtime.ledger import append_ops
