@@ -87,7 +87,12 @@ class AgentSourceNotFound(SandboxError, InvalidInput):
 
 
 class GuestStopped(SandboxError):
-    """A call into the guest ended abnormally; the instance is now poisoned."""
+    """A call into the guest ended abnormally; the instance is now poisoned.
+
+    ``fuel_used`` is the fuel the call burned before it stopped (set by the sandbox), so a
+    failing tick can be charged like any other."""
+
+    fuel_used: int = 0
 
 
 class AgentTrapped(GuestStopped):

@@ -216,7 +216,7 @@ def list_cmd(data: DataDirOption = Path("igor-data"), as_json: JsonOption = Fals
             str(a["epoch"]),
             str(a.get("tick", "-")),
             format_micro(a["budget"]) if "budget" in a else "-",
-            a.get("reason", ""),
+            a.get("damaged") or a.get("reason", ""),
         )
     console.print(table)
 
