@@ -490,13 +490,15 @@ class AgentInstance:
                 raise TickInterrupted("interrupted before the call started")
             store.set_fuel(fuel)
             self._stop_cause = None
-            self._deadline = time.monotonic() + self.sandbox.config.tick_timeout_s
+            started = time.monotonic()
+            self._deadline = started + self.sandbox.config.tick_timeout_s
             store.set_epoch_deadline(1)
             try:
                 result = func(store, *args)
             except (Trap, WasmtimeError) as exc:
                 stopped = self._classify(exc, fuel)
                 stopped.fuel_used = fuel - self._remaining_fuel(store)  # burned, to be charged
+                stopped.elapsed_s = time.monotonic() - started
                 raise self._poison(stopped) from exc
             finally:
                 if self._stop_cause == "interrupt":

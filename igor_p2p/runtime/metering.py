@@ -41,6 +41,13 @@ LOG_MICRO_PER_KIB = 10
 """µ per KiB of agent log output written to the node log (rounded up per tick)."""
 
 
+WATCHDOG_FUEL_PER_S = 1_000_000_000
+"""A tick the watchdog stops pays at least this much fuel per second it ran (about what a
+tight loop burns per CPU second here). Wasmtime does not report the fuel a guest burned since
+its last call out before an epoch interruption, so the measured figure alone would make a
+timed-out tick nearly free."""
+
+
 class BadBudget(InvalidInput):
     """A budget that is negative, not a finite number, or larger than a checkpoint can hold."""
 
@@ -106,3 +113,12 @@ def charge_micro(budget: int, cost: int) -> Charge:
     """Charge a cost already in µ (storage, logs); clamped so the budget stays ≥ 0."""
     paid = min(budget, max(0, cost))
     return Charge(fuel_used=0, cost=paid, budget_after=budget - paid)
+
+
+def failed_tick_fuel(fuel_used: int, elapsed_s: float, *, timed_out: bool, allowance: int) -> int:
+    """The fuel a failed tick pays for: what it burned; for a watchdog stop, at least its wall
+    time priced at :data:`WATCHDOG_FUEL_PER_S`, never more than the fuel it was given."""
+    burned = max(0, fuel_used)
+    if timed_out and math.isfinite(elapsed_s):
+        burned = max(burned, math.ceil(max(0.0, elapsed_s) * WATCHDOG_FUEL_PER_S))
+    return min(burned, max(0, allowance))

@@ -35,7 +35,14 @@ from dataclasses import dataclass
 
 import trio
 
-from igor_p2p.agent.errors import HostFault, OutOfFuel, SandboxError, TickInterrupted
+from igor_p2p.agent.errors import (
+    GuestStopped,
+    HostFault,
+    OutOfFuel,
+    SandboxError,
+    TickInterrupted,
+    TickTimeout,
+)
 from igor_p2p.agent.sandbox import TickResult
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.history import HistoryBatch, HistoryWriter
@@ -48,6 +55,7 @@ from igor_p2p.runtime.metering import (
     MAX_TICK_FUEL,
     charge_micro,
     cost_of,
+    failed_tick_fuel,
     fuel_allowance,
     log_cost,
     storage_cost,
@@ -665,7 +673,14 @@ def _tick_batch(
         else:
             # Trap, watchdog timeout, bad snapshot: the agent's doing, so the fuel it burned is
             # paid. A host fault is ours, and free.
-            burned = 0 if isinstance(result, HostFault) else getattr(result, "fuel_used", 0)
+            burned = 0
+            if isinstance(result, GuestStopped) and not isinstance(result, HostFault):
+                burned = failed_tick_fuel(
+                    result.fuel_used,
+                    result.elapsed_s,
+                    timed_out=isinstance(result, TickTimeout),
+                    allowance=fuel,
+                )
             _halted(agent, services, outcome, f"{type(result).__name__}: {result}", burned)
         agent.env.budget = agent.budget
     for outcome in outcomes:
