@@ -158,7 +158,11 @@ def test_admin_answers_within_a_second_while_a_long_tick_runs() -> None:
         worst = 0.0
         end = time.monotonic() + 4.0
         while time.monotonic() < end:
-            for method, params in (("status", {}), ("agents", {}), ("agent_status", {"agent": did})):
+            for method, params in (
+                ("status", {}),
+                ("agents", {}),
+                ("agent_status", {"agent": did}),
+            ):
                 t = time.monotonic()
                 n1.admin(method, timeout_s=30, **params)
                 worst = max(worst, time.monotonic() - t)
