@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from igor_p2p.runtime.clock import NodeClock
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+log = logging.getLogger(__name__)
+
+HISTORY_FILE_MODE = 0o600
+
+
+def _open_private(path: Path) -> TextIO:
+    """Open ``path`` for appending; a new file is created with mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, HISTORY_FILE_MODE)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def _jsonable(value: Any) -> Any:
@@ -33,7 +44,9 @@ class HistoryWriter:
         self._peer_id = peer_id
         self._clock = clock
         self._lock = threading.Lock()
-        self._file = path.open("a", encoding="utf-8") if path is not None else None
+        self._file = _open_private(path) if path is not None else None
+        self.write_errors = 0
+        """Writes that failed (a full disk): the events are lost, the node keeps running."""
 
     @property
     def enabled(self) -> bool:
@@ -53,9 +66,16 @@ class HistoryWriter:
 
     def _write(self, text: str) -> None:
         with self._lock:
-            if self._file is not None:
+            if self._file is None:
+                return
+            try:
                 self._file.write(text)
                 self._file.flush()
+            except OSError as exc:
+                # ENOSPC/EDQUOT/EIO: losing history lines must not take the node down.
+                self.write_errors += 1
+                if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                    log.error("history write failed (%d so far): %s", self.write_errors, exc)
 
     def emit(self, type_: str, **fields: Any) -> None:
         if self._file is None:

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 LogFormat = Literal["json", "console"]
@@ -101,3 +102,40 @@ def configure_logging(
     root.setLevel(level)
     root.propagate = False
     return handler
+
+
+class LogThrottle:
+    """Lets one record per key (e.g. per peer) through per ``interval_s``; counts the rest.
+
+    A peer that sends malformed bytes in a loop must not turn each of them into a log record
+    (log amplification). :meth:`admit` answers whether to log now and how many records of that
+    key were suppressed since the last one that got through (to say so in the record). State is
+    bounded: at most ``max_keys`` keys are remembered (least recently used evicted).
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 60.0,
+        *,
+        max_keys: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from igor_p2p.bounded import BoundedLRU
+
+        if not interval_s > 0:
+            raise ValueError("interval_s must be positive")
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: BoundedLRU[str, tuple[float, int]] = BoundedLRU(max_keys)
+        self.suppressed_total = 0
+
+    def admit(self, key: str) -> tuple[bool, int]:
+        """``(log_it, suppressed_since_last)`` for one record about ``key``."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is None or now - last[0] >= self.interval_s:
+            self._last[key] = (now, 0)
+            return True, 0 if last is None else last[1]
+        self._last[key] = (last[0], last[1] + 1)
+        self.suppressed_total += 1
+        return False, 0

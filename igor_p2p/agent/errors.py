@@ -87,7 +87,15 @@ class AgentSourceNotFound(SandboxError, InvalidInput):
 
 
 class GuestStopped(SandboxError):
-    """A call into the guest ended abnormally; the instance is now poisoned."""
+    """A call into the guest ended abnormally; the instance is now poisoned.
+
+    ``fuel_used`` is the fuel the call burned before it stopped and ``elapsed_s`` how long it
+    ran (both set by the sandbox), so a failing tick can be charged like any other. After a
+    watchdog stop wasmtime does not report the fuel burned since the last call out of the guest,
+    so ``fuel_used`` may undercount there; the runtime's metering prices ``elapsed_s`` then."""
+
+    fuel_used: int = 0
+    elapsed_s: float = 0.0
 
 
 class AgentTrapped(GuestStopped):

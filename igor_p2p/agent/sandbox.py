@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wasmtime import (
@@ -100,6 +100,8 @@ class SandboxConfig:
     system_fuel: int = 50_000_000_000
     epoch_interval_s: float = 0.01
     module_cache_entries: int = 256
+    module_cache_bytes: int = 256 * MIB
+    """The compiled modules kept in the cache take at most this much (their compiled size)."""
     max_table_elements: int = 1 << 20
 
 
@@ -121,6 +123,8 @@ class CompiledModule:
     has_malloc: bool
     has_initialize: bool
     hostcall_imports: tuple[str, ...]
+    compiled_bytes: int = 0
+    """Size of the compiled code (what the module cache holds in memory)."""
 
 
 def _functype(params: list[ValType], results: list[ValType]) -> tuple[list[str], list[str]]:
@@ -275,6 +279,7 @@ class Sandbox:
         self._ticker = _EpochTicker(self.engine, self.config.epoch_interval_s)
         self._cache: OrderedDict[bytes, CompiledModule] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._cache_bytes = 0
         self.cache_hits = 0
         self.closed = False
 
@@ -321,11 +326,26 @@ class Sandbox:
         except WasmtimeError as exc:
             raise InvalidModule(f"invalid module: {exc}") from exc
         compiled = _inspect_module(module, wasm)
+        compiled = replace(compiled, compiled_bytes=len(module.serialize()))
         with self._cache_lock:
-            self._cache[digest] = compiled
-            while len(self._cache) > self.config.module_cache_entries:
-                self._cache.popitem(last=False)
+            if compiled.compiled_bytes <= self.config.module_cache_bytes:
+                raced = self._cache.pop(digest, None)  # compiled twice concurrently
+                if raced is not None:
+                    self._cache_bytes -= raced.compiled_bytes
+                self._cache[digest] = compiled
+                self._cache_bytes += compiled.compiled_bytes
+            while (
+                len(self._cache) > self.config.module_cache_entries
+                or self._cache_bytes > self.config.module_cache_bytes
+            ):
+                _, evicted = self._cache.popitem(last=False)
+                self._cache_bytes -= evicted.compiled_bytes
         return compiled
+
+    @property
+    def cache_bytes(self) -> int:
+        """Compiled bytes the module cache holds now."""
+        return self._cache_bytes
 
     def memory_cap(self, manifest: Manifest) -> int:
         cap = self.config.memory_limit_bytes
@@ -394,6 +414,7 @@ class AgentInstance:
         self.memory_cap = memory_cap
         self.poisoned: SandboxError | None = None
         self.closed = False
+        self.system_fuel_used = 0
         self._hoststate = HostcallState(
             env=env, migration_enabled=manifest.migration_policy.enabled
         )
@@ -469,19 +490,26 @@ class AgentInstance:
                 raise TickInterrupted("interrupted before the call started")
             store.set_fuel(fuel)
             self._stop_cause = None
-            self._deadline = time.monotonic() + self.sandbox.config.tick_timeout_s
+            started = time.monotonic()
+            self._deadline = started + self.sandbox.config.tick_timeout_s
             store.set_epoch_deadline(1)
             try:
                 result = func(store, *args)
             except (Trap, WasmtimeError) as exc:
-                raise self._poison(self._classify(exc, fuel)) from exc
+                stopped = self._classify(exc, fuel)
+                stopped.fuel_used = fuel - self._remaining_fuel(store)  # burned, to be charged
+                stopped.elapsed_s = time.monotonic() - started
+                raise self._poison(stopped) from exc
             finally:
                 if self._stop_cause == "interrupt":
                     self._interrupt_requested = False
+            used = fuel - self._remaining_fuel(store)
             fault = self._hoststate.fault
             if fault is not None:
-                raise self._poison(HostFault(fault.hostcall, fault.cause))
-            return result, fuel - self._remaining_fuel(store)
+                faulted = HostFault(fault.hostcall, fault.cause)
+                faulted.fuel_used = used
+                raise self._poison(faulted)
+            return result, used
         finally:
             self._busy.release()
 
@@ -508,8 +536,15 @@ class AgentInstance:
         return AgentTrapped(f"agent trapped: {_first_line(exc)}", code)
 
     def _system_call(self, func: Func, *args: int) -> Any:
-        result, _ = self._call(func, *args, fuel=self.sandbox.config.system_fuel)
+        result, used = self._call(func, *args, fuel=self.sandbox.config.system_fuel)
+        self.system_fuel_used += used
         return result
+
+    def take_system_fuel(self) -> int:
+        """Fuel burned by non-tick calls (start, resume, snapshots) since the last call; the
+        runtime charges it to the agent like tick fuel."""
+        used, self.system_fuel_used = self.system_fuel_used, 0
+        return used
 
     def _start(self) -> None:
         store = self._check_usable()

@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn
 import trio
 import typer
 
-from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES, parse_manifest
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.cli.common import (
     DID_PREFIX,
@@ -36,6 +36,7 @@ from igor_p2p.cli.common import (
     typed_errors,
 )
 from igor_p2p.errors import IgorError
+from igor_p2p.files import read_regular_file
 from igor_p2p.logs import configure_logging
 from igor_p2p.node.progress import HandoffProgress, HandoffStep
 from igor_p2p.runtime.loader import LaunchRequest, launch, resume
@@ -49,6 +50,10 @@ app = typer.Typer(no_args_is_help=True, help="Run, resume, launch and inspect ag
 
 MIN_FULL_DID = 48
 """A ``did:key:z…`` at least this long is taken as a whole DID, not as a prefix."""
+
+def _read_manifest(path: Path) -> bytes:
+    return read_regular_file(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
+
 
 BudgetOption = Annotated[
     float, typer.Option("--budget", help="Initial budget in units (1 unit = 1,000,000 µ).")
@@ -135,7 +140,7 @@ def run_cmd(
     with typed_errors(as_json):
         wasm = _load_source(agent)
         manifest_obj = (
-            parse_manifest(manifest.read_bytes()) if manifest else load_agent_manifest(agent)
+            parse_manifest(_read_manifest(manifest)) if manifest else load_agent_manifest(agent)
         )
         request = LaunchRequest(
             wasm=wasm, manifest=manifest_obj.canonical_bytes, budget=units_to_micro(budget)
@@ -244,7 +249,7 @@ def launch_cmd(
     with typed_errors(as_json):
         wasm = _load_source(agent)
         manifest_obj = (
-            parse_manifest(manifest.read_bytes()) if manifest else load_agent_manifest(agent)
+            parse_manifest(_read_manifest(manifest)) if manifest else load_agent_manifest(agent)
         )
         result = _admin(
             data,
@@ -296,6 +301,7 @@ def list_cmd(
             str(a.get("tick", "-")),
             format_micro(a["budget"]) if "budget" in a else "-",
             humanize(a.get("reason") or ""),
+            a.get("damaged") or a.get("reason", ""),
         )
     print_table(table, wide)
 

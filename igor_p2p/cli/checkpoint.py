@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES
 from igor_p2p.cli.common import (
     DataDirOption,
     ExitCode,
@@ -22,7 +23,8 @@ from igor_p2p.cli.common import (
     typed_errors,
 )
 from igor_p2p.errors import IgorError
-from igor_p2p.lineage.bundle import AgentBundle
+from igor_p2p.files import read_regular_file
+from igor_p2p.lineage.bundle import MAX_BUNDLE_BYTES, AgentBundle
 from igor_p2p.lineage.entries import (
     Checkpoint,
     ForcedRecovery,
@@ -51,13 +53,13 @@ from igor_p2p.store.sqlite import Store
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export and import lineages.")
 
-MAX_FILE_BYTES = 1 << 30
+MAX_FILE_BYTES = MAX_BUNDLE_BYTES
+"""Hard cap on a file read by these commands (a bundle is the largest)."""
 
 
 def _read(path: Path) -> bytes:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        fail(f"{path} is larger than {MAX_FILE_BYTES} bytes")
-    return path.read_bytes()
+    """A regular file's bytes, at most MAX_FILE_BYTES (devices and FIFOs are refused)."""
+    return read_regular_file(path, max_bytes=MAX_FILE_BYTES, what="input file")
 
 
 def _open_store(data: Path) -> Store:
@@ -426,7 +428,11 @@ def import_cmd(
                         checkpoint=raw,
                         wasm=load_agent_source(wasm),
                         identity=load_go_identity(identity),
-                        manifest=manifest.read_bytes() if manifest else b"{}",
+                        manifest=read_regular_file(
+                            manifest, max_bytes=MAX_MANIFEST_BYTES, what="manifest"
+                        )
+                        if manifest
+                        else b"{}",
                     )
                     outcome = import_go_agent(store, key, dd, request, price)
                 else:

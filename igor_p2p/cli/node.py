@@ -238,6 +238,8 @@ def status_cmd(data: DataDirOption = Path("igor-data"), as_json: JsonOption = Fa
         f"{status['connections']} connections"
     )
     console.print(f"price    {status['price']} µ/kfuel  capacity {status['capacity']}")
+    if status.get("ticking_suspended"):
+        console.print(f"[red]ticking suspended[/red]: {status['ticking_suspended']}")
 
 
 def _peer_table(peers: list[dict[str, Any]]) -> Table:

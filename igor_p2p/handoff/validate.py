@@ -21,6 +21,7 @@ from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.net.keys import public_key_from_peer_id
+from igor_p2p.runtime.capacity import ResourceCheck, admit_offer
 from igor_p2p.runtime.loader import LineageRejected, chain_order, custodian
 from igor_p2p.store.sqlite import Store
 
@@ -30,6 +31,8 @@ class TargetLimits:
     price: int
     capacity: int
     hosted: int
+    resources: ResourceCheck | None = None
+    """The node's memory and disk budget and use (``Node.resource_check()``); None = unchecked."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,10 @@ def check_offer(
         raise OfferRefused(RejectCode.HASH_MISMATCH, "module or manifest hash differs")
     if head.budget <= 0:
         raise OfferRefused(RejectCode.BUDGET_INSUFFICIENT, "the agent has no budget left")
+    if limits.resources is not None:
+        verdict = admit_offer(limits.resources, manifest, offer, wasm, stored)
+        if not verdict.admitted:
+            raise OfferRefused(RejectCode.NO_CAPACITY, verdict.reason)
 
     fence = store.fence(offer.agent)
     if offer.epoch < fence:

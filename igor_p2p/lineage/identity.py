@@ -42,6 +42,10 @@ GO_IDENTITY_LEN_PREFIX = 64
 """Go Igor's ``<agent>.identity``: ``[u32 LE = 64][seed32 ‖ pub32]``."""
 
 
+MAX_KEY_FILE_BYTES = 4096
+"""Key files (ours and Go Igor's identities) are read with this hard cap."""
+
+
 class IdentityError(IgorError):
     """A key, DID or key file cannot be used."""
 
@@ -211,17 +215,20 @@ def save_key_file(path: Path | str, keypair: Keypair) -> None:
 
 
 def _read_private_file(path: Path) -> bytes:
+    from igor_p2p.files import BadInputFile, InputFileTooLarge, read_regular_file
+
     try:
+        data = read_regular_file(path, max_bytes=MAX_KEY_FILE_BYTES, what="key file")
         st = path.stat()
-        if st.st_mode & 0o077:
-            log.warning("key file %s has mode %o, looser than 0600", path, stat.S_IMODE(st.st_mode))
-        if st.st_size > 4096:
-            raise CorruptKeyFile(f"{path} is too large to be a key file")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise IdentityError(f"key file {path} does not exist") from None
+    except InputFileTooLarge:
+        raise CorruptKeyFile(f"{path} is too large to be a key file") from None
+    except BadInputFile as exc:
+        raise IdentityError(str(exc)) from None
     except OSError as exc:
         raise IdentityError(f"cannot read key file {path}: {exc.strerror}") from None
+    if st.st_mode & 0o077:
+        log.warning("key file %s has mode %o, looser than 0600", path, stat.S_IMODE(st.st_mode))
+    return data
 
 
 def load_key_file(path: Path | str) -> Keypair:

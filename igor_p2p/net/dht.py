@@ -45,6 +45,9 @@ LOCATION_NAMESPACE = "igor-loc"
 LOCATION_DOMAIN = b"igor-p2p/location/v1\x00"
 MODULE_KEY_PREFIX = "/igor-mod/"
 MAX_LOCATION_RECORD_SIZE = 1024
+MAX_EPOCH = 2**63 - 1
+"""Epochs (and ``wall_ns``) are signed 64-bit wherever they are stored."""
+MAX_ID_CHARS = 128
 _LOCATION_FIELDS = frozenset({"agent", "epoch", "owner", "wall_ns", "sig"})
 
 
@@ -114,10 +117,12 @@ def decode_location(value: bytes, *, expected_agent: str | None = None) -> Locat
         and isinstance(sig, bytes)
         and type(epoch) is int
         and type(wall_ns) is int
-        and epoch >= 1
-        and wall_ns >= 0
     ):
         raise InvalidLocationRecord("location record has fields of the wrong type")
+    if not (1 <= epoch <= MAX_EPOCH and 0 <= wall_ns <= MAX_EPOCH):
+        raise InvalidLocationRecord("location record epoch or time out of range")
+    if not (0 < len(agent) <= MAX_ID_CHARS and 0 < len(owner) <= MAX_ID_CHARS and len(sig) == 64):
+        raise InvalidLocationRecord("location record has fields of the wrong size")
     record = LocationRecord(agent, epoch, owner, wall_ns, sig)
     if expected_agent is not None and agent != expected_agent:
         raise InvalidLocationRecord("location record names another agent than its key")

@@ -15,6 +15,7 @@ The functions work on any object with libp2p's stream methods (``read(n)``, ``wr
 :class:`TrioStreamAdapter` gives a ``trio.abc.Stream`` (e.g. a memory stream) that shape.
 """
 
+import math
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -203,6 +204,9 @@ async def write_frame(
     await _write_bytes(stream, data, timeout_s)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _reject_ext(code: int, data: bytes) -> Any:
     raise MalformedMessage(f"msgpack extension type {code} is not allowed")
 
@@ -210,7 +214,15 @@ def _reject_ext(code: int, data: bytes) -> Any:
 def _check_value(value: Any, depth: int) -> None:
     if depth > MAX_MESSAGE_DEPTH:
         raise MalformedMessage("message nested too deeply")
-    if value is None or isinstance(value, bool | int | float | str | bytes):
+    if value is None or isinstance(value, bool | str | bytes):
+        return
+    if isinstance(value, int):  # msgpack carries up to 2**64 - 1; nothing of ours exceeds int64
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise MalformedMessage("integer outside the signed 64-bit range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MalformedMessage("non-finite number")
         return
     if isinstance(value, list):
         for item in value:

@@ -3,10 +3,12 @@
 G1: an exception escaping a py-libp2p stream handler crashes the Swarm; other peers then hang
 for 10 s on ``new_stream``. :func:`guarded` wraps every handler we register: it catches every
 ``Exception`` (including ``ExceptionGroup``\\ s from nurseries inside the handler), resets the
-stream, logs one record and counts it. ``trio.Cancelled`` coming from *outside* the handler
-(the connection or the node is being torn down) is re-raised, never swallowed; any other
-exceptions that arrived in the same group are logged and dropped so that they cannot crash the
-swarm while it shuts down.
+stream, counts it and logs it: at most once per peer per :data:`PEER_FAILURE_LOG_INTERVAL_S`,
+and without a traceback when the error is typed (the peer sent something bad), so a peer cannot
+amplify bad bytes into log volume. ``trio.Cancelled`` coming from *outside* the handler (the
+connection or the node is being torn down) is re-raised, never swallowed; any other exceptions
+that arrived in the same group are logged and dropped so that they cannot crash the swarm while
+it shuts down.
 """
 
 import contextlib
@@ -19,10 +21,18 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 
+from igor_p2p.errors import IgorError
+from igor_p2p.logs import LogThrottle
+
 StreamHandler = Callable[[INetStream], Awaitable[None]]
 
 DEFAULT_MAX_INBOUND_STREAMS_PER_PEER = 16
 RESET_TIMEOUT_S = 1.0
+PEER_FAILURE_LOG_INTERVAL_S = 60.0
+
+PEER_FAILURE_LOG = LogThrottle(PEER_FAILURE_LOG_INTERVAL_S)
+"""Shared by every guarded handler: a failing peer is logged once per interval across all
+protocols (log amplification, issue 10)."""
 
 
 @dataclass
@@ -107,8 +117,10 @@ class GuardedHandler:
         log: logging.Logger,
         limiter: PeerStreamLimiter,
         counters: HandlerCounters,
+        throttle: LogThrottle | None = None,
     ) -> None:
         self.handler = handler
+        self.throttle = throttle if throttle is not None else PEER_FAILURE_LOG
         self.protocol = str(protocol)
         self.log = log
         self.limiter = limiter
@@ -138,18 +150,34 @@ class GuardedHandler:
             await reset_quietly(stream)
             if rest is not None:
                 self.counters.failed[self.protocol] += 1
-                self.log.warning(
-                    "%s: handler failed for stream from %s: %s",
-                    self.protocol,
-                    peer,
-                    _describe(rest),
-                    exc_info=rest,
-                )
+                self._log_failure(peer, rest)
             if cancelled is not None:
                 self.counters.cancelled[self.protocol] += 1
                 raise cancelled from None
             return
         self.counters.completed[self.protocol] += 1
+
+    def _log_failure(self, peer: str, exc: BaseException) -> None:
+        """One record per peer per throttle interval. A typed error (the peer sent something
+        bad) gets no traceback; anything else is a bug of ours and keeps its traceback."""
+        log_it, suppressed = self.throttle.admit(peer)
+        if not log_it:
+            return
+        ours = not _all_typed(exc)
+        self.log.warning(
+            "%s: handler failed for stream from %s: %s%s",
+            self.protocol,
+            peer,
+            _describe(exc),
+            f" ({suppressed} more failures from this peer not logged)" if suppressed else "",
+            exc_info=exc if ours else None,
+        )
+
+
+def _all_typed(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_all_typed(e) for e in exc.exceptions)
+    return isinstance(exc, IgorError)
 
 
 def _describe(exc: BaseException) -> str:

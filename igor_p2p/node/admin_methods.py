@@ -4,41 +4,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from igor_p2p.errors import InvalidInput
+from igor_p2p.node import admin_params as P
+from igor_p2p.node.admin_params import BadParams
 from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.metering import MAX_BUDGET
 
 if TYPE_CHECKING:
     from igor_p2p.node.node import Node
 
+__all__ = ["BadParams", "register_core_methods", "register_handoff_methods"]
 
-class BadParams(InvalidInput):
-    """An admin call's parameters are missing or of the wrong type."""
+MAX_CLOCK_SKEW_S = 10 * 365 * 86_400.0
+MAX_FAULT_DELAY_MS = 600_000
+MAX_LAUNCH_WASM_BYTES = 1 << 20
 
 
 def _str(params: dict[str, Any], name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadParams(f"{name} must be a non-empty string")
-    return value
+    return P.text(params, name)
 
 
 def _hex(params: dict[str, Any], name: str, default: bytes | None = None) -> bytes:
-    value = params.get(name)
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, str):
-        raise BadParams(f"{name} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise BadParams(f"{name} is not valid hex") from None
+    return P.hex_bytes(params, name, max_bytes=MAX_LAUNCH_WASM_BYTES, default=default)
 
 
 def _int(params: dict[str, Any], name: str, default: int) -> int:
-    value = params.get(name, default)
-    if type(value) is not int or value < 0:
-        raise BadParams(f"{name} must be a non-negative integer")
-    return value
+    return P.integer(params, name, lo=0, hi=MAX_BUDGET, default=default)
 
 
 def register_core_methods(node: Node) -> None:
@@ -68,9 +58,7 @@ def register_core_methods(node: Node) -> None:
         return {"agent": agent.did, "epoch": agent.epoch, "peer_id": node.running.services.peer_id}
 
     async def halt(params: dict[str, Any]) -> Any:
-        reason = params.get("reason") or "halted by operator"
-        if not isinstance(reason, str):
-            raise BadParams("reason must be a string")
+        reason = P.text(params, "reason", max_chars=P.MAX_TEXT_CHARS, default="halted by operator")
         return await node.halt(_str(params, "agent"), reason)
 
     async def stop(params: dict[str, Any]) -> Any:
@@ -115,16 +103,12 @@ def register_handoff_methods(node: Node) -> None:
         if params.get("force"):
             if params.get("confirm") is not True:
                 raise BadParams("a forced recovery needs confirm=true")
-            operator = params.get("operator") or "operator"
-            if not isinstance(operator, str):
-                raise BadParams("operator must be a string")
+            operator = P.text(params, "operator", default="operator")
             return await driver().force_recover(did, operator)
         return {"agent": did, "result": await driver().resolve_agent(did)}
 
     async def partition(params: dict[str, Any]) -> Any:
-        peers = params.get("peers")
-        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
-            raise BadParams("peers must be a list of peer IDs")
+        peers = P.text_list(params, "peers")
         gate = node.faults
         assert gate is not None
         await gate.heal()
@@ -144,18 +128,23 @@ def register_handoff_methods(node: Node) -> None:
     async def message_faults(params: dict[str, Any]) -> Any:
         gate = node.faults
         assert gate is not None
-        if params.get("clear"):
+        P.expect_only(
+            params, ("clear", "drop", "duplicate", "delay_ms", "reorder", "peers", "seed")
+        )
+        if P.flag(params, "clear"):
             gate.clear_message_faults()
             node.running.services.history.emit("fault", fault="clear_faults", detail={})
             return {"faults": None}
         peers = params.get("peers")
         spec = MessageFaults(
-            drop=float(params.get("drop", 0.0)),
-            duplicate=float(params.get("duplicate", 0.0)),
-            delay_ms=int(params.get("delay_ms", 0)),
-            reorder=bool(params.get("reorder", False)),
-            peers=frozenset(peers) if isinstance(peers, list) else None,
-            seed=params.get("seed") if isinstance(params.get("seed"), int) else None,
+            drop=P.number(params, "drop", lo=0.0, hi=1.0, default=0.0),
+            duplicate=P.number(params, "duplicate", lo=0.0, hi=1.0, default=0.0),
+            delay_ms=P.integer(params, "delay_ms", lo=0, hi=MAX_FAULT_DELAY_MS, default=0),
+            reorder=P.flag(params, "reorder"),
+            peers=frozenset(P.text_list(params, "peers")) if peers is not None else None,
+            seed=P.integer(params, "seed", lo=-P.INT64_MAX, hi=P.INT64_MAX)
+            if params.get("seed") is not None
+            else None,
         )
         gate.set_message_faults(spec)
         node.running.services.history.emit(
@@ -164,9 +153,7 @@ def register_handoff_methods(node: Node) -> None:
         return {"faults": str(spec)}
 
     async def skew(params: dict[str, Any]) -> Any:
-        seconds = params.get("seconds")
-        if not isinstance(seconds, int | float):
-            raise BadParams("seconds must be a number")
+        seconds = P.number(params, "seconds", lo=-MAX_CLOCK_SKEW_S, hi=MAX_CLOCK_SKEW_S)
         gate = node.faults
         assert gate is not None
         gate.set_clock_offset(float(seconds))

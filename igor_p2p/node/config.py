@@ -2,10 +2,19 @@
 
 Later sources override earlier ones. Every field has a default, so ``igor node run`` with no
 configuration at all starts a node on ``/ip4/127.0.0.1/tcp/4001`` with data in ``./igor-data``.
+
+Every value is checked when the config is built, whatever its source: exact types (a TOML
+``true`` is not a number, a string is not a list), finite numbers inside the ranges of
+:data:`RANGES`, known log levels and formats. A bad value is a :class:`ConfigError` naming the
+setting; an unknown setting names the closest known one ("did you mean"). Test-only switches
+(``test_*``) are refused unless the process runs under the test harness, which says so by
+setting ``IGOR_ALLOW_TEST_SWITCHES=1`` in the environment (see :func:`test_switches_allowed`).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,16 +22,59 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from igor_p2p.errors import IgorError
-from igor_p2p.runtime.metering import DEFAULT_PRICE
+from igor_p2p.errors import InvalidInput
+from igor_p2p.files import BadInputFile, read_regular_text
+from igor_p2p.runtime.metering import DEFAULT_PRICE, MAX_PRICE
 from igor_p2p.runtime.scheduler import SchedulerConfig
 
 
-class ConfigError(IgorError):
+class ConfigError(InvalidInput):
     """A configuration file, variable or flag has a value the node cannot use."""
 
 
 WANDER_POLICIES = ("random", "cheapest", "least-loaded")
+LOG_FORMATS = ("console", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TEST_SWITCHES_ENV = "IGOR_ALLOW_TEST_SWITCHES"
+"""Set to ``1`` by the test harness (``tests/conftest.py``) and nowhere else."""
+MAX_CONFIG_FILE_BYTES = 1 << 20
+MAX_ADDRESSES = 64
+MAX_ADDRESS_CHARS = 512
+MAX_NAME_CHARS = 64
+MIB = 1024 * 1024
+
+
+def test_switches_allowed() -> bool:
+    """Whether test-only switches may be turned on in this process."""
+    return os.environ.get(TEST_SWITCHES_ENV) == "1"
+
+
+RANGES: dict[str, tuple[float, float]] = {
+    "price": (0, MAX_PRICE),
+    "capacity": (0, 100_000),
+    "announce_interval_s": (0.05, 3600.0),
+    "peer_down_after_s": (0.1, 86_400.0),
+    "location_refresh_s": (0.1, 86_400.0),
+    "idle_interval_s": (0.001, 3600.0),
+    "busy_interval_s": (0.001, 3600.0),
+    "checkpoint_every": (1, 1_000_000),
+    "handoff_timeout_s": (0.1, 3600.0),
+    "recover_interval_s": (0.05, 3600.0),
+    "memory_budget_mb": (0, 1 << 30),
+    "disk_budget_mb": (0, 1 << 30),
+}
+"""Inclusive ranges of the numeric settings. Intervals have a floor so that no setting can
+make a loop spin (an interval of 0 busy-loops)."""
+
+
+def _default_memory_budget_mb() -> int:
+    """Three quarters of the machine's memory."""
+    try:
+        import psutil
+
+        return max(64, int(psutil.virtual_memory().total * 3 // 4 // MIB))
+    except Exception:  # no psutil figure: a modest default
+        return 4096
 
 
 @dataclass(frozen=True)
@@ -37,6 +89,11 @@ class NodeConfig:
     price: int = DEFAULT_PRICE
     capacity: int = 1000
     """Most agents this node will host."""
+    memory_budget_mb: int = field(default_factory=_default_memory_budget_mb)
+    """Node-wide memory budget: the memory caps of all hosted agents must fit in it (MiB)."""
+    disk_budget_mb: int = 16 * 1024
+    """Node-wide disk budget for the store and history (MiB); full = no launches, no arrivals,
+    no more checkpoints."""
     log_format: str = "console"
     log_level: str = "INFO"
     metrics: str | None = None
@@ -54,17 +111,25 @@ class NodeConfig:
     recover_interval_s: float = 1.0
     """How often unresolved handoffs retry the recover exchange."""
     test_disable_fencing: bool = False
-    """TEST ONLY: ignore fencing so the testnet checker can be shown to catch a violation."""
+    """TEST ONLY: ignore fencing so the testnet checker can be shown to catch a violation.
+    Refused unless ``IGOR_ALLOW_TEST_SWITCHES=1`` (set by the test harness only)."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_field(f.name, str(f.type), getattr(self, f.name))
         if self.wander is not None and self.wander not in WANDER_POLICIES:
             raise ConfigError(f"wander policy must be one of {', '.join(WANDER_POLICIES)}")
-        if self.log_format not in ("console", "json"):
+        if self.log_format not in LOG_FORMATS:
             raise ConfigError("log format must be json or console")
-        if self.price < 0 or self.capacity < 0:
-            raise ConfigError("price and capacity must not be negative")
-        if self.checkpoint_every < 1:
-            raise ConfigError("checkpoint_every must be at least 1")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        if self.metrics is not None:
+            _check_endpoint(self.metrics)
+        if self.test_disable_fencing and not test_switches_allowed():
+            raise ConfigError(
+                "test_disable_fencing is a test-only switch; it is refused outside the test "
+                f"harness ({TEST_SWITCHES_ENV}=1)"
+            )
 
     @property
     def scheduler(self) -> SchedulerConfig:
@@ -75,44 +140,133 @@ class NodeConfig:
         )
 
 
-_TUPLES = {"listen", "announce", "bootstrap"}
+def _check_field(name: str, kind: str, value: Any) -> None:
+    """Exact type and range of one field (whatever built the config)."""
+    if kind == "bool":
+        ok = type(value) is bool
+    elif kind == "int":
+        ok = type(value) is int
+    elif kind == "float":
+        ok = type(value) in (int, float) and math.isfinite(value)
+    elif kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "str | None":
+        ok = value is None or isinstance(value, str)
+    elif kind == "tuple[str, ...]":
+        ok = (
+            isinstance(value, tuple)
+            and len(value) <= MAX_ADDRESSES
+            and all(isinstance(v, str) and 0 < len(v) <= MAX_ADDRESS_CHARS for v in value)
+        )
+        if not ok:
+            raise ConfigError(
+                f"{name}: want at most {MAX_ADDRESSES} addresses of 1..{MAX_ADDRESS_CHARS} "
+                "characters"
+            )
+    else:  # Path
+        ok = isinstance(value, Path)
+    if not ok:
+        raise ConfigError(f"{name}: {_show(value)} is not a valid {_kind_words(kind)}")
+    if name in RANGES:
+        lo, hi = RANGES[name]
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: {_show(value)} is outside [{_num(lo)}, {_num(hi)}]")
+    if name == "name" and (len(value) > MAX_NAME_CHARS or not value.isprintable()):
+        raise ConfigError(f"name: want at most {MAX_NAME_CHARS} printable characters")
+    if isinstance(value, str) and "\x00" in value:
+        raise ConfigError(f"{name}: contains a NUL character")
 
 
-def _coerce(name: str, value: Any) -> Any:
-    types = {f.name: f.type for f in fields(NodeConfig)}
-    kind = str(types[name])
-    try:
-        if name in _TUPLES:
-            if isinstance(value, str):
-                return tuple(v for v in (p.strip() for p in value.split(",")) if v)
-            return tuple(str(v) for v in value)
-        if name == "data_dir":
+def _check_endpoint(text: str) -> None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or len(text) > 256:
+        raise ConfigError(f"metrics: want HOST:PORT with a port in 1..65535, got {_show(text)}")
+    del host
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _kind_words(kind: str) -> str:
+    return {
+        "bool": "true/false value",
+        "int": "whole number",
+        "float": "finite number",
+        "str": "string",
+        "str | None": "string",
+        "tuple[str, ...]": "list of strings",
+    }.get(kind, "path")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
+    """Turn a source value into the field's type. Text (environment variables) is parsed;
+    structured values (TOML, flags) must already have the right type."""
+    kind = str({f.name: f.type for f in fields(NodeConfig)}[name])
+    if kind == "tuple[str, ...]":
+        if isinstance(value, str):
+            return tuple(v for v in (p.strip() for p in value.split(",")) if v)
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{name}: {_show(value)} is not a list of strings")
+    if kind == "Path":
+        if isinstance(value, str | os.PathLike):
             return Path(value)
-        if kind == "bool":
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if kind == "int":
-            return int(value)
-        if kind == "float":
+        raise ConfigError(f"{name}: {_show(value)} is not a path")
+    if not from_text:
+        if kind == "float" and type(value) is int:
             return float(value)
-        if value is None or kind.startswith("str"):
-            return None if value in (None, "") and "None" in kind else str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: {value!r} is not a valid value") from exc
-    return value
+        if kind == "str | None" and value == "":
+            return None
+        return value  # NodeConfig checks the exact type and range
+    text = str(value).strip()
+    try:
+        if kind == "bool":
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {_show(value)} is not a valid {_kind_words(kind)}") from None
+    return None if kind == "str | None" and text == "" else text
 
 
 def _known(name: str, source: str) -> str:
-    valid = {f.name for f in fields(NodeConfig)}
-    key = name.replace("-", "_")
+    valid = [f.name for f in fields(NodeConfig)]
+    key = name.replace("-", "_") if isinstance(name, str) else ""
     if key not in valid:
-        import difflib
-
-        close = difflib.get_close_matches(key, sorted(valid), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown setting {name!r} in {source}{hint}")
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown setting {_show(name)} in {source}{hint}")
     return key
+
+
+def _read_config_file(config_file: Path) -> dict[str, Any]:
+    try:
+        text = read_regular_text(config_file, max_bytes=MAX_CONFIG_FILE_BYTES, what="config file")
+        raw = tomllib.loads(text)
+    except BadInputFile as exc:
+        raise ConfigError(str(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+    section = raw.get("node", raw)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{config_file}: [node] must be a table")
+    return section
 
 
 def load_node_config(
@@ -124,28 +278,25 @@ def load_node_config(
     """Merge file < environment < flags (``None`` flag values mean "not given")."""
     values: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            raw = tomllib.loads(config_file.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {config_file}: {exc}") from exc
-        section = raw.get("node", raw)
-        if not isinstance(section, dict):
-            raise ConfigError(f"{config_file}: [node] must be a table")
-        for key, value in section.items():
+        for key, value in _read_config_file(config_file).items():
             name = _known(key, str(config_file))
-            values[name] = _coerce(name, value)
+            values[name] = _coerce(name, value, from_text=False)
     environ = os.environ if env is None else env
+    names = {f.name for f in fields(NodeConfig)}
     for key, value in environ.items():
         if key.startswith("IGOR_") and key not in ("IGOR_DATA_DIR_LOCK",):
             name = key[len("IGOR_") :].lower()
-            if name in {f.name for f in fields(NodeConfig)}:
-                values[name] = _coerce(name, value)
+            if name in names:
+                values[name] = _coerce(name, value, from_text=True)
     for key, value in (flags or {}).items():
         if value is None or value == ():
             continue
         name = _known(key, "flags")
-        values[name] = _coerce(name, value)
-    return replace(NodeConfig(), **values)
+        values[name] = _coerce(name, value, from_text=False)
+    try:
+        return replace(NodeConfig(), **values)
+    except TypeError as exc:  # a value of a type no field takes
+        raise ConfigError(f"invalid configuration: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 from libp2p.abc import IHost
 
 from igor_p2p.agent.environment import ResumeReason
+from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.errors import IgorError
+from igor_p2p.errors import IgorError, InvalidInput
 from igor_p2p.handoff.driver import HandoffDriver
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import Checkpoint
@@ -37,16 +38,33 @@ from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.info import INFO_PROTOCOL, info_handler, query_agent
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerTable
+from igor_p2p.node.placement import HopHistory
+from igor_p2p.runtime.capacity import Demand, NodeBudget, NodeUsage, ResourceCheck, admit
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.loader import LaunchRequest, NotOwner, launch, resume
-from igor_p2p.runtime.scheduler import SchedulerHooks, TickScheduler
+from igor_p2p.runtime.scheduler import (
+    ENVELOPE_ALLOWANCE_BYTES,
+    SchedulerHooks,
+    TickScheduler,
+    node_disk_usage,
+)
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.store.records import AuthorityRecord
 
 log = get_logger(__name__)
 
 AdminMethod = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def node_budget(config: NodeConfig) -> NodeBudget:
+    """The node-wide resource budget its configuration sets."""
+    mib = 1024 * 1024
+    return NodeBudget(
+        max_agents=config.capacity,
+        memory_bytes=config.memory_budget_mb * mib,
+        disk_bytes=config.disk_budget_mb * mib,
+    )
 
 
 class NodeNotReady(IgorError):
@@ -86,6 +104,8 @@ class Node:
         self.faults: FaultGate | None = None
         self.handoff: HandoffDriver | None = None
         self.claims: ClaimBook | None = None
+        self.hops = HopHistory()
+        """How the hops this node started ended, per target (placement prefers proven peers)."""
         self._trio_token: trio.lowlevel.TrioToken | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -104,7 +124,9 @@ class Node:
         self._trio_token = trio.lowlevel.current_trio_token()
         route_libp2p_logs(logging.getLogger("igor_p2p.libp2p"))
         data = DataDir(config.data_dir)
-        runtime = RuntimeConfig(price=config.price, node_name=config.name)
+        runtime = RuntimeConfig(
+            price=config.price, node_name=config.name, resources=node_budget(config)
+        )
         async with open_services(data, runtime) as services:
             bind(node=config.name or services.peer_id[-8:])
             host = build_host(HostConfig(key_seed=services.key.seed, announce=config.announce))
@@ -320,22 +342,30 @@ class Node:
             self.config.wander or "random",
             parts.peers.up_peers(),
             agent.manifest.migration_policy,
+            history=self.hops,
         )
         if target is None:
             log.info("no placement target", agent=did)
             return
         try:
-            await self.handoff.migrate(did, target)
+            outcome = await self.handoff.migrate(did, target)
         except IgorError as exc:
+            self.hops.record(target, completed=False)
             log.info("wander failed: %s", exc, agent=did, peer=target)
+            return
+        self.hops.record(target, completed=outcome.value == "TRANSFERRED")
 
     def _on_terminal(self, agent: HostedAgent, state: AuthorityState, reason: str) -> None:
         log.info("agent left the schedule", agent=agent.did, epoch=agent.epoch, step=state.value)
 
     async def launch(self, request: LaunchRequest) -> HostedAgent:
         parts = self.running
-        if len(parts.scheduler.agents) >= self.config.capacity:
-            raise NodeNotReady("node is at capacity")
+        memory = parts.services.sandbox.memory_cap(parse_manifest(request.manifest))
+        size = len(request.wasm) + len(request.manifest) + ENVELOPE_ALLOWANCE_BYTES
+        demand = Demand(memory_bytes=memory, disk_bytes=size, lineage_bytes=size)
+        admit(
+            demand, await self.resource_usage(), parts.services.config.resources
+        ).raise_if_refused()
         agent = await launch(parts.services, request)
         self.host_agent(agent)
         return agent
@@ -344,7 +374,10 @@ class Node:
         parts = self.running
         scheduler = parts.scheduler
         if did not in scheduler.agents:
-            raise NotOwner(did, AuthorityState.RETIRED, "not ticking on this node")
+            record = await parts.services.committer.read(lambda s: s.authority(did))
+            if record is None:
+                raise UnknownAgent(f"no record of {did} on this node")
+            raise NotOwner(did, record.state, record.reason or "not ticking on this node")
         agent = await scheduler.quiesce(did)
         from igor_p2p.lineage.envelope import CheckpointKind
         from igor_p2p.runtime.ledger import append_ops
@@ -371,6 +404,23 @@ class Node:
         )
         return {"agent": did, "state": "HALTED", "tick": final.tick}
 
+    async def resource_usage(self) -> NodeUsage:
+        """What the node holds now: agents, their memory caps, its disk use (capacity.py)."""
+        parts = self.running
+        disk = await trio.to_thread.run_sync(node_disk_usage, parts.services)
+        agents = parts.scheduler.agents
+        reserved = sum(parts.services.sandbox.memory_cap(a.manifest) for a in agents.values())
+        return replace(disk, agents=len(agents), memory_reserved=reserved)
+
+    async def resource_check(self) -> ResourceCheck:
+        """What the handoff target's offer check needs to refuse NO_CAPACITY (validate.py)."""
+        parts = self.running
+        return ResourceCheck(
+            usage=await self.resource_usage(),
+            budget=parts.services.config.resources,
+            default_memory_cap=parts.services.sandbox.config.memory_limit_bytes,
+        )
+
     # ------------------------------------------------------------ status
 
     async def status(self) -> dict[str, Any]:
@@ -388,6 +438,7 @@ class Node:
             "price": self.config.price,
             "capacity": self.config.capacity,
             "agents_ticking": len(parts.scheduler.agents),
+            "ticking_suspended": parts.scheduler.suspended,
             "agents_by_state": by_state,
             "ticks_total": parts.scheduler.ticks_total,
             "peers_known": len(parts.peers.peers),
@@ -421,7 +472,11 @@ class Node:
         else:
             blob = await parts.services.committer.read(lambda s: s.head_blob(record.agent))
             if blob is not None:
-                entry = decode_entry(blob)
+                try:
+                    entry = decode_entry(blob)
+                except InvalidInput as exc:  # one damaged agent must not hide the others
+                    out["damaged"] = f"head checkpoint unreadable: {exc}"
+                    return out
                 if isinstance(entry, Checkpoint):
                     out.update(tick=entry.tick, budget=entry.budget, committed_tick=entry.tick)
         return out

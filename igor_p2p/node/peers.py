@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.errors import InvalidInput
+from igor_p2p.net.ratelimit import PeerRateLimiter
+from igor_p2p.runtime.metering import MAX_PRICE
 
 ANNOUNCE_TOPIC = "igor/nodes/1"
 PROTOCOL_VERSION = "igor-p2p/0.1"
@@ -21,6 +24,13 @@ DOWN_AFTER_INTERVALS = 3.0
 """A peer is down after this many of its stated announce intervals of silence (at least
 ``down_after_s``)."""
 MAX_EVERY_MS = 3_600_000
+MAX_ANNOUNCED_COUNT = 1_000_000
+"""Announced ``capacity`` and ``load`` above this are malformed (no node hosts that many)."""
+MAX_PEERS = 4096
+"""The peer table remembers at most this many peers (least recently heard evicted)."""
+ANNOUNCE_RATE_PER_S = 5.0
+ANNOUNCE_BURST = 20.0
+"""Announcements from one sender beyond this rate are ignored (gossip flood, A3)."""
 
 
 class MalformedAnnouncement(InvalidInput):
@@ -66,10 +76,15 @@ class Announcement:
         for name in ("peer_id", "name", "version"):
             if not isinstance(getattr(out, name), str) or len(getattr(out, name)) > 256:
                 raise MalformedAnnouncement(f"{name} must be a short string")
-        for name in ("capacity", "price", "load", "every_ms"):
+        for name, cap in (
+            ("capacity", MAX_ANNOUNCED_COUNT),
+            ("price", MAX_PRICE),
+            ("load", MAX_ANNOUNCED_COUNT),
+            ("every_ms", MAX_EVERY_MS),
+        ):
             value = getattr(out, name)
-            if type(value) is not int or value < 0:
-                raise MalformedAnnouncement(f"{name} must be a non-negative integer")
+            if type(value) is not int or not 0 <= value <= cap:
+                raise MalformedAnnouncement(f"{name} must be an integer in [0, {cap}]")
         if out.every_ms > MAX_EVERY_MS:
             raise MalformedAnnouncement("every_ms must be at most an hour")
         if not all(isinstance(a, str) and len(a) < 512 for a in out.addrs):
@@ -103,15 +118,24 @@ class PeerEntry:
 
 @dataclass
 class PeerTable:
-    """Peers this node has heard announcing themselves."""
+    """Peers this node has heard announcing themselves (at most ``max_peers``, least recently
+    heard evicted; a sender announcing faster than ``ANNOUNCE_RATE_PER_S`` is ignored)."""
 
     self_id: str
     down_after_s: float
-    peers: dict[str, PeerEntry] = field(default_factory=dict)
+    max_peers: int = MAX_PEERS
+    peers: BoundedLRU[str, PeerEntry] = field(init=False)
+    flood: PeerRateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.peers = BoundedLRU(self.max_peers)
+        self.flood = PeerRateLimiter(ANNOUNCE_RATE_PER_S, ANNOUNCE_BURST, max_peers=self.max_peers)
 
     def observe(self, announcement: Announcement, now: float) -> bool:
         """Record an announcement; True when the peer is new or was down."""
         if announcement.peer_id == self.self_id:
+            return False
+        if not self.flood.allow(announcement.peer_id, now):
             return False
         entry = self.peers.get(announcement.peer_id)
         fresh = entry is None or not entry.up

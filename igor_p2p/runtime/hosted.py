@@ -10,6 +10,8 @@ started the epoch); ``tick`` and ``budget`` may run ahead of ``head`` between co
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,12 +21,41 @@ from igor_p2p.agent.sandbox import AgentInstance, CompiledModule, Sandbox
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.logs import get_logger
+from igor_p2p.net.ratelimit import TokenBucket
 from igor_p2p.runtime.clock import NodeClock
 
 log = get_logger(__name__)
 
 MAX_AGENT_LOG_LINE = 4096
 """Agent log lines are truncated to this many bytes in the node's log."""
+MAX_AGENT_LOG_BYTES_PER_TICK = 64 * 1024
+"""One agent writes at most this much to the node log per tick; the rest is dropped."""
+NODE_LOG_BYTES_PER_S = 256 * 1024
+NODE_LOG_BURST_BYTES = 1024 * 1024
+"""All agents of a node together write at most this rate (and burst) to the node log."""
+
+
+class NodeLogBudget:
+    """The node-wide cap on agent log output: a byte token bucket shared by every agent
+    (thread-safe: ticks run in worker threads)."""
+
+    def __init__(
+        self,
+        rate_bytes_per_s: float = NODE_LOG_BYTES_PER_S,
+        burst_bytes: float = NODE_LOG_BURST_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bucket = TokenBucket(rate_bytes_per_s, burst_bytes)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.dropped_bytes = 0
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self._bucket.take(self._clock(), size):
+                return True
+            self.dropped_bytes += size
+            return False
 
 
 @dataclass
@@ -38,6 +69,12 @@ class AgentEnvironment:
     gap_ns: int = 0
     on_migration_request: Callable[[str, bytes], None] | None = None
     migration_requests: list[bytes] = field(default_factory=list)
+    node_log: NodeLogBudget | None = None
+    """The node-wide log cap (the scheduler sets it when it adds the agent)."""
+    logged_bytes: int = 0
+    """Bytes written to the node log since :meth:`take_log_usage` (charged by the scheduler)."""
+    dropped_bytes: int = 0
+    """Bytes of log output dropped by the caps since :meth:`take_log_usage` (not charged)."""
 
     def now_ns(self) -> int:
         return self.clock.wall_ns()
@@ -46,8 +83,20 @@ class AgentEnvironment:
         return os.urandom(n)
 
     def log(self, message: bytes) -> None:
-        text = message[:MAX_AGENT_LOG_LINE].decode("utf-8", errors="replace")
-        log.info("agent log: %s", text, agent=self.did)
+        line = message[:MAX_AGENT_LOG_LINE]
+        if self.logged_bytes + len(line) > MAX_AGENT_LOG_BYTES_PER_TICK or (
+            self.node_log is not None and not self.node_log.take(len(line))
+        ):
+            self.dropped_bytes += len(message)
+            return
+        self.logged_bytes += len(line)
+        log.info("agent log: %s", line.decode("utf-8", errors="replace"), agent=self.did)
+
+    def take_log_usage(self) -> tuple[int, int]:
+        """``(written, dropped)`` log bytes since the last call; both counters restart at 0."""
+        usage = (self.logged_bytes, self.dropped_bytes)
+        self.logged_bytes = self.dropped_bytes = 0
+        return usage
 
     def budget_remaining(self) -> int:
         return self.budget
@@ -85,6 +134,8 @@ class HostedAgent:
     ticks_since_commit: int = 0
     more_work: bool = False
     paused: bool = False
+    stored_bytes: int | None = None
+    """Bytes of this agent's lineage in the store (None until the scheduler measured it)."""
 
     def start_instance(self, sandbox: Sandbox) -> None:
         """(Re)build the sandbox instance from the committed head; uncommitted ticks are undone."""

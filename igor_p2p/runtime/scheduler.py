@@ -16,6 +16,20 @@ The scheduler never changes an agent's authority state: an agent that runs out o
 misbehaves is stopped here and *reported* (``SchedulerHooks.on_terminal`` with a
 ``BudgetExhausted`` or ``TickFailed`` event carrying its FINAL checkpoint); the authority gate
 decides and persists.
+
+Metering (prices in ``docs/agent-abi.md``): a tick pays for the fuel it burned, including the
+fuel of the snapshot and of any (re)start of its instance, for the log bytes it wrote and for
+the checkpoint bytes stored. A tick that fails by the agent's doing (trap, watchdog timeout, a
+tick over the per-tick fuel cap, a bad snapshot) pays for what it burned too: charges are never
+rolled back, only the state is. A stop the host caused (an interruption, a host fault, a full
+disk) costs the agent nothing. An agent whose lineage would outgrow the per-agent storage cap
+is halted.
+
+Disk: before a checkpoint is built the node's disk budget is checked (:func:`may_store`); when
+it is reached, or SQLite reports the disk full (:class:`StoreFull`, the transaction rolled back
+and the store intact), the affected agents are rolled back to their committed head and the whole
+scheduler *suspends*: no agent ticks, nothing is written, until a recheck every
+:data:`DISK_RECHECK_S` finds room again. The node keeps serving everything else meanwhile.
 """
 
 from __future__ import annotations
@@ -27,18 +41,42 @@ from typing import Protocol
 
 import trio
 
-from igor_p2p.agent.errors import OutOfFuel, SandboxError, TickInterrupted
+from igor_p2p.agent.errors import (
+    GuestStopped,
+    HostFault,
+    OutOfFuel,
+    SandboxError,
+    TickInterrupted,
+    TickTimeout,
+)
 from igor_p2p.agent.sandbox import TickResult
 from igor_p2p.authority.events import BudgetExhausted, TickFailed
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.history import HistoryBatch, HistoryWriter
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
-from igor_p2p.logs import get_logger
-from igor_p2p.runtime.hosted import HostedAgent
-from igor_p2p.runtime.metering import MAX_TICK_FUEL, charge, fuel_allowance
+from igor_p2p.logs import LogThrottle, get_logger
+from igor_p2p.runtime.capacity import NodeBudget, NodeUsage, may_store, measure_disk
+from igor_p2p.runtime.hosted import HostedAgent, NodeLogBudget
+from igor_p2p.runtime.metering import (
+    MAX_TICK_FUEL,
+    charge_micro,
+    cost_of,
+    failed_tick_fuel,
+    fuel_allowance,
+    log_cost,
+    storage_cost,
+)
 from igor_p2p.runtime.services import NodeServices
+from igor_p2p.store.errors import StoreError, StoreFull
 
 log = get_logger(__name__)
+
+ENVELOPE_ALLOWANCE_BYTES = 512
+"""A checkpoint is charged and counted as its state plus this much for the envelope's fields."""
+DISK_RECHECK_S = 5.0
+"""While suspended for a full disk, how often the scheduler looks for room again."""
+RESUME_HEADROOM_BYTES = 16 * 1024 * 1024
+"""Ticking resumes only when this much more than the reserve fits again."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +91,6 @@ class SchedulerConfig:
     """At most this many agents' ticks per thread hop."""
 
 
-class TickSink(Protocol):
-    """Where committed ticks go: the store's fenced append (one transaction per call)."""
-
-    async def commit_ticks(
-        self, commits: Sequence[tuple[str, int, Checkpoint]]
-    ) -> list[BaseException | None]:
-        """Append each (agent, epoch, checkpoint); per commit, None or why it was refused."""
-
-
 @dataclass
 class TickOutcome:
     """What happened to one agent in one batch (built in the worker thread)."""
@@ -73,8 +102,14 @@ class TickOutcome:
     cost: int = 0
     checkpoint: Checkpoint | None = None
     terminal: AuthorityState | None = None
-    """BUDGET_EXHAUSTED or HALTED: the agent stops; ``checkpoint`` is its FINAL checkpoint."""
     reason: str = ""
+    stored_bytes: int = 0
+    """What ``checkpoint`` adds to the agent's lineage (as charged)."""
+    log_dropped: int = 0
+    """Log bytes the caps dropped during the tick."""
+    suspended: str = ""
+    """Why this outcome could not be stored (the node's disk budget); the agent is rolled back
+    to its committed head and the scheduler suspends."""
 
     def report(self) -> BudgetExhausted | TickFailed:
         """The event the authority gate gets for a terminal outcome."""
@@ -82,6 +117,15 @@ class TickOutcome:
         if self.terminal is AuthorityState.BUDGET_EXHAUSTED and final is not None:
             return BudgetExhausted(final)
         return TickFailed(self.reason, final)
+
+
+class TickSink(Protocol):
+    """Where committed ticks go: the store's fenced append (one transaction per call)."""
+
+    async def commit_ticks(
+        self, commits: Sequence[tuple[str, int, Checkpoint]]
+    ) -> list[BaseException | None]:
+        """Append each (agent, epoch, checkpoint); per commit, None or why it was refused."""
 
 
 @dataclass
@@ -124,8 +168,13 @@ class TickScheduler:
         """Set whenever no agent is scheduled (all finished, exhausted, halted or removed)."""
         self.idle.set()
         self.ticks_total = 0
+        self.log_budget = NodeLogBudget()
+        """The node-wide cap on agent log output, shared by every agent added."""
+        self.suspended: str | None = None
+        """Why ticking is suspended (the disk is full), or None while agents tick."""
+        self._log_drops = LogThrottle(60.0)
         self._stopped_agents: dict[str, HostedAgent] = {}
-        """Agents that stopped on their own, kept until the gate removes them."""
+        """Agents that stopped on their own, kept (paused) until the gate removes them."""
 
     # ---------------------------------------------------------------- membership
 
@@ -137,6 +186,7 @@ class TickScheduler:
         """Schedule ``agent`` (which this node durably owns) to tick now."""
         if agent.did in self._slots:
             raise ValueError(f"{agent.did} is already scheduled")
+        agent.env.node_log = self.log_budget
         self._slots[agent.did] = _Slot(agent, trio.current_time(), tick_limit)
         self.idle = trio.Event() if self.idle.is_set() else self.idle
         self._wake.set()
@@ -181,6 +231,9 @@ class TickScheduler:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
+            if self.suspended is not None:
+                await self._wait_for_disk()
+                continue
             now = trio.current_time()
             due = [
                 s
@@ -202,6 +255,7 @@ class TickScheduler:
         self._in_batch = {s.agent.did for s in slots}
         self._batch_done = trio.Event()
         try:
+            await self._measure_storage([s.agent for s in slots])
             outcomes = await trio.to_thread.run_sync(
                 _tick_batch, items, self.services, self.config.checkpoint_every
             )
@@ -224,11 +278,18 @@ class TickScheduler:
                 self._record_tick(slot, outcome, outcome.result, history)
             waiting.append((slot, outcome))
         history.flush()  # every tick event is written before its checkpoint is submitted
+        for _slot, outcome in settled:
+            if outcome.log_dropped:
+                self._note_log_drop(outcome)
         if not waiting:
             return
         for _slot, outcome in waiting:
-            if isinstance(outcome.result, TickInterrupted) and outcome.terminal is None:
-                await trio.to_thread.run_sync(outcome.agent.start_instance, self.services.sandbox)
+            if outcome.suspended:
+                self._suspend(outcome.suspended)
+            if (
+                isinstance(outcome.result, TickInterrupted) or outcome.suspended
+            ) and outcome.terminal is None:
+                await self._rebuild(outcome.agent)
         for slot, outcome in waiting:
             if outcome.terminal is not None:
                 self._stopped(slot, outcome.report())
@@ -237,14 +298,26 @@ class TickScheduler:
         ]
         if commits:
             errors = await self.sink.commit_ticks(
-                [(o.agent.did, o.agent.epoch, o.checkpoint) for _slot, o in commits]  # type: ignore[misc]
+                [(o.agent.did, o.agent.epoch, o.checkpoint) for _s, o in commits]  # type: ignore[misc]
             )
+            refused: list[tuple[_Slot, BaseException]] = []
+            full: list[tuple[_Slot, StoreFull]] = []
             for (slot, outcome), error in zip(commits, errors, strict=True):
                 if error is None:
                     self._committed(slot, outcome, history)
+                elif isinstance(error, StoreFull):
+                    full.append((slot, error))
+                elif isinstance(error, StoreError):
+                    refused.append((slot, error))
                 else:
-                    self._stopped(slot, TickFailed(f"the store refused a commit: {error}", None))
+                    raise error
             history.flush()
+            for slot, error in full:
+                # Nothing was written: roll the agent back to its committed head, pause all.
+                self._suspend(f"the store reports the disk full: {error}")
+                await self._rebuild(slot.agent)
+            for slot, error in refused:
+                self._stopped(slot, TickFailed(f"the store refused a commit: {error}", None))
         for slot, outcome in waiting:
             if slot.agent.did in self._slots:
                 await self._after_settle(slot, outcome)
@@ -253,6 +326,7 @@ class TickScheduler:
         """Settle an outcome that needs no await; False (nothing done) for any other one."""
         if (
             outcome.checkpoint is not None
+            or outcome.suspended
             or not isinstance(outcome.result, TickResult)
             or (slot.tick_limit is not None and slot.ticks_run + 1 >= slot.tick_limit)
         ):
@@ -297,6 +371,10 @@ class TickScheduler:
         assert outcome.checkpoint is not None
         agent = outcome.agent
         [error] = await self.sink.commit_ticks([(agent.did, agent.epoch, outcome.checkpoint)])
+        if isinstance(error, StoreFull):
+            self._suspend(f"the store reports the disk full: {error}")
+            await self._rebuild(agent)
+            return
         if error is not None:
             self._stopped(slot, TickFailed(f"the store refused a commit: {error}", None))
             return
@@ -310,6 +388,8 @@ class TickScheduler:
         checkpoint = outcome.checkpoint
         assert checkpoint is not None
         agent.committed(checkpoint)
+        if agent.stored_bytes is not None:
+            agent.stored_bytes += outcome.stored_bytes
         history.emit(
             "commit",
             agent=agent.did,
@@ -369,6 +449,54 @@ class TickScheduler:
 
         return await trio.to_thread.run_sync(snapshot_and_sign)
 
+    # ---------------------------------------------------------------- metering support
+
+    async def _measure_storage(self, agents: Sequence[HostedAgent]) -> None:
+        """Learn the stored lineage size of agents new to the schedule (one store read)."""
+        unknown = [a for a in agents if a.stored_bytes is None]
+        if not unknown:
+            return
+        sizes = await self.services.committer.read(
+            lambda store: [store.lineage_bytes(a.did) for a in unknown]
+        )
+        for agent, size in zip(unknown, sizes, strict=True):
+            agent.stored_bytes = size
+
+    async def _rebuild(self, agent: HostedAgent) -> None:
+        """Roll an agent back to its committed head (the host stopped it: no charge)."""
+        await trio.to_thread.run_sync(agent.start_instance, self.services.sandbox)
+        if agent.instance is not None:
+            agent.instance.take_system_fuel()  # a restart the host caused is not the agent's
+
+    def _suspend(self, reason: str) -> None:
+        if self.suspended is None:
+            log.warning("ticking suspended: disk full", step=reason)
+            self.services.history.emit("node", event="suspend", detail=reason)
+        self.suspended = reason
+
+    async def _wait_for_disk(self) -> None:
+        """While suspended: recheck every DISK_RECHECK_S; resume once there is room again."""
+        await trio.sleep(DISK_RECHECK_S)
+        usage = await trio.to_thread.run_sync(node_disk_usage, self.services)
+        if may_store(RESUME_HEADROOM_BYTES, usage, self.services.config.resources).admitted:
+            log.info("ticking resumed: disk space is available again")
+            self.services.history.emit("node", event="resume", detail="disk space available")
+            self.suspended = None
+            now = trio.current_time()
+            for slot in self._slots.values():
+                slot.due = min(slot.due, now)
+
+    def _note_log_drop(self, outcome: TickOutcome) -> None:
+        did = outcome.agent.did
+        log_it, earlier = self._log_drops.admit(did)
+        if log_it:
+            log.warning(
+                "agent log output over its caps dropped",
+                agent=did,
+                step=f"{outcome.log_dropped} bytes this tick"
+                + (f", {earlier} earlier ticks also dropped output" if earlier else ""),
+            )
+
     def _finish(self, slot: _Slot) -> None:
         """Off the schedule; the instance is kept (paused) for a FINAL snapshot until
         :meth:`remove` closes it."""
@@ -402,15 +530,73 @@ def _final(
     return outcome
 
 
+def _pay(agent: HostedAgent, outcome: TickOutcome, micro: int) -> None:
+    """Charge ``micro`` µ to the agent (clamped at its budget) and add it to the tick's cost."""
+    paid = charge_micro(agent.budget, micro)
+    agent.budget = paid.budget_after
+    outcome.cost += paid.cost
+
+
 def _halted(
-    agent: HostedAgent, services: NodeServices, outcome: TickOutcome, reason: str
+    agent: HostedAgent, services: NodeServices, outcome: TickOutcome, reason: str, burned: int = 0
 ) -> TickOutcome:
-    """The agent misbehaved: roll back to the committed head and stop it, HALTED, with reason."""
+    """The agent misbehaved: stop it, HALTED, with reason, at its committed state.
+
+    The state and tick go back to the committed head; the charges do not: the ticks run since
+    the head stay paid, and so does the ``burned`` fuel of the failing call."""
+    if agent.instance is not None:
+        burned += agent.instance.take_system_fuel()
+    _pay(agent, outcome, cost_of(burned, agent.price))
     agent.tick = agent.head.tick
-    agent.budget = agent.head.budget
     outcome.terminal = AuthorityState.HALTED
     outcome.reason = reason
     return _final(agent, services, outcome, agent.head.state)
+
+
+def node_disk_usage(services: NodeServices) -> NodeUsage:
+    """The node's disk use now (store, WAL, history) and the space left (blocking: a thread)."""
+    data = services.data
+    wal = data.database.with_name(data.database.name + "-wal")
+    used, free = measure_disk([data.database, wal, data.history], data.root)
+    return NodeUsage(agents=0, memory_reserved=0, disk_used=used, disk_free=free)
+
+
+def _store_checkpoint(
+    agent: HostedAgent,
+    services: NodeServices,
+    outcome: TickOutcome,
+    state: bytes,
+    disk: list[NodeUsage],
+    *,
+    final: bool,
+) -> bool:
+    """Check the caps for storing ``state`` and pay for it. False: the tick cannot be kept
+    (the agent was halted at its storage cap, or the node's disk budget is reached)."""
+    budget: NodeBudget = services.config.resources
+    size = len(state) + ENVELOPE_ALLOWANCE_BYTES
+    stored = agent.stored_bytes or 0
+    if not final and stored + size > budget.agent_storage_bytes:
+        _halted(
+            agent,
+            services,
+            outcome,
+            f"storage cap reached: the lineage would exceed {budget.agent_storage_bytes} bytes",
+        )
+        return False
+    verdict = may_store(size, disk[0], budget)
+    if not verdict.admitted:
+        outcome.suspended = verdict.reason
+        return False
+    _pay(agent, outcome, storage_cost(size))
+    outcome.stored_bytes = size
+    usage = disk[0]
+    disk[0] = NodeUsage(
+        agents=usage.agents,
+        memory_reserved=usage.memory_reserved,
+        disk_used=usage.disk_used + size,
+        disk_free=usage.disk_free - size,
+    )
+    return True
 
 
 def _tick_batch(
@@ -419,6 +605,7 @@ def _tick_batch(
     """Run in a worker thread: tick, charge and (when due) checkpoint each agent."""
     outcomes: list[TickOutcome] = []
     mono = services.clock.mono_ns
+    disk = [node_disk_usage(services)]
     for agent, fuel in items:
         instance = agent.instance
         assert instance is not None
@@ -441,10 +628,11 @@ def _tick_batch(
         outcome = TickOutcome(agent, start, end, result)
         outcomes.append(outcome)
         if isinstance(result, TickResult):
-            charged = charge(agent.budget, agent.price, result.fuel_used)
-            outcome.cost = charged.cost
-            agent.budget = charged.budget_after
-            agent.env.budget = agent.budget
+            _pay(
+                agent, outcome, cost_of(result.fuel_used + instance.take_system_fuel(), agent.price)
+            )
+            written, outcome.log_dropped = agent.env.take_log_usage()
+            _pay(agent, outcome, log_cost(written))
             agent.tick += 1
             agent.ticks_since_commit += 1
             agent.more_work = result.more_work
@@ -453,8 +641,15 @@ def _tick_batch(
                 try:
                     state = instance.snapshot()
                 except SandboxError as exc:
-                    _halted(agent, services, outcome, f"snapshot failed: {exc}")
+                    burned = getattr(exc, "fuel_used", 0)
+                    _halted(agent, services, outcome, f"snapshot failed: {exc}", burned)
+                    agent.env.budget = agent.budget
                     continue
+                _pay(agent, outcome, cost_of(instance.take_system_fuel(), agent.price))
+                if not _store_checkpoint(agent, services, outcome, state, disk, final=exhausted):
+                    agent.env.budget = agent.budget
+                    continue
+                exhausted = agent.budget == 0
                 if exhausted:
                     outcome.terminal = AuthorityState.BUDGET_EXHAUSTED
                     outcome.reason = "budget exhausted"
@@ -469,11 +664,9 @@ def _tick_batch(
         elif isinstance(result, OutOfFuel) and fuel >= MAX_TICK_FUEL:
             # Not the budget: the tick hit the per-tick fuel cap. Charge what it burned and
             # halt it (rolled back to the committed head), like any runaway tick.
-            spent = charge(agent.head.budget, agent.price, fuel)
-            _halted(agent, services, outcome, f"tick exceeded the per-tick cap of {fuel} fuel")
-            outcome.cost = spent.cost
-            agent.budget = spent.budget_after
-            _final(agent, services, outcome, agent.head.state)
+            _halted(
+                agent, services, outcome, f"tick exceeded the per-tick cap of {fuel} fuel", fuel
+            )
         elif isinstance(result, OutOfFuel):
             # The tick needed more fuel than the budget pays for: the budget is spent. The
             # instance is poisoned, so the final checkpoint carries the last committed state.
@@ -484,7 +677,18 @@ def _tick_batch(
             outcome.reason = "budget exhausted"
             _final(agent, services, outcome, agent.head.state)
         elif isinstance(result, TickInterrupted):
-            pass  # rebuilt from the committed head by the trio side
+            pass  # the host interrupted it: rebuilt from the committed head, free of charge
         else:
-            _halted(agent, services, outcome, f"{type(result).__name__}: {result}")
+            # Trap, watchdog timeout, bad snapshot: the agent's doing, so the fuel it burned is
+            # paid. A host fault is ours, and free.
+            burned = 0
+            if isinstance(result, GuestStopped) and not isinstance(result, HostFault):
+                burned = failed_tick_fuel(
+                    result.fuel_used,
+                    result.elapsed_s,
+                    timed_out=isinstance(result, TickTimeout),
+                    allowance=fuel,
+                )
+            _halted(agent, services, outcome, f"{type(result).__name__}: {result}", burned)
+        agent.env.budget = agent.budget
     return outcomes

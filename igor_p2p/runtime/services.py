@@ -11,6 +11,7 @@ import trio
 from igor_p2p.agent.sandbox import Sandbox, SandboxConfig
 from igor_p2p.history import HistoryWriter
 from igor_p2p.lineage.identity import Keypair
+from igor_p2p.runtime.capacity import NodeBudget
 from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.lock import DataDirLock
@@ -28,6 +29,8 @@ class RuntimeConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     node_name: str = ""
     """Name used in history and logs (e.g. ``n1``); the peer ID when empty."""
+    resources: NodeBudget = field(default_factory=NodeBudget)
+    """The node-wide memory and disk budget and the per-agent storage cap."""
 
 
 @dataclass

@@ -52,3 +52,8 @@ class StoreCorrupt(StoreError):
 
 class StoreIOError(StoreError):
     """SQLite failed for an operating-system or engine reason (disk full, I/O error, locked)."""
+
+
+class StoreFull(StoreIOError):
+    """The disk (or the database's size limit) is full: the transaction was rolled back and the
+    store is intact; nothing can be written until space is freed."""

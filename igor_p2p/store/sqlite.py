@@ -25,6 +25,7 @@ from igor_p2p.store.errors import (
     NotDiscardable,
     StoreCorrupt,
     StoreError,
+    StoreFull,
     StoreIOError,
     UnknownAgent,
 )
@@ -545,6 +546,8 @@ class Store:
                 raise ChainBreak(f"lineage row rejected by the database: {e}") from e
             if isinstance(e, sqlite3.IntegrityError):
                 raise StoreError(f"transaction rejected at {step}: {e}") from e
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise StoreFull(f"disk full at {step}; nothing was written: {e}") from e
             if isinstance(e, sqlite3.Error):
                 raise StoreIOError(f"transaction failed at {step}: {e}") from e
             raise
@@ -609,6 +612,13 @@ class Store:
             (agent, kind),
         )
         return [LineageRow(*r) for r in rows]
+
+    def lineage_bytes(self, agent: str) -> int:
+        """Bytes of the agent's stored lineage entries (what its storage cap counts)."""
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(length(blob)), 0) FROM lineage WHERE agent = ?", (agent,)
+        ).fetchone()
+        return int(row[0])
 
     def head_blob(self, agent: str) -> bytes | None:
         """The blob the authority record's head names; without a record, the last row's blob."""

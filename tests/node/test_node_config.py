@@ -78,3 +78,59 @@ def test_a_bad_value_from_any_source_is_a_config_error(
 def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_node_config(config_file=tmp_path / "absent.toml", env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("announce_interval_s = -1", "outside"),
+        ("announce_interval_s = nan", "not a valid finite number"),
+        ("price = inf", "not a valid whole number"),
+        ("price = 1_000_000_000_000", "outside"),
+        ("log_level = 'SHOUT'", "log level"),
+        ("announce_interval_s = 0", "outside"),
+        ("idle_interval_s = 0", "outside"),
+        ("recover_interval_s = 0.0", "outside"),
+        ("capacity = true", "not a valid whole number"),
+        ("checkpoint_every = 2.5", "not a valid whole number"),
+        ("bootstrap = 3", "list of strings"),
+        ("metrics = 'localhost:99999'", "metrics"),
+        ('name = "a\\u0000b"', "name"),
+    ],
+)
+def test_config_values_are_range_checked_with_words(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_node_config(config_file=_toml(tmp_path, f"[node]\n{text}\n"), env={})
+
+
+def test_an_unknown_setting_suggests_the_closest_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'announce_interval_s'"):
+        load_node_config(config_file=_toml(tmp_path, "[node]\nannounce_intervals = 2\n"), env={})
+
+
+def test_environment_values_are_range_checked_too() -> None:
+    for env in (
+        {"IGOR_PRICE": "inf"},
+        {"IGOR_ANNOUNCE_INTERVAL_S": "nan"},
+        {"IGOR_LOG_LEVEL": "x"},
+    ):
+        with pytest.raises(ConfigError):
+            load_node_config(env=env)
+
+
+def test_test_only_switches_are_refused_outside_the_test_harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IGOR_ALLOW_TEST_SWITCHES", raising=False)
+    config_file = _toml(tmp_path, "[node]\ntest_disable_fencing = true\n")
+    with pytest.raises(ConfigError, match="test-only"):
+        load_node_config(config_file=config_file, env={})
+    with pytest.raises(ConfigError, match="test-only"):
+        NodeConfig(test_disable_fencing=True)
+    monkeypatch.setenv("IGOR_ALLOW_TEST_SWITCHES", "1")
+    assert load_node_config(config_file=config_file, env={}).test_disable_fencing
+
+
+def test_a_config_file_that_is_a_device_is_refused() -> None:
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_node_config(config_file=Path("/dev/zero"), env={})

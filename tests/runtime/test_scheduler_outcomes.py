@@ -5,10 +5,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.runtime import metering, scheduler
+from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
+from igor_p2p.runtime.hosted import AgentEnvironment
 from igor_p2p.runtime.loader import LaunchRequest, launch
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
 from igor_p2p.runtime.services import open_services
@@ -55,4 +58,18 @@ async def test_a_tick_over_the_fuel_cap_halts_and_keeps_the_rest_of_the_budget(
     state, reason, budget = await _run_spin(tmp_path, budget=10**9)
     assert state is AuthorityState.HALTED
     assert "per-tick cap" in reason
-    assert budget == 10**9 - metering.cost_of(20_000, metering.DEFAULT_PRICE)
+    # It paid for the capped tick's fuel and for starting its instance, nothing more.
+    burned = 20_000 + _start_fuel("spin")
+    assert budget == 10**9 - metering.cost_of(burned, metering.DEFAULT_PRICE)
+
+
+def _start_fuel(name: str) -> int:
+    """Fuel an agent's instance burns starting (``_initialize`` + ``agent_init``)."""
+    with Sandbox() as sandbox:
+        compiled = sandbox.compile(load_agent_source(name))
+        env = AgentEnvironment(did="", clock=NodeClock(), budget=0)
+        instance = sandbox.instantiate(compiled, load_agent_manifest(name), env)
+        try:
+            return instance.take_system_fuel()
+        finally:
+            instance.close()
