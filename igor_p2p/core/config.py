@@ -26,6 +26,10 @@ class CoreConfig:
     """A source resends a COMMIT this many times before the target's settlement takes over."""
     witnesses: int = 3
     """Witnesses per agent when the network is big enough (k)."""
+    test_unsafe_resume: bool = False
+    """TEST ONLY (refused outside tests, see node/config.py): a restarted owner ticks its old
+    epoch again without a claim — the bug witness claims prevent; e2e negative controls use it
+    to show the checker catches the second owner it makes."""
 
     def backoff(self, attempt: int, jitter: float) -> float:
         """Seconds to wait before retry ``attempt`` (0-based); ``jitter`` in [0, 1)."""

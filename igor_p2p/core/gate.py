@@ -46,7 +46,7 @@ from igor_p2p.authority.events import (
     StopTicking,
     Superseded,
 )
-from igor_p2p.authority.record import ABSENT, NO_RECORD, AuthorityRecord, ClaimPurpose
+from igor_p2p.authority.record import ABSENT, NO_RECORD, AuthorityRecord, ClaimPurpose, Phase
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.table import AuthorityMachine, IllegalTransition
 from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env
@@ -142,6 +142,7 @@ class Gate:
         self.effects = effects
         self._locks: dict[str, trio.Lock] = {}
         self._machines: dict[str, AuthorityMachine] = {}
+        self.unsafe_resume = False
 
     # ---------------------------------------------------------------- access
 
@@ -238,6 +239,13 @@ class Gate:
                 for follow in machine.handle(failure):
                     await self._run(agent, machine, machine.record.state, failure, follow)
         elif isinstance(action, StartClaim):
+            if self.unsafe_resume and action.purpose is ClaimPurpose.RESUME:
+                # TEST ONLY (CoreConfig.test_unsafe_resume): tick the old epoch, no claim.
+                machine.run.phase = Phase.TICKING
+                machine.run.certified = machine.record.epoch
+                machine.run.claim = None
+                await self.runner.start(agent, machine.record.epoch)
+                return
             machine.run.waiting = f"claiming epoch {action.slot}"
             self.effects.start_claim(agent, action.purpose, action.slot, action.operator)
         elif isinstance(action, SendCommit):

@@ -96,6 +96,7 @@ class NodeCore:
         self.gate = Gate(
             me=self.me, store=ports.store, runner=ports.runner, env=ports.env, effects=effects
         )
+        self.gate.unsafe_resume = self.config.test_unsafe_resume
         ctx = ClaimContext(
             key=key,
             store=ports.store,

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from igor_p2p.node.config import ConfigError
 
 if TYPE_CHECKING:
-    from igor_p2p.node.node import Node
+    from igor_p2p.node.api import NodeApi
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -21,7 +21,7 @@ def parse_endpoint(text: str) -> tuple[str, int]:
         raise ConfigError(f"--metrics wants HOST:PORT, got {text!r}") from None
 
 
-async def serve_metrics(node: Node, endpoint: str) -> None:
+async def serve_metrics(api: NodeApi, endpoint: str) -> None:
     host, port = parse_endpoint(endpoint)
     registry = CollectorRegistry()
     agents = Gauge("igor_agents_ticking", "Agents this node is ticking", registry=registry)
@@ -31,11 +31,10 @@ async def serve_metrics(node: Node, endpoint: str) -> None:
     server, thread = start_http_server(port, addr=host, registry=registry)
     try:
         while True:
-            parts = node.running
-            agents.set(len(parts.scheduler.agents))
-            ticks.set(parts.scheduler.ticks_total)
-            peers_up.set(len(parts.peers.up_peers()))
-            connections.set(len(parts.host.get_network().connections))
+            agents.set(len(api.scheduler.agents))
+            ticks.set(api.scheduler.ticks_total)
+            peers_up.set(len(api.peers.up_peers()))
+            connections.set(len(api.host.get_network().connections))
             await trio.sleep(1.0)
     finally:
         server.shutdown()

@@ -1,24 +1,38 @@
 """Running one agent locally, without a network: ``igor agent run`` and ``igor agent resume``.
 
-The process holds the data directory's lock, ticks the agent through the same scheduler a node
-uses, and stops cleanly on SIGINT/SIGTERM: the current tick finishes and is committed, then it
-exits. ``kill -9`` loses at most the ticks after the last committed checkpoint.
+The process holds the data directory's lock and runs the same node core a network node runs
+(authority gate, claims, the tick scheduler) over a loopback transport: an agent launched here
+names no witnesses (one node cannot protect against its own restored disk; ``status`` says so),
+and every resume is still a claim of a new epoch, recorded in the lineage. SIGINT/SIGTERM stop
+cleanly: the current tick finishes and is committed. ``kill -9`` loses at most the ticks after
+the last committed checkpoint.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
+from igor_p2p.authority.events import BudgetExhausted, TickFailed
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.core.node_core import CorePorts, NodeCore
+from igor_p2p.core.ports import Handler, PeerUnreachable
+from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.runtime.datadir import DataDir
+from igor_p2p.runtime.env import NodeEnv
 from igor_p2p.runtime.hosted import HostedAgent
+from igor_p2p.runtime.loader import AgentNotFound, LaunchRequest, NotOwner, prepare_launch
+from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
-from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
+from igor_p2p.runtime.services import RuntimeConfig, open_services
+from igor_p2p.runtime.ticksink import StoreTickSink
+from igor_p2p.store.adapter import SqliteAuthorityStore
+from igor_p2p.wire.codec import Message
 
 
 @dataclass(frozen=True)
@@ -30,12 +44,23 @@ class LocalRunOptions:
     """Stop after this many ticks (None: until the budget runs out or a signal arrives)."""
 
 
+@dataclass(frozen=True)
+class LaunchHere:
+    request: LaunchRequest
+
+
+@dataclass(frozen=True)
+class ResumeHere:
+    did: str
+
+
 @dataclass
 class LocalRunResult:
     did: str
     ticks: int = 0
     last_tick: int = 0
     budget: int = 0
+    epoch: int = 0
     state: AuthorityState = AuthorityState.ACTIVE_OWNER
     reason: str = ""
     stopped_by_signal: bool = False
@@ -45,25 +70,68 @@ Reporter = Callable[[str, dict[str, object]], None]
 """Called with an event name and fields: ``started``, ``committed``, ``stopped``."""
 
 
+class LoopbackTransport:
+    """A transport with no peers: requests to this node are answered here, others fail."""
+
+    def __init__(self, me: bytes) -> None:
+        self.me = me
+        self._handler: Handler | None = None
+
+    def serve(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
+        if peer != self.me or self._handler is None:
+            raise PeerUnreachable("a local run has no network")
+        return await self._handler(self.me, message)
+
+
+class Alone:
+    def __init__(self, me: bytes) -> None:
+        self.me = me
+
+    def up_nodes(self) -> list[bytes]:
+        return [self.me]
+
+
+class AgentNotResumable(IgorError):
+    """The agent cannot be resumed here (its state says why)."""
+
+
 async def run_local(
-    options: LocalRunOptions,
-    start: Callable[[NodeServices], Awaitable[HostedAgent]],
-    report: Reporter,
+    options: LocalRunOptions, what: LaunchHere | ResumeHere, report: Reporter
 ) -> LocalRunResult:
-    """Open the data directory, bring in one agent with ``start``, tick it, stop cleanly."""
+    """Open the data directory, bring in one agent, tick it, stop cleanly."""
     async with open_services(options.data, options.runtime) as services:
-        agent = await start(services)
-        result = LocalRunResult(did=agent.did, last_tick=agent.head.tick, budget=agent.budget)
-        report(
-            "started",
-            {
-                "agent": agent.did,
-                "epoch": agent.epoch,
-                "tick": agent.head.tick,
-                "budget": agent.budget,
-                "peer_id": services.peer_id,
-            },
+        store = SqliteAuthorityStore(services.store, services.committer)
+        hooks = SchedulerHooks()
+        scheduler = TickScheduler(
+            services, StoreTickSink(services.committer), options.scheduler, hooks
         )
+        runner = SchedulerRunner(services, store, scheduler)
+        runner.tick_limit = options.ticks
+        me = services.key.public_key
+        core = NodeCore(
+            services.key,
+            CorePorts(
+                store=store,
+                transport=LoopbackTransport(me),
+                runner=runner,
+                env=NodeEnv(services.clock, services.history),
+                membership=Alone(me),
+            ),
+        )
+        started = trio.Event()
+        settled = trio.Event()
+        settled.set()
+        hosted: list[HostedAgent] = []
+        result = LocalRunResult(did="")
+
+        def on_hosted(agent: HostedAgent) -> None:
+            hosted.append(agent)
+            started.set()
+
+        runner.on_hosted = on_hosted
 
         def on_committed(a: HostedAgent, checkpoint: Checkpoint) -> None:
             result.last_tick = checkpoint.tick
@@ -80,18 +148,40 @@ async def run_local(
                 },
             )
 
-        def on_terminal(a: HostedAgent, state: AuthorityState, reason: str) -> None:
-            result.state = state
-            result.reason = reason
-
-        scheduler = TickScheduler(
-            services,
-            options.scheduler,
-            SchedulerHooks(on_committed=on_committed, on_terminal=on_terminal),
-        )
         async with trio.open_nursery() as nursery:
+
+            def on_terminal(a: HostedAgent, event: BudgetExhausted | TickFailed) -> None:
+                nonlocal settled
+                settled = trio.Event()
+                nursery.start_soon(_settle_terminal, core, a.did, event, settled)
+
+            hooks.on_committed = on_committed
+            hooks.on_terminal = on_terminal
             await nursery.start(scheduler.run)
-            scheduler.add(agent, tick_limit=options.ticks)
+            await nursery.start(partial(core.run, restart=False))
+            did = await _bring_in(services, core, store, what)
+            result.did = did
+            with trio.move_on_after(60):
+                await _until_ticking_or_parked(core, did, started)
+            view = core.describe(did) or {}
+            if not hosted:
+                state = view.get("state", "unknown")
+                why = view.get("waiting") or view.get("reason") or ""
+                raise AgentNotResumable(f"{did} did not start ticking here ({state}) {why}".strip())
+            agent = hosted[0]
+            result.last_tick = agent.head.tick
+            result.budget = agent.budget
+            result.epoch = agent.epoch
+            report(
+                "started",
+                {
+                    "agent": did,
+                    "epoch": agent.epoch,
+                    "tick": agent.head.tick,
+                    "budget": agent.budget,
+                    "peer_id": services.peer_id,
+                },
+            )
 
             async def stop_on_signal() -> None:
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -103,12 +193,17 @@ async def run_local(
 
             nursery.start_soon(stop_on_signal)
             await scheduler.idle.wait()
+            await settled.wait()
             nursery.cancel_scope.cancel()
+        final = await store.record(result.did)
+        if final is not None and isinstance(final.state, AuthorityState):
+            result.state = final.state
+            result.reason = final.detail
         result.ticks = scheduler.ticks_total
         report(
             "stopped",
             {
-                "agent": agent.did,
+                "agent": result.did,
                 "ticks": result.ticks,
                 "tick": result.last_tick,
                 "budget": result.budget,
@@ -117,3 +212,44 @@ async def run_local(
             },
         )
         return result
+
+
+async def _settle_terminal(
+    core: NodeCore, did: str, event: BudgetExhausted | TickFailed, done: trio.Event
+) -> None:
+    try:
+        await core.gate.feed(did, event)
+    finally:
+        done.set()
+
+
+async def _bring_in(
+    services: object, core: NodeCore, store: SqliteAuthorityStore, what: LaunchHere | ResumeHere
+) -> str:
+    if isinstance(what, LaunchHere):
+        launch = await prepare_launch(services, what.request, ())  # type: ignore[arg-type]
+        await core.launched(
+            launch.did, launch.genesis.encode(), launch.witnesses, launch.wasm, launch.manifest
+        )
+        return launch.did
+    record = await store.record(what.did)
+    if record is None:
+        raise AgentNotFound(f"no agent {what.did} in this data directory")
+    if record.state is AuthorityState.ACTIVE_OWNER:
+        from igor_p2p.authority.events import Restarted
+
+        await core.gate.feed(what.did, Restarted())
+    elif record.state is AuthorityState.HALTED:
+        await core.resume(what.did)
+    else:
+        raise NotOwner(what.did, str(record.state), record.detail)
+    return what.did
+
+
+async def _until_ticking_or_parked(core: NodeCore, did: str, started: trio.Event) -> None:
+    while not started.is_set():
+        view = core.describe(did)
+        if view is not None and view["state"] != AuthorityState.ACTIVE_OWNER.value:
+            return
+        with trio.move_on_after(0.05):
+            await started.wait()
