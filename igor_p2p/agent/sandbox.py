@@ -49,10 +49,12 @@ from wasmtime import _ffi as wasmtime_ffi
 
 from igor_p2p.agent.environment import HostEnvironment
 from igor_p2p.agent.errors import (
+    AgentExited,
     AgentTrapped,
     BadSnapshot,
     CallOrderError,
     CapabilityNotOffered,
+    CapabilityNotSupportedYet,
     ExportSignatureMismatch,
     GuestStopped,
     HostFault,
@@ -70,8 +72,15 @@ from igor_p2p.agent.errors import (
     UndeclaredCapability,
     UnknownImport,
 )
-from igor_p2p.agent.hostcalls import HOST_MODULE, HOSTCALLS, HostcallState, define_hostcalls
-from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, Manifest
+from igor_p2p.agent.hostcalls import (
+    HOST_MODULE,
+    HOSTCALLS,
+    PENDING_HOSTCALLS,
+    HostcallState,
+    define_hostcalls,
+)
+from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, PENDING_CAPABILITIES, Manifest
+from igor_p2p.agent.wasi import WASI_FUNCTIONS, WASI_MODULE, define_wasi
 
 MIB = 1024 * 1024
 WASM_MAGIC = b"\x00asm"
@@ -121,6 +130,8 @@ class CompiledModule:
     has_malloc: bool
     has_initialize: bool
     hostcall_imports: tuple[str, ...]
+    wasi_imports: tuple[str, ...] = ()
+    """Functions of ``wasi_snapshot_preview1`` the module imports."""
 
 
 def _functype(params: list[ValType], results: list[ValType]) -> tuple[list[str], list[str]]:
@@ -194,8 +205,17 @@ def _inspect_module(module: Module, wasm: bytes) -> CompiledModule:
             raise ExportSignatureMismatch(name, f"expected {expected}")
 
     hostcall_imports: list[str] = []
+    wasi_imports: list[str] = []
     for imp in module.imports:
         name = imp.name or ""
+        if imp.module == WASI_MODULE and name in WASI_FUNCTIONS:
+            wasi = WASI_FUNCTIONS[name]
+            if _signature(imp.type) != (list(wasi.params), list(wasi.results)):
+                raise ImportSignatureMismatch(name, WASI_MODULE)
+            wasi_imports.append(name)
+            continue
+        if imp.module == HOST_MODULE and name in PENDING_HOSTCALLS:
+            raise CapabilityNotSupportedYet(PENDING_HOSTCALLS[name], name)
         if imp.module != HOST_MODULE or name not in HOSTCALLS:
             raise UnknownImport(imp.module, name)
         spec = HOSTCALLS[name]
@@ -212,6 +232,7 @@ def _inspect_module(module: Module, wasm: bytes) -> CompiledModule:
         has_malloc="malloc" in exports,
         has_initialize="_initialize" in exports,
         hostcall_imports=tuple(hostcall_imports),
+        wasi_imports=tuple(wasi_imports),
     )
 
 
@@ -344,6 +365,8 @@ class Sandbox:
         """
         self.check_open()
         for capability in manifest.capabilities:
+            if capability in PENDING_CAPABILITIES:
+                raise CapabilityNotSupportedYet(capability)
             if capability not in KNOWN_CAPABILITIES:
                 raise CapabilityNotOffered(capability)
         for name in module.hostcall_imports:
@@ -471,6 +494,7 @@ class AgentInstance:
             self._stop_cause = None
             self._deadline = time.monotonic() + self.sandbox.config.tick_timeout_s
             store.set_epoch_deadline(1)
+            hoststate = self._hoststate
             try:
                 result = func(store, *args)
             except (Trap, WasmtimeError) as exc:
@@ -478,9 +502,14 @@ class AgentInstance:
             finally:
                 if self._stop_cause == "interrupt":
                     self._interrupt_requested = False
-            fault = self._hoststate.fault
+                hoststate.flush_output()
+            if hoststate.exit_code is not None:
+                raise self._poison(AgentExited(hoststate.exit_code))
+            fault = hoststate.fault
             if fault is not None:
                 raise self._poison(HostFault(fault.hostcall, fault.cause))
+            if hoststate.meter.exhausted:
+                raise self._poison(OutOfFuel(fuel))
             return result, fuel - self._remaining_fuel(store)
         finally:
             self._busy.release()
@@ -497,11 +526,13 @@ class AgentInstance:
             return TickInterrupted("call interrupted by the host")
         if self._stop_cause == "timeout":
             return TickTimeout(f"call exceeded {self.sandbox.config.tick_timeout_s} s")
+        if self._hoststate.exit_code is not None:
+            return AgentExited(self._hoststate.exit_code)
         fault = self._hoststate.fault
         if fault is not None:
             return HostFault(fault.hostcall, fault.cause)
         code = getattr(exc, "trap_code", None)
-        if code == TrapCode.OUT_OF_FUEL:
+        if code == TrapCode.OUT_OF_FUEL or self._hoststate.meter.exhausted:
             return OutOfFuel(fuel)
         if code == TrapCode.INTERRUPT:
             return TickTimeout("epoch deadline reached")
@@ -515,6 +546,7 @@ class AgentInstance:
         store = self._check_usable()
         linker = Linker(self.sandbox.engine)
         define_hostcalls(linker, self.manifest, self._hoststate)
+        define_wasi(linker, self.module.wasi_imports, self._hoststate)
         store.set_fuel(self.sandbox.config.system_fuel)
         self._deadline = time.monotonic() + self.sandbox.config.tick_timeout_s
         store.set_epoch_deadline(1)
