@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import trio
 import typer
@@ -73,6 +74,8 @@ def _printer(as_json: bool):  # type: ignore[no-untyped-def]
                 f"tick {fields['tick']:>6}  {fields['kind']:<5}  budget "
                 f"{format_micro(int(fields['budget']))}  {str(fields['digest'])[:16]}"  # type: ignore[call-overload]
             )
+        elif event == "log":
+            print_agent_line(fields)
         elif event == "stopped":
             reason = f" ({fields['reason']})" if fields.get("reason") else ""
             console.print(
@@ -81,6 +84,25 @@ def _printer(as_json: bool):  # type: ignore[no-untyped-def]
             )
 
     return report
+
+
+def printable(text: str) -> str:
+    """Agent text made safe for a terminal: control characters (escape sequences included)
+    are shown as ``\\xNN``; tabs are kept."""
+    return "".join(
+        c
+        if c.isprintable() or c == "\t"
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 256
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
+
+
+def print_agent_line(fields: dict[str, object]) -> None:
+    """One line the agent printed, set apart from the runtime's lines by a bar and its stream
+    (``log``, ``stdout``, ``stderr``)."""
+    console.print(f"  │ {fields['stream']:<6}  {printable(str(fields['text']))}", markup=False)
 
 
 def _finish(result: LocalRunResult) -> None:
@@ -235,6 +257,46 @@ def status_cmd(
             value = format_micro(value)  # type: ignore[arg-type]
         console.print(f"{key:<11} {value}")
     console.print(f"{'source':<11} {status.get('source')}")  # type: ignore[union-attr]
+
+
+FOLLOW_POLL_S = 0.5
+
+
+@app.command("logs")
+def logs_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="DID", help="The agent's DID (or a suffix).")],
+    data: DataDirOption = Path("igor-data"),
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What an agent on the running node printed (log_emit, stdout, stderr), oldest first.
+
+    The node keeps the most recent lines of each agent in memory (bounded); older lines are
+    dropped and say so."""
+    with typed_errors():
+        after = 0
+        try:
+            while True:
+                page: Any = _admin(data, "agent_logs", agent=agent_id, after=after)
+                if page["dropped"]:
+                    if as_json:
+                        emit_json({"agent": page["agent"], "gap": True})
+                    else:
+                        console.print("  │ …       (older lines were dropped)", markup=False)
+                for line in page["lines"]:
+                    if as_json:
+                        emit_json(line)
+                    else:
+                        print_agent_line(line)
+                after = page["next_after"]
+                if not follow:
+                    return
+                if not page["lines"]:
+                    time.sleep(FOLLOW_POLL_S)
+        except KeyboardInterrupt:
+            return
 
 
 @app.command("halt")

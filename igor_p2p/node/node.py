@@ -499,3 +499,6 @@ class Node:
 
         register_core_methods(self)
         register_handoff_methods(self)
+        from igor_p2p.node.log_methods import register_log_methods
+
+        register_log_methods(self.admin_methods, self.running.services)

@@ -12,12 +12,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from igor_p2p.agent.environment import ResumeReason
+from igor_p2p.agent.environment import LogStream, ResumeReason
 from igor_p2p.agent.manifest import Manifest
 from igor_p2p.agent.sandbox import AgentInstance, CompiledModule, Sandbox
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.logs import get_logger
+from igor_p2p.runtime.agent_logs import AgentLogBook
 from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.store.records import AuthorityRecord
 
@@ -38,6 +39,12 @@ class AgentEnvironment:
     gap_ns: int = 0
     on_migration_request: Callable[[str, bytes], None] | None = None
     migration_requests: list[bytes] = field(default_factory=list)
+    logbook: AgentLogBook | None = None
+    """Where the agent's log lines are kept for ``igor agent logs`` (the node's book)."""
+    price_per_second: int = 0
+    """``node_price``: the agent's price in Go Igor's µ¢ per second."""
+    receipts: tuple[bytes, ...] = ()
+    """``wallet_receipt``: execution receipts in Go Igor's layout (built when hosted)."""
 
     def now_ns(self) -> int:
         return self.clock.wall_ns()
@@ -45,9 +52,11 @@ class AgentEnvironment:
     def random_bytes(self, n: int) -> bytes:
         return os.urandom(n)
 
-    def log(self, message: bytes) -> None:
+    def log(self, message: bytes, stream: LogStream = LogStream.LOG) -> None:
         text = message[:MAX_AGENT_LOG_LINE].decode("utf-8", errors="replace")
-        log.info("agent log: %s", text, agent=self.did)
+        log.info("agent %s: %s", stream.value, text, agent=self.did)
+        if self.logbook is not None:
+            self.logbook.append(self.did, stream.value, message)
 
     def budget_remaining(self) -> int:
         return self.budget
@@ -62,6 +71,15 @@ class AgentEnvironment:
         self.migration_requests.append(hint)
         if self.on_migration_request is not None:
             self.on_migration_request(self.did, hint)
+
+    def node_price(self) -> int:
+        return self.price_per_second
+
+    def receipt_count(self) -> int:
+        return len(self.receipts)
+
+    def receipt(self, index: int) -> bytes | None:
+        return self.receipts[index] if 0 <= index < len(self.receipts) else None
 
 
 @dataclass
