@@ -79,6 +79,7 @@ from igor_p2p.agent.hostcalls import (
     HostcallState,
     define_hostcalls,
 )
+from igor_p2p.agent.hostfuel import HOSTCALL_BASE_FUEL, HOSTCALL_FUEL_PER_BYTE, FuelMeter
 from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, PENDING_CAPABILITIES, Manifest
 from igor_p2p.agent.wasi import WASI_FUNCTIONS, WASI_MODULE, define_wasi
 
@@ -110,6 +111,10 @@ class SandboxConfig:
     epoch_interval_s: float = 0.01
     module_cache_entries: int = 256
     max_table_elements: int = 1 << 20
+    hostcall_base_fuel: int = HOSTCALL_BASE_FUEL
+    """Fuel every hostcall (``igor`` and WASI) costs before it runs."""
+    hostcall_fuel_per_byte: int = HOSTCALL_FUEL_PER_BYTE
+    """Fuel per byte a hostcall copies between host and guest memory."""
 
 
 @dataclass(frozen=True)
@@ -418,7 +423,11 @@ class AgentInstance:
         self.poisoned: SandboxError | None = None
         self.closed = False
         self._hoststate = HostcallState(
-            env=env, migration_enabled=manifest.migration_policy.enabled
+            env=env,
+            migration_enabled=manifest.migration_policy.enabled,
+            meter=FuelMeter(
+                sandbox.config.hostcall_base_fuel, sandbox.config.hostcall_fuel_per_byte
+            ),
         )
         self._store: Store | None = Store(sandbox.engine)
         self._store.set_limits(

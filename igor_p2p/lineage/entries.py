@@ -16,6 +16,7 @@ from igor_p2p.lineage.custody import (
     TransferRecord,
 )
 from igor_p2p.lineage.envelope import FORMAT_TAG, Checkpoint, CorruptCheckpoint
+from igor_p2p.lineage.export import EXPORT_TAG, ExportRecord
 
 __all__ = [
     "ZERO_HASH",
@@ -23,6 +24,7 @@ __all__ = [
     "CorruptCheckpoint",
     "CorruptCustodyRecord",
     "CorruptEntry",
+    "ExportRecord",
     "ForcedRecovery",
     "LineageEntry",
     "TransferRecord",
@@ -30,7 +32,7 @@ __all__ = [
     "entry_signer",
 ]
 
-LineageEntry = Checkpoint | TransferRecord | ForcedRecovery
+LineageEntry = Checkpoint | TransferRecord | ForcedRecovery | ExportRecord
 
 
 def decode_entry(data: bytes) -> LineageEntry:
@@ -39,11 +41,13 @@ def decode_entry(data: bytes) -> LineageEntry:
     tag = items[0] if items else None
     if tag == FORMAT_TAG:
         return Checkpoint._from_items(items, data)
-    if tag in (TRANSFER_TAG, FORCED_TAG):
+    if tag in (TRANSFER_TAG, FORCED_TAG, EXPORT_TAG):
         if len(data) > MAX_RECORD_BYTES:
             raise CorruptCustodyRecord(f"custody record larger than {MAX_RECORD_BYTES} bytes")
         if tag == TRANSFER_TAG:
             return TransferRecord._from_items(items, data)
+        if tag == EXPORT_TAG:
+            return ExportRecord._from_items(items, data)
         return ForcedRecovery._from_items(items, data)
     raise CorruptEntry("unknown lineage entry format tag")
 

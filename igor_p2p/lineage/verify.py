@@ -17,6 +17,7 @@ from igor_p2p.lineage._codec import ZERO_HASH, CorruptEntry, sha256
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.entries import LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.lineage.export import ExportRecord
 from igor_p2p.lineage.identity import BadSignature, InvalidDID, public_key_from_did
 
 GENESIS_KINDS = (CheckpointKind.GENESIS, CheckpointKind.IMPORT)
@@ -61,6 +62,8 @@ class ProblemCode(enum.StrEnum):
     """The wasm or manifest bytes do not hash to what the checkpoints name (bundles)."""
     UNSIGNED_CHECKPOINT = "UNSIGNED_CHECKPOINT"
     """Go only: a v0x02/v0x03 checkpoint after the first file of a history."""
+    AFTER_EXPORT = "AFTER_EXPORT"
+    """An entry after the export record: the agent ran on after it left for Go Igor."""
 
 
 @dataclass
@@ -89,6 +92,8 @@ class VerifyReport:
     transfers: int = 0
     forced: list[ForcedRecovery] = field(default_factory=list)
     """Forced-recovery records on the verified path: reported, not a reason to be invalid."""
+    exports: list[ExportRecord] = field(default_factory=list)
+    """Export-to-Go records on the verified path (the lineage's terminal entry)."""
     first_tick: int | None = None
     last_tick: int | None = None
     first_epoch: int | None = None
@@ -124,6 +129,17 @@ class VerifyReport:
                 }
                 for f in self.forced
             ],
+            "exports": [
+                {
+                    "digest": e.digest().hex(),
+                    "epoch": e.epoch,
+                    "tick": e.tick,
+                    "owner": e.owner.hex(),
+                    "go_checkpoint": e.go_checkpoint.hex(),
+                    "wall_ns": e.wall_ns,
+                }
+                for e in self.exports
+            ],
             "first_tick": self.first_tick,
             "last_tick": self.last_tick,
             "first_epoch": self.first_epoch,
@@ -156,7 +172,7 @@ def _decode_all(
 ) -> dict[bytes, LineageEntry]:
     by_digest: dict[bytes, LineageEntry] = {}
     for item in items:
-        if isinstance(item, Checkpoint | TransferRecord | ForcedRecovery):
+        if isinstance(item, Checkpoint | TransferRecord | ForcedRecovery | ExportRecord):
             entry: LineageEntry = item
         else:
             try:
@@ -325,10 +341,14 @@ def _walk_from(
         if digest in visited:  # pragma: no cover - would need a SHA-256 cycle
             break
         visited.add(digest)
+        if isinstance(walk.previous, ExportRecord):
+            report.add(ProblemCode.AFTER_EXPORT, f"{_short(digest)} follows the export", digest)
         if isinstance(entry, Checkpoint):
             _check_checkpoint(entry, digest, walk, report)
         elif isinstance(entry, TransferRecord):
             _check_transfer(entry, digest, walk, report)
+        elif isinstance(entry, ExportRecord):
+            _check_export(entry, digest, walk, report)
         else:
             _check_forced(entry, digest, walk, report)
         walk.previous = entry
@@ -432,3 +452,18 @@ def _check_forced(rec: ForcedRecovery, digest: bytes, walk: _Walk, report: Verif
         )
     walk.custodian = rec.node
     walk.epoch = max(walk.epoch, rec.to_epoch)
+
+
+def _check_export(rec: ExportRecord, digest: bytes, walk: _Walk, report: VerifyReport) -> None:
+    name = f"export {_short(digest)}"
+    report.exports.append(rec)
+    if rec.owner != walk.custodian:
+        report.add(ProblemCode.WRONG_SIGNER, f"{name}: owner is not the custodian", digest)
+    if rec.epoch != walk.epoch or rec.tick != walk.tick:
+        report.add(
+            ProblemCode.TRANSFER_MISMATCH,
+            f"{name}: epoch {rec.epoch} tick {rec.tick}, current epoch {walk.epoch} "
+            f"tick {walk.tick}",
+            digest,
+        )
+    walk.custodian = b""  # terminal: nobody holds custody in Igor-P2P after it

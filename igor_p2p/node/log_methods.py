@@ -61,9 +61,9 @@ def register_log_methods(registry: MutableMapping[str, Any], services: NodeServi
         given = params.get("agent")
         if not isinstance(given, str) or not given:
             raise BadLogParams("agent must be a non-empty string")
-        did = await _resolve(services, given)
         after = _non_negative_int(params, "after", 0)
         limit = _non_negative_int(params, "limit", MAX_READ_LINES)
+        did = await _resolve(services, given)
         page = services.agent_logs.read(did, after, max(1, limit))
         return {
             "agent": did,

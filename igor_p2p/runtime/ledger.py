@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.lineage.entries import Checkpoint, ForcedRecovery, LineageEntry, TransferRecord
+from igor_p2p.lineage.entries import (
+    Checkpoint,
+    ExportRecord,
+    ForcedRecovery,
+    LineageEntry,
+    TransferRecord,
+)
 from igor_p2p.store.ops import AppendEntries, NewEntry, Op, PutAuthority, RaiseFence
 from igor_p2p.store.records import AuthorityRecord
 
@@ -20,11 +26,13 @@ def entry_kind(entry: LineageEntry) -> str:
         return "TRANSFER"
     if isinstance(entry, ForcedRecovery):
         return "FORCED"
+    if isinstance(entry, ExportRecord):
+        return "EXPORT"
     raise TypeError(f"not a lineage entry: {type(entry).__name__}")
 
 
 def entry_epoch(entry: LineageEntry) -> int:
-    if isinstance(entry, Checkpoint):
+    if isinstance(entry, Checkpoint | ExportRecord):
         return entry.epoch
     return entry.to_epoch
 

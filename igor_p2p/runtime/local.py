@@ -61,6 +61,8 @@ async def run_local(
             result = await _run_started(options, services, agent, report, lines)
         finally:
             unsubscribe()
+        if lines.failure is not None:
+            raise lines.failure
         return result
 
 
@@ -73,6 +75,8 @@ class _LinePrinter:
         self._token = token
         self._held: list[AgentLogLine] | None = []
         self.agent: str | None = None
+        self.failure: BaseException | None = None
+        """What the reporter raised (e.g. a closed stdout); raised again when the run ends."""
 
     def on_line(self, line: AgentLogLine) -> None:  # any thread
         self._token.run_sync_soon(self._deliver, line)
@@ -80,8 +84,11 @@ class _LinePrinter:
     def _deliver(self, line: AgentLogLine) -> None:
         if self._held is not None:
             self._held.append(line)
-        elif line.agent == self.agent:
-            self._report("log", line.to_json())
+        elif line.agent == self.agent and self.failure is None:
+            try:
+                self._report("log", line.to_json())
+            except BaseException as exc:  # never let it escape into trio's callback runner
+                self.failure = exc
 
     def release(self, agent: str) -> None:
         self.agent = agent

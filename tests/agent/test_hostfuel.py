@@ -105,3 +105,19 @@ def test_a_guest_that_returns_after_an_unpaid_hostcall_still_runs_out_of_fuel(
     inst = load_wat(sandbox, wasm, manifest_with("clock"))
     with pytest.raises(OutOfFuel):
         inst.tick(100)
+
+
+def test_the_prices_come_from_the_sandbox_config() -> None:
+    from igor_p2p.agent import SandboxConfig
+
+    with Sandbox(SandboxConfig(hostcall_base_fuel=50_000, hostcall_fuel_per_byte=7)) as dear:
+        one = _fuel_of(dear, _CLOCK, "(drop (call $clock))", manifest_with("clock"))
+        two = _fuel_of(dear, _CLOCK, "(drop (call $clock))" * 2, manifest_with("clock"))
+        assert 50_000 <= two - one <= 50_010
+        small = _fuel_of(
+            dear, _RAND, "(drop (call $rand (i32.const 64) (i32.const 0)))", manifest_with("rand")
+        )
+        big = _fuel_of(
+            dear, _RAND, "(drop (call $rand (i32.const 64) (i32.const 100)))", manifest_with("rand")
+        )
+        assert big - small == 700
