@@ -161,7 +161,7 @@ def verify_go_signature(ck: GoCheckpoint) -> None:
 
 
 def encode_go_v4(fields: GoCheckpointFields, keypair: Keypair) -> bytes:
-    """Build a signed v0x04 blob (used for test vectors; no upstream v4 fixture exists)."""
+    """Build a signed v0x04 blob, byte for byte as Go Igor writes it (export to Go, tests)."""
     if len(fields.wasm_hash) != 32 or len(fields.prev_hash) != 32:
         raise GoCheckpointError("wasm_hash and prev_hash are 32 bytes")
     if fields.budget < 0 or fields.price < 0:

@@ -25,6 +25,7 @@ from igor_p2p.lineage.bundle import AgentBundle
 from igor_p2p.lineage.custody import UnsignedTransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
+from igor_p2p.lineage.export import EXPORT_REASON, ExportRecord
 from igor_p2p.lineage.identity import KeyFileExists, Keypair, save_key_file
 from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_signature
 from igor_p2p.lineage.verify import verify_lineage
@@ -161,6 +162,8 @@ def import_bundle(
     owner = holder == key.public_key
     state = AuthorityState.ACTIVE_OWNER if owner else AuthorityState.RETIRED
     reason = "" if owner else "imported read-only copy; custody is with another node"
+    if isinstance(entries[-1], ExportRecord):  # it left for Go Igor: nobody owns it here
+        state, reason = AuthorityState.HALTED, EXPORT_REASON
     base = existing or AuthorityRecord.first(
         did,
         FirstRecord(

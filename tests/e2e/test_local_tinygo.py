@@ -162,6 +162,17 @@ def test_the_go_written_history_is_imported_resumed_and_goes_back_to_go(tmp_path
     assert typed_error(again) == "NotOwner"
     assert "exported to Go Igor" in again.stderr
 
+    # Its bundle, imported by a node with the same key, does not bring it back to life.
+    bundle = tmp_path / "after-export.igor"
+    assert igor("checkpoint", "export", GO_DID, "-d", data, "-o", bundle).rc == 0
+    twin = tmp_path / "twin"
+    twin.mkdir(mode=0o700)
+    shutil.copy(data / "node.key", twin / "node.key")
+    imported = igor("checkpoint", "import", bundle, "-d", twin)
+    assert imported.rc == 0, imported.stderr
+    assert "HALTED" in imported.stdout and "exported to Go Igor" in imported.stdout
+    assert typed_error(igor("agent", "resume", GO_DID, "-d", twin, "--ticks", "1")) == "NotOwner"
+
 
 def test_export_to_go_needs_the_agent_key_and_an_owner(tmp_path: Path) -> None:
     data = tmp_path / "node"

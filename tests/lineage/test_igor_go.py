@@ -314,3 +314,31 @@ def test_a_corrupt_first_file_does_not_hide_the_rest(tmp_path: Path) -> None:
     report = verify_go_history(directory)
     assert [p.code for p in report.problems] == [ProblemCode.CORRUPT_ENTRY]
     assert (report.first_tick, report.last_tick, report.checkpoints) == (5, 10, 2)
+
+
+@pytest.mark.parametrize("tick", [5, 10, 15])
+def test_encode_go_v4_reproduces_the_go_written_bytes(tick: int) -> None:
+    blob = (GO_WRITTEN / "history" / "agent" / f"{tick:010d}.ckpt").read_bytes()
+    ck = parse_go_checkpoint(blob)
+    go_key = Keypair.from_seed(bytes(range(32)))  # the fixture's agent seed
+    fields = GoCheckpointFields(
+        budget=ck.budget,
+        price=ck.price,
+        tick=ck.tick,
+        wasm_hash=ck.wasm_hash,
+        major=ck.major or 0,
+        generation=ck.generation or 0,
+        lease_expiry=ck.lease_expiry or 0,
+        prev_hash=ck.prev_hash or bytes(32),
+        state=ck.state,
+    )
+    assert encode_go_v4(fields, go_key) == blob
+    assert go_key.did == GO_WRITTEN_DID
+
+
+def test_the_go_identity_file_round_trips() -> None:
+    from igor_p2p.lineage.identity import encode_go_identity, load_go_identity
+
+    key = load_go_identity(GO_WRITTEN / "agent.identity")
+    assert key.did == GO_WRITTEN_DID
+    assert encode_go_identity(key) == (GO_WRITTEN / "agent.identity").read_bytes()
