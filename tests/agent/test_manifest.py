@@ -253,3 +253,35 @@ def test_structured_fuzz_gives_consistent_manifest_or_error(doc: dict) -> None:
     assert parse_manifest(m.canonical_bytes).hash == m.hash
     for grant in m.capabilities.values():
         assert grant.version >= 1
+
+
+@pytest.mark.parametrize(
+    "name", ["heartbeat", "liquidation", "sentinel", "research_reconciliation", "research_example"]
+)
+def test_go_igor_manifests_load_for_a_module(name: str) -> None:
+    from igor_p2p.agent import LocalEnvironment, Sandbox
+
+    from .helpers import agent_wat
+
+    manifest = parse_manifest((GO_MANIFESTS / f"{name}.manifest.json").read_bytes())
+    with Sandbox() as sandbox:
+        instance = sandbox.instantiate(sandbox.compile(agent_wat()), manifest, LocalEnvironment())
+        instance.tick(1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "capability"),
+    [("pricewatcher", "http"), ("x402buyer", "http"), ("deployer", "http")],
+)
+def test_go_igor_effect_manifests_are_refused_as_not_supported_yet(
+    name: str, capability: str
+) -> None:
+    from igor_p2p.agent import CapabilityNotSupportedYet, LocalEnvironment, Sandbox
+
+    from .helpers import agent_wat
+
+    manifest = parse_manifest((GO_MANIFESTS / f"{name}.manifest.json").read_bytes())
+    with Sandbox() as sandbox, pytest.raises(CapabilityNotSupportedYet) as info:
+        sandbox.instantiate(sandbox.compile(agent_wat()), manifest, LocalEnvironment())
+    assert info.value.capability == capability
+    assert "not supported yet" in str(info.value)

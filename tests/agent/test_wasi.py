@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wasmtime import Config, Engine, FuncType, Linker, Module, Store, wat2wasm
 
 from igor_p2p.agent import (
@@ -451,3 +453,27 @@ def test_tinygo_example_prints_runs_and_resumes(sandbox: Sandbox) -> None:
         (LogStream.STDERR, b"resumed at tick 5"),
         (LogStream.STDOUT, b"tick 6"),
     ]
+
+
+_ANY_I32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+_ANY_I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@st.composite
+def _wasi_calls(draw: st.DrawFn) -> tuple[str, tuple[int, ...]]:
+    name = draw(st.sampled_from(sorted(n for n in WASI_FUNCTIONS if n != "proc_exit")))
+    spec = WASI_FUNCTIONS[name]
+    args = tuple(draw(_ANY_I32 if p == "i32" else _ANY_I64) for p in spec.params)
+    return name, args
+
+
+@given(calls=st.lists(_wasi_calls(), min_size=1, max_size=20))
+@settings(max_examples=150, deadline=None)
+def test_any_arguments_give_an_errno_never_a_host_fault(
+    calls: list[tuple[str, tuple[int, ...]]],
+) -> None:
+    h = _make_harness(ScriptedEnvironment(clock=[1_000]))
+    known = {int(e) for e in Errno}
+    for name, args in calls:
+        assert h.call(name, *args) in known, name
+    assert h.state.fault is None
