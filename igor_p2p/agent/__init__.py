@@ -1,12 +1,19 @@
 """Agent sandbox: manifest, hostcalls (module ``igor``), wasmtime sandbox, example agents."""
 
-from igor_p2p.agent.environment import HostEnvironment, LocalEnvironment, ResumeReason
+from igor_p2p.agent.environment import (
+    HostEnvironment,
+    LocalEnvironment,
+    LogStream,
+    ResumeReason,
+)
 from igor_p2p.agent.errors import (
+    AgentExited,
     AgentSourceNotFound,
     AgentTrapped,
     BadSnapshot,
     CallOrderError,
     CapabilityNotOffered,
+    CapabilityNotSupportedYet,
     ExportSignatureMismatch,
     GuestStopped,
     HostFault,
@@ -37,12 +44,14 @@ from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.agent.trio_bridge import run_tick_batch, tick_batch_in_thread, tick_in_thread
 
 __all__ = [
+    "AgentExited",
     "AgentInstance",
     "AgentSourceNotFound",
     "AgentTrapped",
     "BadSnapshot",
     "CallOrderError",
     "CapabilityNotOffered",
+    "CapabilityNotSupportedYet",
     "CompiledModule",
     "ExportSignatureMismatch",
     "GuestStopped",
@@ -52,6 +61,7 @@ __all__ = [
     "InstancePoisoned",
     "InvalidModule",
     "LocalEnvironment",
+    "LogStream",
     "Manifest",
     "ManifestError",
     "MemoryLimitExceeded",

@@ -5,6 +5,7 @@ The runtime passes one mutable object per agent; the sandbox never caches its an
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,24 +21,35 @@ class ResumeReason(IntEnum):
     MIGRATED = 2
 
 
+class LogStream(enum.StrEnum):
+    """Where an agent log line came from."""
+
+    LOG = "log"
+    """``igor.log_emit``."""
+    STDOUT = "stdout"
+    """WASI ``fd_write`` on fd 1."""
+    STDERR = "stderr"
+    """WASI ``fd_write`` on fd 2."""
+
+
 @runtime_checkable
 class HostEnvironment(Protocol):
-    """The per-agent environment behind the ``igor`` hostcalls."""
+    """The per-agent environment behind the ``igor`` hostcalls and WASI."""
 
     def now_ns(self) -> int:
-        """Wall clock, Unix nanoseconds."""
+        """Wall clock, Unix nanoseconds (``igor.clock_now`` and the WASI clocks)."""
         ...
 
     def random_bytes(self, n: int) -> bytes:
         """``n`` bytes of cryptographic randomness; raise on entropy failure."""
         ...
 
-    def log(self, message: bytes) -> None:
-        """One agent log line (at most 1 MiB)."""
+    def log(self, message: bytes, stream: LogStream = LogStream.LOG) -> None:
+        """One agent log line (at most 1 MiB), from ``log_emit`` or WASI stdout/stderr."""
         ...
 
     def budget_remaining(self) -> int:
-        """Remaining budget in µ."""
+        """Remaining budget in µ (Go Igor's µ¢: the same integer)."""
         ...
 
     def resume_reason(self) -> ResumeReason: ...
@@ -50,6 +62,18 @@ class HostEnvironment(Protocol):
         """Record that the agent asked to move (``hint`` is at most 1 KiB)."""
         ...
 
+    def node_price(self) -> int:
+        """The agent's current price in Go Igor's units, µ¢ per second (``node_price``)."""
+        ...
+
+    def receipt_count(self) -> int:
+        """How many execution receipts ``receipt`` can return."""
+        ...
+
+    def receipt(self, index: int) -> bytes | None:
+        """Receipt ``index`` in Go Igor's byte layout; ``None`` for an index out of range."""
+        ...
+
 
 @dataclass
 class LocalEnvironment:
@@ -58,7 +82,10 @@ class LocalEnvironment:
     budget: int = 0
     reason: ResumeReason = ResumeReason.FRESH
     gap_ns: int = 0
+    price_per_second: int = 0
+    receipts: tuple[bytes, ...] = ()
     logs: list[bytes] = field(default_factory=list)
+    streams: list[tuple[LogStream, bytes]] = field(default_factory=list)
     migration_requests: list[bytes] = field(default_factory=list)
 
     def now_ns(self) -> int:
@@ -67,8 +94,9 @@ class LocalEnvironment:
     def random_bytes(self, n: int) -> bytes:
         return os.urandom(n)
 
-    def log(self, message: bytes) -> None:
+    def log(self, message: bytes, stream: LogStream = LogStream.LOG) -> None:
         self.logs.append(message)
+        self.streams.append((stream, message))
 
     def budget_remaining(self) -> int:
         return self.budget
@@ -81,3 +109,12 @@ class LocalEnvironment:
 
     def request_migration(self, hint: bytes) -> None:
         self.migration_requests.append(hint)
+
+    def node_price(self) -> int:
+        return self.price_per_second
+
+    def receipt_count(self) -> int:
+        return len(self.receipts)
+
+    def receipt(self, index: int) -> bytes | None:
+        return self.receipts[index] if 0 <= index < len(self.receipts) else None

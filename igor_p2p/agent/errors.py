@@ -43,7 +43,8 @@ class ExportSignatureMismatch(InvalidModule):
 
 
 class UnknownImport(InvalidModule):
-    """The module imports something that is not a hostcall of module ``igor``."""
+    """The module imports something that is neither a hostcall of module ``igor`` nor a
+    function of ``wasi_snapshot_preview1``."""
 
     def __init__(self, module: str, name: str) -> None:
         super().__init__(f"unknown import {module}.{name}")
@@ -52,11 +53,12 @@ class UnknownImport(InvalidModule):
 
 
 class ImportSignatureMismatch(InvalidModule):
-    """The module imports a known hostcall with the wrong type."""
+    """The module imports a known hostcall (or WASI function) with the wrong type."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"import igor.{name} has the wrong type")
+    def __init__(self, name: str, module: str = "igor") -> None:
+        super().__init__(f"import {module}.{name} has the wrong type")
         self.name = name
+        self.module = module
 
 
 class UndeclaredCapability(InvalidModule):
@@ -71,11 +73,25 @@ class UndeclaredCapability(InvalidModule):
 
 
 class CapabilityNotOffered(SandboxError, InvalidInput):
-    """The manifest declares a capability this node does not offer (e.g. Go Igor's ``http``)."""
+    """The manifest declares a capability this node does not know."""
 
     def __init__(self, capability: str) -> None:
         super().__init__(f"capability {capability!r} is not offered by this node")
         self.capability = capability
+
+
+class CapabilityNotSupportedYet(CapabilityNotOffered):
+    """A Go Igor capability (``http``, ``x402``) whose effects Igor-P2P does not offer yet."""
+
+    def __init__(self, capability: str, import_name: str | None = None) -> None:
+        what = f"import igor.{import_name} needs" if import_name else "the manifest declares"
+        SandboxError.__init__(
+            self,
+            f"{what} capability {capability!r}, which is not supported yet "
+            "(Go Igor's http and x402 effects come in a later release)",
+        )
+        self.capability = capability
+        self.import_name = import_name
 
 
 class MemoryLimitExceeded(SandboxError):
@@ -112,6 +128,14 @@ class OutOfFuel(GuestStopped):
     def __init__(self, fuel_used: int) -> None:
         super().__init__(f"out of fuel after {fuel_used}")
         self.fuel_used = fuel_used
+
+
+class AgentExited(GuestStopped):
+    """The agent called WASI ``proc_exit``: it stops with its exit code (``code``)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"agent exited with code {code} (proc_exit)")
+        self.code = code
 
 
 class TickTimeout(GuestStopped):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,13 +19,16 @@ from igor_p2p.errors import InvalidInput
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_MEMORY_CEILING_BYTES = 64 * 1024 * 1024
 MAX_CAPABILITY_NAME_LEN = 64
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
 
 #: Capabilities Igor-P2P offers (each maps to hostcalls in module ``igor``).
 KNOWN_CAPABILITIES: frozenset[str] = frozenset(
-    {"clock", "rand", "log", "budget", "lifecycle", "migrate"}
+    {"clock", "rand", "log", "budget", "lifecycle", "migrate", "wallet", "pricing"}
 )
-#: Go Igor capabilities that parse but are refused at load with ``CapabilityNotOffered``.
-GO_ONLY_CAPABILITIES: frozenset[str] = frozenset({"wallet", "pricing", "http", "x402"})
+#: Go Igor capabilities that parse but are refused at load with ``CapabilityNotSupportedYet``.
+PENDING_CAPABILITIES: frozenset[str] = frozenset({"http", "x402"})
 
 
 class ManifestError(InvalidInput):
@@ -53,7 +55,8 @@ class ResourceLimits:
 
 @dataclass(frozen=True)
 class MigrationPolicy:
-    """``migration_policy``; ``max_price_per_second`` is in µ per 1000 fuel (Go's name kept)."""
+    """``migration_policy``; ``max_price_per_second`` is in Go's µ¢ per second (compare it
+    with ``node_price``); it is parsed, not enforced."""
 
     enabled: bool = True
     max_price_per_second: int | None = None
@@ -91,32 +94,39 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _as_int(value: Any, where: str, minimum: int = 0) -> int:
-    """JSON numbers are read like Go does (float64 → int), but only when integral."""
-    if isinstance(value, bool):
-        raise ManifestError(f"{where} must be an integer")
-    if isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
-            raise ManifestError(f"{where} must be an integer")
-        value = int(value)
-    if not isinstance(value, int):
+def _as_int(value: Any, where: str, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """A JSON integer literal, as Go's ``encoding/json`` reads it into an int field: floats
+    (even ``1.0`` or ``1e2``), strings and booleans are refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ManifestError(f"{where} must be an integer")
     if value < minimum:
         raise ManifestError(f"{where} must be >= {minimum}")
-    if value >= 2**63:
+    if value > maximum:
         raise ManifestError(f"{where} is too large")
     return value
 
 
-def _optional_int(section: Mapping[str, Any], key: str, where: str) -> int | None:
-    value = section.get(key)
-    return None if value is None else _as_int(value, f"{where}.{key}")
+def _field(obj: Mapping[str, Any], name: str) -> Any:
+    """Go's field lookup: the last key equal to ``name`` ignoring ASCII case, else ``None``
+    (a JSON ``null`` is the same as an absent key)."""
+    found = None
+    for key, value in obj.items():
+        if key == name or key.lower() == name:
+            found = value
+    return found
 
 
-def _section(root: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = root.get(key)
+def _optional_int(
+    section: Mapping[str, Any], key: str, where: str, minimum: int = 0, maximum: int = INT64_MAX
+) -> int | None:
+    value = _field(section, key)
+    return None if value is None else _as_int(value, f"{where}.{key}", minimum, maximum)
+
+
+def _section(root: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = _field(root, key)
     if value is None:
-        return {}
+        return None
     if not isinstance(value, dict):
         raise ManifestError(f"{key} must be an object")
     return value
@@ -127,12 +137,15 @@ def _parse_capabilities(raw: Mapping[str, Any]) -> dict[str, CapabilityGrant]:
     for name, spec in raw.items():
         if not name or len(name) > MAX_CAPABILITY_NAME_LEN:
             raise ManifestError("capability names must be 1..64 characters")
+        if spec is None:
+            spec = {}  # Go: a null entry is the zero config, whose version 0 is refused below
         if not isinstance(spec, dict):
             raise ManifestError(f"capabilities.{name} must be an object")
-        if "version" not in spec:
-            raise ManifestError(f"capabilities.{name}.version is required")
-        version = _as_int(spec["version"], f"capabilities.{name}.version", minimum=1)
-        options = spec.get("options")
+        version = _field(spec, "version")
+        if version is None:
+            raise ManifestError(f"capabilities.{name}: version must be >= 1, got 0")
+        version = _as_int(version, f"capabilities.{name}.version", minimum=1)
+        options = _field(spec, "options")
         if options is None:
             options = {}
         if not isinstance(options, dict):
@@ -142,28 +155,33 @@ def _parse_capabilities(raw: Mapping[str, Any]) -> dict[str, CapabilityGrant]:
 
 
 def _parse_limits(raw: Mapping[str, Any]) -> ResourceLimits:
+    where = "resource_limits"
     limits = ResourceLimits(
-        max_memory_bytes=_optional_int(raw, "max_memory_bytes", "resource_limits"),
-        max_cpu_millis=_optional_int(raw, "max_cpu_millis", "resource_limits"),
-        max_storage_bytes=_optional_int(raw, "max_storage_bytes", "resource_limits"),
+        max_memory_bytes=_optional_int(raw, "max_memory_bytes", where, maximum=UINT64_MAX),
+        max_cpu_millis=_optional_int(raw, "max_cpu_millis", where, maximum=UINT64_MAX),
+        max_storage_bytes=_optional_int(raw, "max_storage_bytes", where, maximum=UINT64_MAX),
     )
     if limits.max_memory_bytes is not None and limits.max_memory_bytes > MAX_MEMORY_CEILING_BYTES:
         raise ManifestError("resource_limits.max_memory_bytes is over the 64 MiB ceiling")
     return limits
 
 
-def _parse_migration(raw: Mapping[str, Any]) -> MigrationPolicy:
-    enabled = raw.get("enabled", True)
+def _parse_migration(raw: Mapping[str, Any] | None) -> MigrationPolicy:
+    if raw is None:
+        return MigrationPolicy()  # Go: no section (or null) = migration allowed
+    enabled = _field(raw, "enabled")
     if enabled is None:
-        enabled = True
+        enabled = False  # Go: a present section without "enabled" disables migration
     if not isinstance(enabled, bool):
         raise ManifestError("migration_policy.enabled must be a boolean")
-    regions = raw.get("preferred_regions") or []
+    regions = _field(raw, "preferred_regions") or []
     if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
         raise ManifestError("migration_policy.preferred_regions must be a list of strings")
     return MigrationPolicy(
         enabled=enabled,
-        max_price_per_second=_optional_int(raw, "max_price_per_second", "migration_policy"),
+        max_price_per_second=_optional_int(
+            raw, "max_price_per_second", "migration_policy", minimum=INT64_MIN
+        ),
         preferred_regions=tuple(regions),
     )
 
@@ -176,12 +194,15 @@ def canonical_json(value: Any) -> bytes:
 
 
 def parse_manifest(data: bytes | None) -> Manifest:
-    """Parse manifest bytes; ``None`` or empty bytes give the empty manifest ``{}``.
+    """Parse manifest bytes as Go Igor's ``ParseManifest`` does; ``None``, empty bytes and the
+    JSON ``null`` give the empty manifest ``{}``.
 
-    Raises :class:`ManifestError` for anything malformed.
+    Raises :class:`ManifestError` for anything malformed (docs/agent-abi.md lists where this is
+    stricter than Go).
     """
-    if data is None or not data.strip():
-        root: dict[str, Any] = {}
+    root: dict[str, Any]
+    if data is None or not data:
+        root = {}
     else:
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"manifest is over {MAX_MANIFEST_BYTES} bytes")
@@ -194,10 +215,12 @@ def parse_manifest(data: bytes | None) -> Manifest:
             raise
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
+        if root is None:
+            root = {}  # Go: unmarshalling null into the manifest struct leaves it empty
         if not isinstance(root, dict):
             raise ManifestError("manifest must be a JSON object")
-    capabilities = _parse_capabilities(_section(root, "capabilities"))
-    limits = _parse_limits(_section(root, "resource_limits"))
+    capabilities = _parse_capabilities(_section(root, "capabilities") or {})
+    limits = _parse_limits(_section(root, "resource_limits") or {})
     migration = _parse_migration(_section(root, "migration_policy"))
     try:
         canonical = canonical_json(root)

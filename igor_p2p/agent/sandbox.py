@@ -49,10 +49,12 @@ from wasmtime import _ffi as wasmtime_ffi
 
 from igor_p2p.agent.environment import HostEnvironment
 from igor_p2p.agent.errors import (
+    AgentExited,
     AgentTrapped,
     BadSnapshot,
     CallOrderError,
     CapabilityNotOffered,
+    CapabilityNotSupportedYet,
     ExportSignatureMismatch,
     GuestStopped,
     HostFault,
@@ -70,8 +72,16 @@ from igor_p2p.agent.errors import (
     UndeclaredCapability,
     UnknownImport,
 )
-from igor_p2p.agent.hostcalls import HOST_MODULE, HOSTCALLS, HostcallState, define_hostcalls
-from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, Manifest
+from igor_p2p.agent.hostcalls import (
+    HOST_MODULE,
+    HOSTCALLS,
+    PENDING_HOSTCALLS,
+    HostcallState,
+    define_hostcalls,
+)
+from igor_p2p.agent.hostfuel import HOSTCALL_BASE_FUEL, HOSTCALL_FUEL_PER_BYTE, FuelMeter
+from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, PENDING_CAPABILITIES, Manifest
+from igor_p2p.agent.wasi import WASI_FUNCTIONS, WASI_MODULE, define_wasi
 
 MIB = 1024 * 1024
 WASM_MAGIC = b"\x00asm"
@@ -103,6 +113,10 @@ class SandboxConfig:
     module_cache_bytes: int = 256 * MIB
     """The compiled modules kept in the cache take at most this much (their compiled size)."""
     max_table_elements: int = 1 << 20
+    hostcall_base_fuel: int = HOSTCALL_BASE_FUEL
+    """Fuel every hostcall (``igor`` and WASI) costs before it runs."""
+    hostcall_fuel_per_byte: int = HOSTCALL_FUEL_PER_BYTE
+    """Fuel per byte a hostcall copies between host and guest memory."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,8 @@ class CompiledModule:
     hostcall_imports: tuple[str, ...]
     compiled_bytes: int = 0
     """Size of the compiled code (what the module cache holds in memory)."""
+    wasi_imports: tuple[str, ...] = ()
+    """Functions of ``wasi_snapshot_preview1`` the module imports."""
 
 
 def _functype(params: list[ValType], results: list[ValType]) -> tuple[list[str], list[str]]:
@@ -198,8 +214,17 @@ def _inspect_module(module: Module, wasm: bytes) -> CompiledModule:
             raise ExportSignatureMismatch(name, f"expected {expected}")
 
     hostcall_imports: list[str] = []
+    wasi_imports: list[str] = []
     for imp in module.imports:
         name = imp.name or ""
+        if imp.module == WASI_MODULE and name in WASI_FUNCTIONS:
+            wasi = WASI_FUNCTIONS[name]
+            if _signature(imp.type) != (list(wasi.params), list(wasi.results)):
+                raise ImportSignatureMismatch(name, WASI_MODULE)
+            wasi_imports.append(name)
+            continue
+        if imp.module == HOST_MODULE and name in PENDING_HOSTCALLS:
+            raise CapabilityNotSupportedYet(PENDING_HOSTCALLS[name], name)
         if imp.module != HOST_MODULE or name not in HOSTCALLS:
             raise UnknownImport(imp.module, name)
         spec = HOSTCALLS[name]
@@ -216,6 +241,7 @@ def _inspect_module(module: Module, wasm: bytes) -> CompiledModule:
         has_malloc="malloc" in exports,
         has_initialize="_initialize" in exports,
         hostcall_imports=tuple(hostcall_imports),
+        wasi_imports=tuple(wasi_imports),
     )
 
 
@@ -364,6 +390,8 @@ class Sandbox:
         """
         self.check_open()
         for capability in manifest.capabilities:
+            if capability in PENDING_CAPABILITIES:
+                raise CapabilityNotSupportedYet(capability)
             if capability not in KNOWN_CAPABILITIES:
                 raise CapabilityNotOffered(capability)
         for name in module.hostcall_imports:
@@ -416,7 +444,11 @@ class AgentInstance:
         self.closed = False
         self.system_fuel_used = 0
         self._hoststate = HostcallState(
-            env=env, migration_enabled=manifest.migration_policy.enabled
+            env=env,
+            migration_enabled=manifest.migration_policy.enabled,
+            meter=FuelMeter(
+                sandbox.config.hostcall_base_fuel, sandbox.config.hostcall_fuel_per_byte
+            ),
         )
         self._store: Store | None = Store(sandbox.engine)
         self._store.set_limits(
@@ -493,6 +525,7 @@ class AgentInstance:
             started = time.monotonic()
             self._deadline = started + self.sandbox.config.tick_timeout_s
             store.set_epoch_deadline(1)
+            hoststate = self._hoststate
             try:
                 result = func(store, *args)
             except (Trap, WasmtimeError) as exc:
@@ -503,12 +536,21 @@ class AgentInstance:
             finally:
                 if self._stop_cause == "interrupt":
                     self._interrupt_requested = False
+                hoststate.flush_output()
             used = fuel - self._remaining_fuel(store)
-            fault = self._hoststate.fault
+            if hoststate.exit_code is not None:
+                exited = AgentExited(hoststate.exit_code)
+                exited.fuel_used = used
+                raise self._poison(exited)
+            fault = hoststate.fault
             if fault is not None:
                 faulted = HostFault(fault.hostcall, fault.cause)
                 faulted.fuel_used = used
                 raise self._poison(faulted)
+            if hoststate.meter.exhausted:
+                spent = OutOfFuel(fuel)
+                spent.fuel_used = fuel
+                raise self._poison(spent)
             return result, used
         finally:
             self._busy.release()
@@ -525,11 +567,13 @@ class AgentInstance:
             return TickInterrupted("call interrupted by the host")
         if self._stop_cause == "timeout":
             return TickTimeout(f"call exceeded {self.sandbox.config.tick_timeout_s} s")
+        if self._hoststate.exit_code is not None:
+            return AgentExited(self._hoststate.exit_code)
         fault = self._hoststate.fault
         if fault is not None:
             return HostFault(fault.hostcall, fault.cause)
         code = getattr(exc, "trap_code", None)
-        if code == TrapCode.OUT_OF_FUEL:
+        if code == TrapCode.OUT_OF_FUEL or self._hoststate.meter.exhausted:
             return OutOfFuel(fuel)
         if code == TrapCode.INTERRUPT:
             return TickTimeout("epoch deadline reached")
@@ -550,6 +594,7 @@ class AgentInstance:
         store = self._check_usable()
         linker = Linker(self.sandbox.engine)
         define_hostcalls(linker, self.manifest, self._hoststate)
+        define_wasi(linker, self.module.wasi_imports, self._hoststate)
         store.set_fuel(self.sandbox.config.system_fuel)
         self._deadline = time.monotonic() + self.sandbox.config.tick_timeout_s
         store.set_epoch_deadline(1)

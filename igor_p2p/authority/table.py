@@ -779,7 +779,9 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         ),
         Rule(OTHERWISE, S.ACTIVE_OWNER, (_PERSIST, StartClaim), _import_then_claim),
     ),
-    (ABSENT, OfferPrepared): (Rule(ALWAYS, S.HANDOFF_PENDING, (_PERSIST, ReplyAck, StartClaim), _prepare),),
+    (ABSENT, OfferPrepared): (
+        Rule(ALWAYS, S.HANDOFF_PENDING, (_PERSIST, ReplyAck, StartClaim), _prepare),
+    ),
     (ABSENT, OfferRefused): _REFUSE_OFFER,
     (ABSENT, CommitReceived): _COMMIT_UNKNOWN,
     (ABSENT, AbortReceived): _ABORT_IGNORED,

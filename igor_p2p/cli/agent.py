@@ -51,6 +51,7 @@ app = typer.Typer(no_args_is_help=True, help="Run, resume, launch and inspect ag
 MIN_FULL_DID = 48
 """A ``did:key:z…`` at least this long is taken as a whole DID, not as a prefix."""
 
+
 def _read_manifest(path: Path) -> bytes:
     return read_regular_file(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
 
@@ -102,6 +103,8 @@ def _printer(as_json: bool):  # type: ignore[no-untyped-def]
                 f"tick {fields['tick']:>6}  {fields['kind']:<5}  budget "
                 f"{format_micro(int(fields['budget']))}  {str(fields['digest'])[:16]}"  # type: ignore[call-overload]
             )
+        elif event == "log":
+            print_agent_line(fields)
         elif event == "stopped":
             reason = f" ({fields['reason']})" if fields.get("reason") else ""
             console.print(
@@ -110,6 +113,25 @@ def _printer(as_json: bool):  # type: ignore[no-untyped-def]
             )
 
     return report
+
+
+def printable(text: str) -> str:
+    """Agent text made safe for a terminal: control characters (escape sequences included)
+    are shown as ``\\xNN``; tabs are kept."""
+    return "".join(
+        c
+        if c.isprintable() or c == "\t"
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 256
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
+
+
+def print_agent_line(fields: dict[str, object]) -> None:
+    """One line the agent printed, set apart from the runtime's lines by a bar and its stream
+    (``log``, ``stdout``, ``stderr``)."""
+    console.print(f"  │ {fields['stream']:<6}  {printable(str(fields['text']))}", markup=False)
 
 
 def _finish(result: LocalRunResult) -> None:
@@ -365,6 +387,46 @@ def status_cmd(
             value = format_micro(value)
         console.print(f"{key:<11} {value}", markup=False)
     console.print(f"{'source':<11} {status['source']}")
+
+
+FOLLOW_POLL_S = 0.5
+
+
+@app.command("logs")
+def logs_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="DID", help="The agent's DID (or a suffix).")],
+    data: DataDirOption = Path("igor-data"),
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What an agent on the running node printed (log_emit, stdout, stderr), oldest first.
+
+    The node keeps the most recent lines of each agent in memory (bounded); older lines are
+    dropped and say so."""
+    with typed_errors():
+        after = 0
+        try:
+            while True:
+                page: Any = _admin(data, "agent_logs", agent=agent_id, after=after)
+                if page["dropped"]:
+                    if as_json:
+                        emit_json({"agent": page["agent"], "gap": True})
+                    else:
+                        console.print("  │ …       (older lines were dropped)", markup=False)
+                for line in page["lines"]:
+                    if as_json:
+                        emit_json(line)
+                    else:
+                        print_agent_line(line)
+                after = page["next_after"]
+                if not follow:
+                    return
+                if not page["lines"]:
+                    time.sleep(FOLLOW_POLL_S)
+        except KeyboardInterrupt:
+            return
 
 
 @app.command(

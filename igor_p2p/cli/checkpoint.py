@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES
+from igor_p2p.agent.sandbox import Sandbox
+from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.cli.common import (
     DataDirOption,
     ExitCode,
@@ -27,6 +29,7 @@ from igor_p2p.files import read_regular_file
 from igor_p2p.lineage.bundle import MAX_BUNDLE_BYTES, AgentBundle
 from igor_p2p.lineage.entries import (
     Checkpoint,
+    ExportRecord,
     ForcedRecovery,
     LineageEntry,
     TransferRecord,
@@ -34,12 +37,14 @@ from igor_p2p.lineage.entries import (
 )
 from igor_p2p.lineage.identity import did_from_public_key, load_go_identity
 from igor_p2p.lineage.igor_go import (
+    HISTORY_SUFFIX,
     GoCheckpoint,
     looks_like_go_checkpoint,
     parse_go_checkpoint,
     verify_go_history,
 )
 from igor_p2p.lineage.verify import VerifyReport, verify_lineage
+from igor_p2p.runtime.go_export import export_to_go
 from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro
 from igor_p2p.runtime.portable import (
@@ -107,6 +112,18 @@ def _entry_fields(entry: LineageEntry) -> dict[str, Any]:
             "from_node": entry.from_node.hex(),
             "to_node": entry.to_node.hex(),
             "migration_id": entry.migration_id.hex(),
+            "prev": entry.prev.hex(),
+            "digest": entry.digest().hex(),
+        }
+    if isinstance(entry, ExportRecord):
+        return {
+            "type": "export_to_go",
+            "agent": entry.agent,
+            "epoch": entry.epoch,
+            "tick": entry.tick,
+            "owner": entry.owner.hex(),
+            "go_checkpoint": entry.go_checkpoint.hex(),
+            "wall_ns": entry.wall_ns,
             "prev": entry.prev.hex(),
             "digest": entry.digest().hex(),
         }
@@ -268,6 +285,13 @@ def _report_out(
                 f"[yellow]forced[/yellow]     epoch {forced.from_epoch} → {forced.to_epoch} "
                 f"by {forced.forced_by!r}: {forced.reason}"
             )
+        for export in report.exports:
+            console.print(
+                f"[yellow]exported[/yellow]   to Go Igor at tick {export.tick} (epoch "
+                f"{export.epoch}); Go checkpoint sha256 {export.go_checkpoint.hex()}"
+            )
+        for warning in getattr(report, "warnings", ()):
+            console.print(f"[yellow]warning[/yellow]    {warning.message}")
         for problem in report.problems:
             console.print(f"[red]{problem.code.value}[/red]  {problem.message}")
         for damage in store_problems or []:
@@ -294,19 +318,19 @@ def verify_cmd(
 ) -> None:
     """Verify a whole lineage: signatures, chain links, genesis, epochs, budget, custody.
 
-    Prints VALID or INVALID with every reason; exits 1 when invalid. Accepts an agent in the
-    data directory, a directory of entry files (ours or Go Igor's ``*.ckpt`` history), a bundle
-    file, or a single Go Igor checkpoint.
+    Prints VALID or INVALID with every reason (and warnings that do not make it invalid); exits 1
+    when invalid. Accepts an agent in the data directory, a directory of entry files (read as
+    a Go Igor history when it holds ``*.ckpt`` files), a bundle file, or a single Go Igor
+    checkpoint.
     """
     with typed_errors(as_json):
         path = Path(target)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file())
-            blobs = [_read(p) for p in files]
-            if blobs and all(looks_like_go_checkpoint(b) for b in blobs):
+            if any(path.glob(f"*{HISTORY_SUFFIX}")):  # a Go Igor history: its *.ckpt files
                 report = verify_go_history(path)
             else:
-                report = verify_lineage(blobs)
+                files = sorted(p for p in path.iterdir() if p.is_file())
+                report = verify_lineage([_read(p) for p in files])
             _report_out(report, as_json, str(path))
             return
         if path.is_file():
@@ -355,7 +379,9 @@ def export_cmd(
     agent_id: Annotated[
         str, typer.Argument(metavar="ID", help="The agent's DID, or a unique suffix of one.")
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Bundle file to write.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Bundle file to write.")
+    ] = None,
     data: DataDirOption = Path("igor-data"),
     transfer_to: Annotated[
         str | None,
@@ -365,8 +391,24 @@ def export_cmd(
             "signs the transfer; without it the bundle is a read-only copy.",
         ),
     ] = None,
+    go: Annotated[
+        Path | None,
+        typer.Option(
+            "--go",
+            help="Hand the agent to Go Igor: write a v0x04 checkpoint continuing its Go chain, "
+            "its .identity, module and manifest into this directory, after durably recording "
+            "the export (the agent is HALTED here). Only on the node holding the agent key.",
+        ),
+    ] = None,
 ) -> None:
-    """Write one portable file with the agent's module, manifest and whole lineage."""
+    """Write one portable file with the agent's module, manifest and whole lineage, or (with
+    --go) hand the agent over to Go Igor."""
+    if (output is None) == (go is None):
+        fail("give either -o FILE (a bundle) or --go DIR (Go Igor)")
+    if go is not None:
+        _export_go(data, agent_id, go)
+        return
+    assert output is not None
     with typed_errors():
         dd = data_dir(data)
         if transfer_to is None:
@@ -390,6 +432,25 @@ def export_cmd(
     console.print(f"exported {did} ({what}) → {output}")
 
 
+def _export_go(data: Path, agent_id: str, directory: Path) -> None:
+    with typed_errors():
+        dd = data_dir(data)
+        if not dd.database.exists():
+            fail(f"no store at {dd.database}")
+        with DataDirLock(dd.root):
+            store = Store.open(dd.database)
+            try:
+                did = resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+                done = export_to_go(store, dd.node_keypair(), dd, did, directory)
+            finally:
+                store.close()
+    again = " (files written again)" if done.rewritten else ""
+    console.print(f"exported {did} to Go Igor at tick {done.tick}{again}; HALTED here")
+    for path in done.files:
+        console.print(f"  {path}")
+    console.print(f"resume it with: {done.resume_command}")
+
+
 @app.command(
     "import",
     epilog=examples(
@@ -398,7 +459,13 @@ def export_cmd(
     ),
 )
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="A bundle, or a Go Igor checkpoint.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A bundle, a Go Igor checkpoint, or a Go Igor history directory (*.ckpt: "
+            "verified, then its last checkpoint is imported)."
+        ),
+    ],
     data: DataDirOption = Path("igor-data"),
     wasm: Annotated[
         Path | None, typer.Option("--wasm", help="Go Igor import: the agent's module.")
@@ -407,37 +474,67 @@ def import_cmd(
         Path | None, typer.Option("--identity", help="Go Igor import: the .identity key file.")
     ] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="Go Igor import: the manifest JSON.")
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="Go Igor import: the manifest JSON (default: the module's sidecar "
+            "<wasm minus .wasm>.manifest.json, as Go Igor finds it, else none).",
+        ),
     ] = None,
+    module_upgrade: Annotated[
+        bool,
+        typer.Option(
+            "--module-upgrade",
+            help="Go Igor import: continue the checkpoint's state with a module other than the "
+            "one that wrote it (its hash differs).",
+        ),
+    ] = False,
     price: Annotated[int, typer.Option("--price", help="µ per 1,000 fuel.")] = DEFAULT_PRICE,
 ) -> None:
-    """Import a bundle (owner if its custody ends at this node) or a Go Igor agent."""
+    """Import a bundle (owner if its custody ends at this node) or a Go Igor agent.
+
+    Nothing is written unless the module compiles, instantiates and resumes from the imported
+    state on this node (as starting it would); otherwise the import is refused with the reason.
+    """
     with typed_errors():
+        raw = _read(_go_history_tip(file) if file.is_dir() else file)
         dd = data_dir(data).ensure()
-        raw = _read(file)
-        with DataDirLock(dd.root):
+        with DataDirLock(dd.root), Sandbox() as sandbox:
             store = Store.open(dd.database)
             try:
                 key = dd.node_keypair()
                 if looks_like_go_checkpoint(raw):
                     if wasm is None or identity is None:
                         fail("a Go Igor import needs --wasm and --identity")
-                    from igor_p2p.agent.source import load_agent_source
-
                     request = GoImport(
                         checkpoint=raw,
                         wasm=load_agent_source(wasm),
                         identity=load_go_identity(identity),
-                        manifest=read_regular_file(
-                            manifest, max_bytes=MAX_MANIFEST_BYTES, what="manifest"
-                        )
-                        if manifest
-                        else b"{}",
+                        manifest=(
+                            read_regular_file(
+                                manifest, max_bytes=MAX_MANIFEST_BYTES, what="manifest"
+                            )
+                            if manifest
+                            else load_agent_manifest(wasm).canonical_bytes
+                        ),
+                        module_upgrade=module_upgrade,
                     )
-                    outcome = import_go_agent(store, key, dd, request, price)
+                    outcome = import_go_agent(store, key, dd, request, price, sandbox)
                 else:
-                    outcome = import_bundle(store, key, AgentBundle.decode(raw))
+                    outcome = import_bundle(store, key, AgentBundle.decode(raw), sandbox)
             finally:
                 store.close()
     reason = f" ({outcome.reason})" if outcome.reason else ""
     console.print(f"imported {outcome.did}: {outcome.state.value} at epoch {outcome.epoch}{reason}")
+
+
+def _go_history_tip(directory: Path) -> Path:
+    """The last checkpoint of a Go history directory, once the history verifies."""
+    files = sorted(directory.glob(f"*{HISTORY_SUFFIX}"))
+    if not files:
+        fail(f"{directory} holds no Go Igor history (*{HISTORY_SUFFIX} files)")
+    report = verify_go_history(directory)
+    if not report.valid:
+        problems = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems)
+        fail(f"the Go history in {directory} does not verify: {problems}")
+    return files[-1]

@@ -17,6 +17,7 @@ from igor_p2p.lineage.custody import (
     TransferRecord,
 )
 from igor_p2p.lineage.envelope import FORMAT_TAG, Checkpoint, CorruptCheckpoint
+from igor_p2p.lineage.export import EXPORT_TAG, ExportRecord
 
 __all__ = [
     "ZERO_HASH",
@@ -26,6 +27,7 @@ __all__ = [
     "CorruptCustodyRecord",
     "CorruptEntry",
     "EpochRecord",
+    "ExportRecord",
     "ForcedRecovery",
     "LineageEntry",
     "TransferRecord",
@@ -34,7 +36,7 @@ __all__ = [
     "entry_signer",
 ]
 
-LineageEntry = Checkpoint | TransferRecord | ForcedRecovery | WitnessCert
+LineageEntry = Checkpoint | TransferRecord | ForcedRecovery | WitnessCert | ExportRecord
 EpochRecord = TransferRecord | ForcedRecovery
 """A custody record that starts an epoch once a :class:`WitnessCert` follows it."""
 
@@ -45,11 +47,13 @@ def decode_entry(data: bytes) -> LineageEntry:
     tag = items[0] if items else None
     if tag == FORMAT_TAG:
         return Checkpoint._from_items(items, data)
-    if tag in (TRANSFER_TAG, FORCED_TAG):
+    if tag in (TRANSFER_TAG, FORCED_TAG, EXPORT_TAG):
         if len(data) > MAX_RECORD_BYTES:
             raise CorruptCustodyRecord(f"custody record larger than {MAX_RECORD_BYTES} bytes")
         if tag == TRANSFER_TAG:
             return TransferRecord._from_items(items, data)
+        if tag == EXPORT_TAG:
+            return ExportRecord._from_items(items, data)
         return ForcedRecovery._from_items(items, data)
     if tag == CERT_TAG:
         return WitnessCert._from_items(items, data)

@@ -253,6 +253,11 @@ def load_or_create_key_file(path: Path | str) -> Keypair:
     return keypair
 
 
+def encode_go_identity(keypair: Keypair) -> bytes:
+    """Go Igor's ``<agent>.identity`` bytes: ``[u32 LE = 64][seed32 ‖ pub32]``."""
+    return struct.pack("<I", GO_IDENTITY_LEN_PREFIX) + keypair.seed + keypair.public_key
+
+
 def load_go_identity(path: Path | str) -> Keypair:
     """Read Go Igor's ``<agent>.identity``: ``[u32 LE = 64][seed32 ‖ pub32]``.
 

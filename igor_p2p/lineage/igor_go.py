@@ -21,8 +21,9 @@ Header lengths: v2 57, v3 81, v4 209. The chain hash is SHA-256 of the whole blo
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from igor_p2p.errors import InvalidInput
 from igor_p2p.lineage._codec import MAX_STATE_BYTES, ZERO_HASH, sha256
@@ -32,7 +33,7 @@ from igor_p2p.lineage.identity import (
     did_from_public_key,
     verify_signature,
 )
-from igor_p2p.lineage.verify import ProblemCode, VerifyReport
+from igor_p2p.lineage.verify import Problem, ProblemCode, VerifyReport
 
 V2, V3, V4 = 0x02, 0x03, 0x04
 HEADER_LEN = {V2: 57, V3: 81, V4: 209}
@@ -160,7 +161,7 @@ def verify_go_signature(ck: GoCheckpoint) -> None:
 
 
 def encode_go_v4(fields: GoCheckpointFields, keypair: Keypair) -> bytes:
-    """Build a signed v0x04 blob (used for test vectors; no upstream v4 fixture exists)."""
+    """Build a signed v0x04 blob, byte for byte as Go Igor writes it (export to Go, tests)."""
     if len(fields.wasm_hash) != 32 or len(fields.prev_hash) != 32:
         raise GoCheckpointError("wasm_hash and prev_hash are 32 bytes")
     if fields.budget < 0 or fields.price < 0:
@@ -177,33 +178,60 @@ def encode_go_v4(fields: GoCheckpointFields, keypair: Keypair) -> bytes:
     return signed_header + signature + fields.state
 
 
-def verify_go_history(directory: Path | str) -> VerifyReport:
+@dataclass
+class GoHistoryReport(VerifyReport):
+    """A :class:`VerifyReport` of a Go Igor history, plus warnings: things Go Igor writes
+    into genuine histories that are not problems but are worth knowing (never invalid)."""
+
+    warnings: list[Problem] = field(default_factory=list)
+
+    def warn(self, code: ProblemCode, message: str, digest: bytes | None = None) -> None:
+        self.warnings.append(Problem(code, message, digest))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "warnings": [w.to_json() for w in self.warnings]}
+
+
+def _epoch(ck: GoCheckpoint) -> tuple[int, int] | None:
+    return None if ck.major is None else (ck.major, ck.generation or 0)
+
+
+def verify_go_history(directory: Path | str) -> GoHistoryReport:
     """Verify a Go Igor ``history/<agent>/`` directory of ``*.ckpt`` files.
 
-    Reproduces Go's ``VerifyChain`` (files sorted by name; unparseable files reported and skipped
-    with the previous hash carried over; ticks strictly increasing; v4 signatures; prevHash links;
-    one agent key; nothing but v4 after the first file) and adds the checks Go misses: the first
-    checkpoint's prevHash is zero, the budget never increases, the epoch never decreases.
+    Reproduces Go's ``VerifyChain`` (files sorted by name; ticks strictly increasing; v4
+    signatures; prevHash links; one agent key; nothing but v4 after the first file) and adds
+    checks Go misses: the first checkpoint's prevHash is zero, the budget never increases, the
+    epoch never decreases — except a reset to (0, 0), which Go's ``igord-lab`` writes every
+    time it starts and which is reported as a warning. A file that does not parse is reported
+    once, as that file: the link from the next file across it is not checked (Go reports a
+    prevHash mismatch there too). docs/checkpoint-format.md lists each difference from Go's
+    verdicts.
     """
-    report = VerifyReport()
+    report = GoHistoryReport()
     files = sorted(p for p in Path(directory).iterdir() if p.name.endswith(HISTORY_SUFFIX))
     report.entries = len(files)
     previous: GoCheckpoint | None = None
+    after_unparsed = False
+    """The previous file could not be read or parsed (and is reported as such)."""
     first_key: bytes | None = None
     for path in files:
+        name = path.name
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            report.add(ProblemCode.CORRUPT_ENTRY, f"{path.name}: cannot read: {exc.strerror}")
+            report.add(ProblemCode.CORRUPT_ENTRY, f"{name}: cannot read: {exc.strerror}")
+            after_unparsed = True
             continue
-        name = path.name
         try:
             ck = parse_go_checkpoint(raw)
         except NegativeGoValue as exc:
             report.add(ProblemCode.NEGATIVE_BUDGET, f"{name}: {exc}", sha256(raw))
+            after_unparsed = True
             continue
         except GoCheckpointError as exc:
             report.add(ProblemCode.CORRUPT_ENTRY, f"{name}: {exc}", sha256(raw))
+            after_unparsed = True
             continue
         digest = ck.digest()
         report.checkpoints += 1
@@ -216,16 +244,17 @@ def verify_go_history(directory: Path | str) -> VerifyReport:
                 first_key = ck.agent_pubkey
             elif ck.agent_pubkey != first_key:
                 report.add(ProblemCode.AGENT_MISMATCH, f"{name}: agent identity changed", digest)
-        if previous is None:
+        if report.first_tick is None:
+            report.first_tick = ck.tick
+            report.first_epoch = ck.major
+            report.budget_start = ck.budget
+        if previous is None and not after_unparsed:
             if ck.version == V4 and ck.prev_hash != ZERO_HASH:
                 report.add(
                     ProblemCode.NO_GENESIS,
                     f"{name}: first checkpoint's prevHash is not zero (partial chain)",
                     digest,
                 )
-            report.first_tick = ck.tick
-            report.first_epoch = ck.major
-            report.budget_start = ck.budget
         else:
             if ck.version != V4:
                 report.add(
@@ -233,36 +262,20 @@ def verify_go_history(directory: Path | str) -> VerifyReport:
                     f"{name}: v0x{ck.version:02x} checkpoint after the first file",
                     digest,
                 )
-            elif ck.prev_hash != previous.digest():
-                report.add(
-                    ProblemCode.ORPHAN,
-                    f"{name}: prevHash does not match the previous checkpoint",
-                    digest,
-                )
-            if ck.tick < previous.tick:
-                report.add(
-                    ProblemCode.TICK_DECREASED, f"{name}: tick {ck.tick} < {previous.tick}", digest
-                )
-            elif ck.tick == previous.tick:
-                report.add(ProblemCode.TICK_REPEATED, f"{name}: tick {ck.tick} repeated", digest)
-            if ck.budget > previous.budget:
-                report.add(
-                    ProblemCode.BUDGET_INCREASED,
-                    f"{name}: budget {ck.budget} > {previous.budget}",
-                    digest,
-                )
-            if (
-                ck.major is not None
-                and previous.major is not None
-                and (ck.major, ck.generation or 0) < (previous.major, previous.generation or 0)
-            ):
-                report.add(
-                    ProblemCode.EPOCH_DECREASED,
-                    f"{name}: epoch ({ck.major}, {ck.generation}) < "
-                    f"({previous.major}, {previous.generation})",
-                    digest,
-                )
+            elif not after_unparsed:
+                assert previous is not None
+                if ck.prev_hash != previous.digest():
+                    report.add(
+                        ProblemCode.ORPHAN,
+                        f"{name}: prevHash does not match the previous checkpoint",
+                        digest,
+                    )
+            # else: the file before it did not parse and is reported; a link to its bytes
+            # cannot be checked further (Go reports a mismatch here as well).
+        if previous is not None:
+            _compare_go(previous, ck, name, digest, report)
         previous = ck
+        after_unparsed = False
         report.last_tick = ck.tick
         report.last_epoch = ck.major
         report.budget_end = ck.budget
@@ -272,3 +285,31 @@ def verify_go_history(directory: Path | str) -> VerifyReport:
     report.agent = did_from_public_key(first_key) if first_key is not None else None
     report.valid = not report.problems
     return report
+
+
+def _compare_go(
+    previous: GoCheckpoint, ck: GoCheckpoint, name: str, digest: bytes, report: GoHistoryReport
+) -> None:
+    """Tick, budget and epoch rules between two parsed checkpoints of a history."""
+    if ck.tick < previous.tick:
+        report.add(ProblemCode.TICK_DECREASED, f"{name}: tick {ck.tick} < {previous.tick}", digest)
+    elif ck.tick == previous.tick:
+        report.add(ProblemCode.TICK_REPEATED, f"{name}: tick {ck.tick} repeated", digest)
+    if ck.budget > previous.budget:
+        report.add(
+            ProblemCode.BUDGET_INCREASED,
+            f"{name}: budget {ck.budget} > {previous.budget}",
+            digest,
+        )
+    before, after = _epoch(previous), _epoch(ck)
+    if before is None or after is None or after >= before:
+        return
+    if after == (0, 0):
+        report.warn(
+            ProblemCode.EPOCH_DECREASED,
+            f"{name}: epoch reset from {before} to (0, 0); Go Igor's igord-lab restarts its "
+            "lease at (0, 0) every time it starts, and Go's verifier accepts it",
+            digest,
+        )
+    else:
+        report.add(ProblemCode.EPOCH_DECREASED, f"{name}: epoch {after} < {before}", digest)

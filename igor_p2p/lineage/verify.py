@@ -18,6 +18,7 @@ from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.entries import EpochRecord, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.lineage.export import ExportRecord
 from igor_p2p.lineage.identity import BadSignature, InvalidDID, public_key_from_did
 
 GENESIS_KINDS = (CheckpointKind.GENESIS, CheckpointKind.IMPORT)
@@ -67,6 +68,8 @@ class ProblemCode(enum.StrEnum):
     UNCERTIFIED = "UNCERTIFIED"
     """A custody record followed by something other than its witness certificate, or a
     certificate that is not a joint quorum of the old and new witness sets."""
+    AFTER_EXPORT = "AFTER_EXPORT"
+    """An entry after the export record: the agent ran on after it left for Go Igor."""
 
 
 @dataclass
@@ -96,6 +99,8 @@ class VerifyReport:
     certs: int = 0
     forced: list[ForcedRecovery] = field(default_factory=list)
     """Forced-recovery records on the verified path: reported, not a reason to be invalid."""
+    exports: list[ExportRecord] = field(default_factory=list)
+    """Export-to-Go records on the verified path (the lineage's terminal entry)."""
     first_tick: int | None = None
     last_tick: int | None = None
     first_epoch: int | None = None
@@ -143,6 +148,17 @@ class VerifyReport:
                     "wall_ns": f.wall_ns,
                 }
                 for f in self.forced
+            ],
+            "exports": [
+                {
+                    "digest": e.digest().hex(),
+                    "epoch": e.epoch,
+                    "tick": e.tick,
+                    "owner": e.owner.hex(),
+                    "go_checkpoint": e.go_checkpoint.hex(),
+                    "wall_ns": e.wall_ns,
+                }
+                for e in self.exports
             ],
             "first_tick": self.first_tick,
             "last_tick": self.last_tick,
@@ -201,7 +217,9 @@ def _decode_all(
 ) -> dict[bytes, LineageEntry]:
     by_digest: dict[bytes, LineageEntry] = {}
     for item in items:
-        if isinstance(item, Checkpoint | TransferRecord | ForcedRecovery | WitnessCert):
+        if isinstance(
+            item, Checkpoint | TransferRecord | ForcedRecovery | WitnessCert | ExportRecord
+        ):
             entry: LineageEntry = item
         else:
             try:
@@ -395,6 +413,8 @@ def _walk_from(
         if digest in visited:  # pragma: no cover - would need a SHA-256 cycle
             break
         visited.add(digest)
+        if isinstance(walk.previous, ExportRecord):
+            report.add(ProblemCode.AFTER_EXPORT, f"{_short(digest)} follows the export", digest)
         if walk.pending is not None and not isinstance(entry, WitnessCert):
             report.add(
                 ProblemCode.UNCERTIFIED,
@@ -410,6 +430,8 @@ def _walk_from(
             _check_checkpoint(entry, digest, walk, report)
         elif isinstance(entry, TransferRecord):
             _check_transfer(entry, digest, walk, report, after_gap=gap)
+        elif isinstance(entry, ExportRecord):
+            _check_export(entry, digest, walk, report)
         elif isinstance(entry, ForcedRecovery):
             _check_forced(entry, digest, walk, report)
         else:
@@ -578,3 +600,18 @@ def _check_cert(
     walk.custodian = record.owner
     walk.epoch = max(walk.epoch, record.to_epoch)
     walk.witnesses = record.witnesses
+
+
+def _check_export(rec: ExportRecord, digest: bytes, walk: _Walk, report: VerifyReport) -> None:
+    name = f"export {_short(digest)}"
+    report.exports.append(rec)
+    if rec.owner != walk.custodian:
+        report.add(ProblemCode.WRONG_SIGNER, f"{name}: owner is not the custodian", digest)
+    if rec.epoch != walk.epoch or rec.tick != walk.tick:
+        report.add(
+            ProblemCode.TRANSFER_MISMATCH,
+            f"{name}: epoch {rec.epoch} tick {rec.tick}, current epoch {walk.epoch} "
+            f"tick {walk.tick}",
+            digest,
+        )
+    walk.custodian = b""  # terminal: nobody holds custody in Igor-P2P after it

@@ -38,6 +38,7 @@ from igor_p2p.node.admin_methods import register_methods
 from igor_p2p.node.api import NodeApi
 from igor_p2p.node.claims import ClaimGossip
 from igor_p2p.node.config import NodeConfig
+from igor_p2p.node.log_methods import register_log_methods
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerTable
 from igor_p2p.node.placement import choose_target
@@ -214,6 +215,7 @@ class Node:
 
         methods: dict[str, AdminMethod] = {}
         register_methods(methods, api, faults, stop=self.stop)
+        register_log_methods(methods, services)
         admin = AdminServer(
             AdminConfig(
                 socket_path=services.data.admin_socket,

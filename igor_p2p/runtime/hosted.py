@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from igor_p2p.agent.environment import ResumeReason
+from igor_p2p.agent.environment import LogStream, ResumeReason
 from igor_p2p.agent.manifest import Manifest
 from igor_p2p.agent.sandbox import AgentInstance, CompiledModule, Sandbox
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.logs import get_logger
 from igor_p2p.net.ratelimit import TokenBucket
+from igor_p2p.runtime.agent_logs import AgentLogBook
 from igor_p2p.runtime.clock import NodeClock
 
 log = get_logger(__name__)
@@ -75,6 +76,12 @@ class AgentEnvironment:
     """Bytes written to the node log since :meth:`take_log_usage` (charged by the scheduler)."""
     dropped_bytes: int = 0
     """Bytes of log output dropped by the caps since :meth:`take_log_usage` (not charged)."""
+    logbook: AgentLogBook | None = None
+    """Where the agent's log lines are kept for ``igor agent logs`` (the node's book)."""
+    price_per_second: int = 0
+    """``node_price``: the agent's price in Go Igor's µ¢ per second."""
+    receipts: tuple[bytes, ...] = ()
+    """``wallet_receipt``: execution receipts in Go Igor's layout (built when hosted)."""
 
     def now_ns(self) -> int:
         return self.clock.wall_ns()
@@ -82,7 +89,7 @@ class AgentEnvironment:
     def random_bytes(self, n: int) -> bytes:
         return os.urandom(n)
 
-    def log(self, message: bytes) -> None:
+    def log(self, message: bytes, stream: LogStream = LogStream.LOG) -> None:
         line = message[:MAX_AGENT_LOG_LINE]
         if self.logged_bytes + len(line) > MAX_AGENT_LOG_BYTES_PER_TICK or (
             self.node_log is not None and not self.node_log.take(len(line))
@@ -90,7 +97,10 @@ class AgentEnvironment:
             self.dropped_bytes += len(message)
             return
         self.logged_bytes += len(line)
-        log.info("agent log: %s", line.decode("utf-8", errors="replace"), agent=self.did)
+        text = line.decode("utf-8", errors="replace")
+        log.info("agent %s: %s", stream.value, text, agent=self.did)
+        if self.logbook is not None:
+            self.logbook.append(self.did, stream.value, message)
 
     def take_log_usage(self) -> tuple[int, int]:
         """``(written, dropped)`` log bytes since the last call; both counters restart at 0."""
@@ -111,6 +121,15 @@ class AgentEnvironment:
         self.migration_requests.append(hint)
         if self.on_migration_request is not None:
             self.on_migration_request(self.did, hint)
+
+    def node_price(self) -> int:
+        return self.price_per_second
+
+    def receipt_count(self) -> int:
+        return len(self.receipts)
+
+    def receipt(self, index: int) -> bytes | None:
+        return self.receipts[index] if 0 <= index < len(self.receipts) else None
 
 
 @dataclass

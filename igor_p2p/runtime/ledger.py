@@ -13,6 +13,7 @@ from igor_p2p.lineage.entries import (
     LineageEntry,
     TransferRecord,
     WitnessCert,
+    ExportRecord,
 )
 from igor_p2p.store.ops import AppendEntries, NewEntry, Op, PutAuthority, RaiseFence
 from igor_p2p.store.records import AuthorityRecord
@@ -28,11 +29,13 @@ def entry_kind(entry: LineageEntry) -> str:
         return "FORCED"
     if isinstance(entry, WitnessCert):
         return "CERT"
+    if isinstance(entry, ExportRecord):
+        return "EXPORT"
     raise TypeError(f"not a lineage entry: {type(entry).__name__}")
 
 
 def entry_epoch(entry: LineageEntry) -> int:
-    if isinstance(entry, Checkpoint):
+    if isinstance(entry, Checkpoint | ExportRecord):
         return entry.epoch
     if isinstance(entry, WitnessCert):
         return entry.slot

@@ -27,6 +27,7 @@ from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair, save_key_file
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.logs import get_logger
+from igor_p2p.runtime.goabi import wire_environment
 from igor_p2p.runtime.hosted import AgentEnvironment, HostedAgent
 from igor_p2p.runtime.services import NodeServices
 
@@ -166,6 +167,7 @@ async def load_hosted(
         gap_ns=gap,
         on_migration_request=services.on_migration_request,
     )
+    await wire_environment(services, env, manifest, entries)  # log book, price, receipts
     agent = HostedAgent(
         did=did,
         compiled=compiled,

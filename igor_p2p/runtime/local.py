@@ -23,13 +23,14 @@ from igor_p2p.core.node_core import CorePorts, NodeCore
 from igor_p2p.core.ports import Handler, PeerUnreachable
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.runtime.agent_logs import AgentLogLine
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.env import NodeEnv
 from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.loader import AgentNotFound, LaunchRequest, NotOwner, prepare_launch
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
-from igor_p2p.runtime.services import RuntimeConfig, open_services
+from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.wire.codec import Message
@@ -67,7 +68,39 @@ class LocalRunResult:
 
 
 Reporter = Callable[[str, dict[str, object]], None]
-"""Called with an event name and fields: ``started``, ``committed``, ``stopped``."""
+"""Called with an event name and fields: ``started``, ``committed``, ``log`` (a line the agent
+printed: ``log_emit`` or WASI stdout/stderr, as it happens), ``stopped``."""
+
+
+class _LinePrinter:
+    """Hands the agent's log lines to the reporter on the trio thread, in order; lines printed
+    before the ``started`` report (e.g. by ``agent_resume``) are held until it is out."""
+
+    def __init__(self, report: Reporter, token: trio.lowlevel.TrioToken) -> None:
+        self._report = report
+        self._token = token
+        self._held: list[AgentLogLine] | None = []
+        self.agent: str | None = None
+        self.failure: BaseException | None = None
+        """What the reporter raised (e.g. a closed stdout); raised again when the run ends."""
+
+    def on_line(self, line: AgentLogLine) -> None:  # any thread
+        self._token.run_sync_soon(self._deliver, line)
+
+    def _deliver(self, line: AgentLogLine) -> None:
+        if self._held is not None:
+            self._held.append(line)
+        elif line.agent == self.agent and self.failure is None:
+            try:
+                self._report("log", line.to_json())
+            except BaseException as exc:  # never let it escape into trio's callback runner
+                self.failure = exc
+
+    def release(self, agent: str) -> None:
+        self.agent = agent
+        held, self._held = self._held or [], None
+        for line in held:
+            self._deliver(line)
 
 
 class LoopbackTransport:
@@ -103,115 +136,132 @@ async def run_local(
 ) -> LocalRunResult:
     """Open the data directory, bring in one agent, tick it, stop cleanly."""
     async with open_services(options.data, options.runtime) as services:
-        store = SqliteAuthorityStore(services.store, services.committer)
-        hooks = SchedulerHooks()
-        scheduler = TickScheduler(
-            services, StoreTickSink(services.committer), options.scheduler, hooks
-        )
-        runner = SchedulerRunner(services, store, scheduler)
-        runner.tick_limit = options.ticks
-        me = services.key.public_key
-        core = NodeCore(
-            services.key,
-            CorePorts(
-                store=store,
-                transport=LoopbackTransport(me),
-                runner=runner,
-                env=NodeEnv(services.clock, services.history),
-                membership=Alone(me),
-            ),
-        )
-        started = trio.Event()
-        settled = trio.Event()
-        settled.set()
-        hosted: list[HostedAgent] = []
-        result = LocalRunResult(did="")
+        lines = _LinePrinter(report, trio.lowlevel.current_trio_token())
+        unsubscribe = services.agent_logs.subscribe(lines.on_line)
+        try:
+            result = await _run(options, services, what, report, lines)
+        finally:
+            unsubscribe()
+        if lines.failure is not None:
+            raise lines.failure
+        return result
 
-        def on_hosted(agent: HostedAgent) -> None:
-            hosted.append(agent)
-            started.set()
 
-        runner.on_hosted = on_hosted
+async def _run(
+    options: LocalRunOptions,
+    services: NodeServices,
+    what: LaunchHere | ResumeHere,
+    report: Reporter,
+    lines: _LinePrinter,
+) -> LocalRunResult:
+    store = SqliteAuthorityStore(services.store, services.committer)
+    hooks = SchedulerHooks()
+    scheduler = TickScheduler(services, StoreTickSink(services.committer), options.scheduler, hooks)
+    runner = SchedulerRunner(services, store, scheduler)
+    runner.tick_limit = options.ticks
+    me = services.key.public_key
+    core = NodeCore(
+        services.key,
+        CorePorts(
+            store=store,
+            transport=LoopbackTransport(me),
+            runner=runner,
+            env=NodeEnv(services.clock, services.history),
+            membership=Alone(me),
+        ),
+    )
+    started = trio.Event()
+    settled = trio.Event()
+    settled.set()
+    hosted: list[HostedAgent] = []
+    result = LocalRunResult(did="")
 
-        def on_committed(a: HostedAgent, checkpoint: Checkpoint) -> None:
-            result.last_tick = checkpoint.tick
-            result.budget = checkpoint.budget
-            report(
-                "committed",
-                {
-                    "agent": a.did,
-                    "epoch": checkpoint.epoch,
-                    "tick": checkpoint.tick,
-                    "kind": checkpoint.kind.name,
-                    "budget": checkpoint.budget,
-                    "digest": checkpoint.digest().hex(),
-                },
-            )
+    def on_hosted(agent: HostedAgent) -> None:
+        hosted.append(agent)
+        started.set()
 
-        async with trio.open_nursery() as nursery:
+    runner.on_hosted = on_hosted
 
-            def on_terminal(a: HostedAgent, event: BudgetExhausted | TickFailed) -> None:
-                nonlocal settled
-                settled = trio.Event()
-                nursery.start_soon(_settle_terminal, core, a.did, event, settled)
-
-            hooks.on_committed = on_committed
-            hooks.on_terminal = on_terminal
-            await nursery.start(scheduler.run)
-            await nursery.start(partial(core.run, restart=False))
-            did = await _bring_in(services, core, store, what)
-            result.did = did
-            with trio.move_on_after(60):
-                await _until_ticking_or_parked(core, did, started)
-            view = core.describe(did) or {}
-            if not hosted:
-                state = view.get("state", "unknown")
-                why = view.get("waiting") or view.get("reason") or ""
-                raise AgentNotResumable(f"{did} did not start ticking here ({state}) {why}".strip())
-            agent = hosted[0]
-            result.last_tick = agent.head.tick
-            result.budget = agent.budget
-            result.epoch = agent.epoch
-            report(
-                "started",
-                {
-                    "agent": did,
-                    "epoch": agent.epoch,
-                    "tick": agent.head.tick,
-                    "budget": agent.budget,
-                    "peer_id": services.peer_id,
-                },
-            )
-
-            async def stop_on_signal() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        result.stopped_by_signal = True
-                        await scheduler.drain()
-                        nursery.cancel_scope.cancel()
-                        return
-
-            nursery.start_soon(stop_on_signal)
-            await scheduler.idle.wait()
-            await settled.wait()
-            nursery.cancel_scope.cancel()
-        final = await store.record(result.did)
-        if final is not None and isinstance(final.state, AuthorityState):
-            result.state = final.state
-            result.reason = final.detail
-        result.ticks = scheduler.ticks_total
+    def on_committed(a: HostedAgent, checkpoint: Checkpoint) -> None:
+        result.last_tick = checkpoint.tick
+        result.budget = checkpoint.budget
         report(
-            "stopped",
+            "committed",
             {
-                "agent": result.did,
-                "ticks": result.ticks,
-                "tick": result.last_tick,
-                "budget": result.budget,
-                "state": result.state.value,
-                "reason": result.reason,
+                "agent": a.did,
+                "epoch": checkpoint.epoch,
+                "tick": checkpoint.tick,
+                "kind": checkpoint.kind.name,
+                "budget": checkpoint.budget,
+                "digest": checkpoint.digest().hex(),
             },
         )
-        return result
+
+    async with trio.open_nursery() as nursery:
+
+        def on_terminal(a: HostedAgent, event: BudgetExhausted | TickFailed) -> None:
+            nonlocal settled
+            settled = trio.Event()
+            nursery.start_soon(_settle_terminal, core, a.did, event, settled)
+
+        hooks.on_committed = on_committed
+        hooks.on_terminal = on_terminal
+        await nursery.start(scheduler.run)
+        await nursery.start(partial(core.run, restart=False))
+        did = await _bring_in(services, core, store, what)
+        result.did = did
+        with trio.move_on_after(60):
+            await _until_ticking_or_parked(core, did, started)
+        view = core.describe(did) or {}
+        if not hosted:
+            state = view.get("state", "unknown")
+            why = view.get("waiting") or view.get("reason") or ""
+            raise AgentNotResumable(f"{did} did not start ticking here ({state}) {why}".strip())
+        agent = hosted[0]
+        result.last_tick = agent.head.tick
+        result.budget = agent.budget
+        result.epoch = agent.epoch
+        report(
+            "started",
+            {
+                "agent": did,
+                "epoch": agent.epoch,
+                "tick": agent.head.tick,
+                "budget": agent.budget,
+                "peer_id": services.peer_id,
+            },
+        )
+        lines.release(did)
+
+        async def stop_on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    result.stopped_by_signal = True
+                    await scheduler.drain()
+                    nursery.cancel_scope.cancel()
+                    return
+
+        nursery.start_soon(stop_on_signal)
+        await scheduler.idle.wait()
+        await settled.wait()
+        nursery.cancel_scope.cancel()
+    final = await store.record(result.did)
+    if final is not None and isinstance(final.state, AuthorityState):
+        result.state = final.state
+        result.reason = final.detail
+    result.ticks = scheduler.ticks_total
+    report(
+        "stopped",
+        {
+            "agent": result.did,
+            "ticks": result.ticks,
+            "tick": result.last_tick,
+            "budget": result.budget,
+            "state": result.state.value,
+            "reason": result.reason,
+        },
+    )
+    return result
 
 
 async def _settle_terminal(

@@ -15,14 +15,17 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.bundle import AgentBundle
 from igor_p2p.lineage.custody import UnsignedTransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
+from igor_p2p.lineage.export import EXPORT_REASON, ExportRecord
 from igor_p2p.lineage.identity import KeyFileExists, Keypair, save_key_file
 from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_signature
 from igor_p2p.lineage.verify import verify_lineage
@@ -31,9 +34,18 @@ from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.ledger import append_ops
 from igor_p2p.runtime.loader import chain_order, check_owner, custodian, last_checkpoint
+from igor_p2p.runtime.probe import probe_module
 from igor_p2p.store.ops import Op, PutManifest, PutModule, PutTombstone, RaiseFence
 from igor_p2p.store.records import AuthorityRecord, FirstRecord
 from igor_p2p.store.sqlite import Store
+
+
+def _probe(sandbox: Sandbox | None, *args: Any) -> None:
+    if sandbox is not None:
+        probe_module(sandbox, *args)
+        return
+    with Sandbox() as own:
+        probe_module(own, *args)
 
 
 class ImportRefused(IgorError):
@@ -109,8 +121,13 @@ def export_transfer(store: Store, key: Keypair, did: str, to_peer_id: str) -> Ag
     return export_copy(store, did)
 
 
-def import_bundle(store: Store, key: Keypair, bundle: AgentBundle) -> ImportOutcome:
-    """Import a bundle: owner if its custody ends at this node, a read-only copy otherwise."""
+def import_bundle(
+    store: Store, key: Keypair, bundle: AgentBundle, sandbox: Sandbox | None = None
+) -> ImportOutcome:
+    """Import a bundle: owner if its custody ends at this node, a read-only copy otherwise.
+
+    Before anything is written the module is compiled, instantiated and given the head's state
+    as a resume would (``probe_module``); a module that cannot run here is refused."""
     report = verify_lineage(bundle.entries)
     if not report.valid:
         reasons = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems)
@@ -135,9 +152,18 @@ def import_bundle(store: Store, key: Keypair, bundle: AgentBundle) -> ImportOutc
         known = digests.index(existing.head) + 1
         if existing.state is AuthorityState.ACTIVE_OWNER and known < len(entries):
             raise ImportRefused("this node owns the agent; a newer bundle contradicts it")
+    _probe(
+        sandbox,
+        bundle.wasm,
+        manifest,
+        None if head.kind is CheckpointKind.GENESIS else head.state,
+        head.budget,
+    )
     owner = holder == key.public_key
     state = AuthorityState.ACTIVE_OWNER if owner else AuthorityState.RETIRED
     reason = "" if owner else "imported read-only copy; custody is with another node"
+    if isinstance(entries[-1], ExportRecord):  # it left for Go Igor: nobody owns it here
+        state, reason = AuthorityState.HALTED, EXPORT_REASON
     base = existing or AuthorityRecord.first(
         did,
         FirstRecord(
@@ -176,20 +202,33 @@ class GoImport:
     wasm: bytes
     identity: Keypair
     manifest: bytes
+    module_upgrade: bool = False
+    """Continue the state with ``wasm`` although the checkpoint names another module."""
 
 
 def import_go_agent(
-    store: Store, key: Keypair, data: DataDir, request: GoImport, price: int
+    store: Store,
+    key: Keypair,
+    data: DataDir,
+    request: GoImport,
+    price: int,
+    sandbox: Sandbox | None = None,
 ) -> ImportOutcome:
     """Continue a Go Igor agent here under its own DID.
 
     The Go checkpoint must match the module's hash, and (v0x04) carry the identity's key and a
-    valid signature. The agent key signs an IMPORT genesis whose ``prev`` is the SHA-256 of the
-    Go blob, naming this node as the first owner; the key file is kept here (mode 0600).
+    valid signature. The module must run here: it is compiled, instantiated and resumed from
+    the Go state first (``probe_module``); nothing is written if any of this fails. The agent
+    key signs an IMPORT genesis whose ``prev`` is the SHA-256 of the Go blob, naming this node
+    as the first owner; the key file is kept here (mode 0600).
     """
     go = parse_go_checkpoint(request.checkpoint)
-    if hashlib.sha256(request.wasm).digest() != go.wasm_hash:
-        raise ImportRefused("the Go checkpoint was not produced by this module (wasm hash)")
+    wasm_hash = hashlib.sha256(request.wasm).digest()
+    if wasm_hash != go.wasm_hash and not request.module_upgrade:
+        raise ImportRefused(
+            "the Go checkpoint was not produced by this module (wasm hash); continuing its "
+            "state with another module is a module upgrade and must be asked for"
+        )
     if go.version >= 4:
         if go.agent_pubkey != request.identity.public_key:
             raise ImportRefused("the Go checkpoint's key is not the identity's key")
@@ -198,6 +237,7 @@ def import_go_agent(
     did = request.identity.did
     if store.authority(did) is not None:
         raise ImportRefused(f"{did} already exists here")
+    _probe(sandbox, request.wasm, manifest, go.state, go.budget)
     with contextlib.suppress(KeyFileExists):
         save_key_file(data.agent_key_path(did), request.identity)
     genesis = UnsignedCheckpoint(
@@ -206,7 +246,7 @@ def import_go_agent(
         tick=go.tick,
         prev=hashlib.sha256(go.raw).digest(),
         kind=CheckpointKind.IMPORT,
-        wasm_hash=go.wasm_hash,
+        wasm_hash=wasm_hash,
         manifest_hash=manifest.hash,
         budget=go.budget,
         price=price,
@@ -220,7 +260,7 @@ def import_go_agent(
             state=AuthorityState.ACTIVE_OWNER,
             epoch=1,
             owner=key.public_key,
-            wasm_hash=go.wasm_hash,
+            wasm_hash=wasm_hash,
             manifest_hash=manifest.hash,
         ),
     )

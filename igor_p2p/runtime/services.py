@@ -12,6 +12,7 @@ from igor_p2p.agent.sandbox import Sandbox, SandboxConfig
 from igor_p2p.history import HistoryWriter
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.runtime.capacity import NodeBudget
+from igor_p2p.runtime.agent_logs import AgentLogBook
 from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.lock import DataDirLock
@@ -47,6 +48,8 @@ class NodeServices:
     config: RuntimeConfig
     peer_id: str
     on_migration_request: Callable[[str, bytes], None] | None = None
+    agent_logs: AgentLogBook = field(default_factory=AgentLogBook)
+    """What hosted agents printed (bounded): ``igor agent logs`` and ``igor agent run``."""
 
     @property
     def price(self) -> int:

@@ -8,6 +8,7 @@ import pytest
 
 from igor_p2p.agent import (
     CapabilityNotOffered,
+    CapabilityNotSupportedYet,
     HostFault,
     ImportSignatureMismatch,
     InstancePoisoned,
@@ -61,6 +62,71 @@ def test_budget_remaining_returns_environment_budget(sandbox: Sandbox) -> None:
     env = FixedEnvironment(budget=123_456)
     wasm = _result_agent('(import "igor" "budget_remaining" (func $f (result i64)))', "(call $f)")
     assert _run_for_i64(sandbox, wasm, manifest_with("budget"), env) == 123_456
+
+
+def test_wallet_balance_is_the_budget_like_budget_remaining(sandbox: Sandbox) -> None:
+    env = FixedEnvironment(budget=987_654)
+    wasm = _result_agent('(import "igor" "wallet_balance" (func $f (result i64)))', "(call $f)")
+    assert _run_for_i64(sandbox, wasm, manifest_with("wallet"), env) == 987_654
+
+
+def test_node_price_is_the_environment_price_per_second(sandbox: Sandbox) -> None:
+    env = FixedEnvironment(price_per_second=1_000_000)
+    wasm = _result_agent('(import "igor" "node_price" (func $f (result i64)))', "(call $f)")
+    assert _run_for_i64(sandbox, wasm, manifest_with("pricing"), env) == 1_000_000
+
+
+RECEIPTS = (b"first-receipt", b"second-receipt-is-longer")
+RECEIPT_IMPORTS = (
+    '(import "igor" "wallet_receipt_count" (func $count (result i32)))'
+    '(import "igor" "wallet_receipt" (func $get (param i32 i32 i32) (result i32)))'
+)
+
+
+def test_wallet_receipt_count_counts_the_environment_receipts(sandbox: Sandbox) -> None:
+    env = FixedEnvironment(receipts=RECEIPTS)
+    wasm = _result_agent(RECEIPT_IMPORTS, "(i64.extend_i32_s (call $count))")
+    assert _run_for_i64(sandbox, wasm, manifest_with("wallet"), env) == 2
+
+
+@pytest.mark.parametrize(
+    ("index", "ptr", "cap", "code"),
+    [
+        (0, 256, 64, len(RECEIPTS[0])),
+        (1, 256, 64, len(RECEIPTS[1])),
+        (1, 256, len(RECEIPTS[1]), len(RECEIPTS[1])),
+        (1, 256, len(RECEIPTS[1]) - 1, -4),  # buffer too small (Go: -4)
+        (0, 65530, 64, -4),  # buffer outside memory (Go: -4)
+        (2, 256, 64, -1),  # no such receipt (Go: -1)
+        (-1, 256, 64, -1),
+    ],
+)
+def test_wallet_receipt_copies_the_receipt_or_returns_gos_code(
+    sandbox: Sandbox, index: int, ptr: int, cap: int, code: int
+) -> None:
+    env = FixedEnvironment(receipts=RECEIPTS)
+    wasm = agent_wat(
+        imports=RECEIPT_IMPORTS,
+        tick=f"(i64.store (i32.const 2048) (i64.extend_i32_s (call $get (i32.const {index}) "
+        f"(i32.const {ptr}) (i32.const {cap})))) (i32.const 0)",
+        checkpoint="(i32.const 8)",
+        checkpoint_ptr="(i32.const 2048)",
+    )
+    inst = load_wat(sandbox, wasm, manifest_with("wallet"), env)
+    inst.tick(FUEL)
+    assert int.from_bytes(inst.snapshot(), "little", signed=True) == code
+
+
+def test_wallet_receipt_writes_the_receipt_bytes(sandbox: Sandbox) -> None:
+    env = FixedEnvironment(receipts=RECEIPTS)
+    wasm = agent_wat(
+        imports=RECEIPT_IMPORTS,
+        tick="(drop (call $get (i32.const 1) (i32.const 0) (i32.const 64))) (i32.const 0)",
+        checkpoint=f"(i32.const {len(RECEIPTS[1])})",
+    )
+    inst = load_wat(sandbox, wasm, manifest_with("wallet"), env)
+    inst.tick(FUEL)
+    assert inst.snapshot() == RECEIPTS[1]
 
 
 @pytest.mark.parametrize("reason", list(ResumeReason))
@@ -194,8 +260,9 @@ def test_badimport_example_is_refused_naming_capability(sandbox: Sandbox) -> Non
 @pytest.mark.parametrize(
     "decl",
     [
-        '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
-        '(import "igor" "wallet_balance" (func (result i64)))',
+        '(import "wasi_snapshot_preview1" "fd_frobnicate" (func (param i32) (result i32)))',
+        '(import "wasi_snapshot_preview1" "memory" (memory 1))',
+        '(import "igor" "no_such_call" (func (result i64)))',
         '(import "env" "abort" (func))',
         '(import "igor" "memory" (memory 1))',
     ],
@@ -210,10 +277,43 @@ def test_hostcall_with_wrong_signature_is_refused(sandbox: Sandbox) -> None:
         sandbox.compile(agent_wat(imports='(import "igor" "clock_now" (func (result i32)))'))
 
 
-@pytest.mark.parametrize("capability", ["wallet", "pricing", "http", "x402", "teleport"])
-def test_capabilities_not_offered_are_refused_at_load(sandbox: Sandbox, capability: str) -> None:
+@pytest.mark.parametrize("capability", ["teleport", "kv"])
+def test_unknown_capabilities_are_refused_at_load(sandbox: Sandbox, capability: str) -> None:
     with pytest.raises(CapabilityNotOffered) as info:
         load_wat(sandbox, agent_wat(), manifest_with("log", capability))
+    assert info.value.capability == capability
+    assert not isinstance(info.value, CapabilityNotSupportedYet)
+
+
+@pytest.mark.parametrize("capability", ["http", "x402"])
+def test_go_effect_capabilities_are_refused_as_not_supported_yet(
+    sandbox: Sandbox, capability: str
+) -> None:
+    with pytest.raises(CapabilityNotSupportedYet) as info:
+        load_wat(sandbox, agent_wat(), manifest_with("log", capability))
+    assert info.value.capability == capability
+    assert "not supported yet" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("decl", "capability"),
+    [
+        (
+            '(import "igor" "http_request" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)'
+            " (result i32)))",
+            "http",
+        ),
+        (
+            '(import "igor" "wallet_pay" (func (param i64 i32 i32 i32 i32 i32 i32) (result i32)))',
+            "x402",
+        ),
+    ],
+)
+def test_importing_a_go_effect_hostcall_is_refused_as_not_supported_yet(
+    sandbox: Sandbox, decl: str, capability: str
+) -> None:
+    with pytest.raises(CapabilityNotSupportedYet) as info:
+        sandbox.compile(agent_wat(imports=decl))
     assert info.value.capability == capability
 
 

@@ -16,6 +16,7 @@ from igor_p2p.lineage.custody import (
 )
 from igor_p2p.lineage.entries import LineageEntry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
+from igor_p2p.lineage.export import ExportRecord, UnsignedExportRecord
 from igor_p2p.lineage.identity import Keypair
 
 AGENT_KEY = Keypair.from_seed(b"agent-key-seed-for-lineage-tests"[:32])
@@ -141,6 +142,22 @@ class LineageBuilder:
         rec = UnsignedForcedRecovery(**values).sign(signer or node)
         self.entries.append(rec)
         self.custodian, self.epoch = node, rec.to_epoch
+        return rec
+
+    def export(self, *, signer: Keypair | None = None, **overrides: Any) -> ExportRecord:
+        """The terminal export-to-Go record, signed by the custodian."""
+        values: dict[str, Any] = dict(
+            agent=self.agent,
+            epoch=self.epoch,
+            owner=self.custodian.public_key,
+            prev=self.head,
+            tick=self.tick,
+            go_checkpoint=b"\x60" * 32,
+            wall_ns=self._next_wall(),
+        )
+        values.update(overrides)
+        rec = UnsignedExportRecord(**values).sign(signer or self.custodian)
+        self.entries.append(rec)
         return rec
 
     def migrate(self, to: Keypair) -> None:

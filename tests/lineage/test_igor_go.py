@@ -36,7 +36,21 @@ def _fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-@pytest.mark.parametrize("name", FIXTURE_NAMES)
+COPIED = [
+    *FIXTURE_NAMES,
+    *(f"v4-go-written/{n}" for n in ("agent.checkpoint", "agent.identity", "agent.v3.checkpoint")),
+    *(f"v4-go-written/history/agent/{t:010d}.ckpt" for t in (5, 10, 15)),
+    *(
+        f"manifests/{n}.manifest.json"
+        for n in (
+            "heartbeat", "liquidation", "sentinel", "research_reconciliation",
+            "research_example", "pricewatcher", "x402buyer", "deployer",
+        )
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COPIED)
 def test_copied_fixtures_match_the_shared_originals(name: str) -> None:
     original = SHARED_FIXTURES / name
     if not original.exists():
@@ -229,3 +243,102 @@ def test_v2_fixture_first_then_nothing_else_is_valid_as_in_go(tmp_path: Path) ->
     (directory / "0000000005.ckpt").write_bytes(_fixture("checkpoint.bin"))
     report = verify_go_history(directory)
     assert report.valid and report.agent is None
+
+
+# ---------------------------------------------------------------- histories Go Igor wrote
+
+GO_WRITTEN = FIXTURES / "v4-go-written"
+GO_WRITTEN_DID = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
+
+
+def test_the_go_written_history_is_valid_as_go_says() -> None:
+    report = verify_go_history(GO_WRITTEN / "history" / "agent")
+    assert report.valid, report.problems
+    assert report.warnings == []
+    assert report.agent == GO_WRITTEN_DID
+    assert (report.checkpoints, report.first_tick, report.last_tick) == (3, 5, 15)
+    tip = (GO_WRITTEN / "history" / "agent" / "0000000015.ckpt").read_bytes()
+    assert (GO_WRITTEN / "agent.checkpoint").read_bytes() == tip
+    assert report.head == hashlib.sha256(tip).digest()
+    assert int.from_bytes(parse_go_checkpoint(tip).state, "little") == 15
+
+
+def test_an_epoch_reset_to_zero_like_igord_lab_writes_is_valid_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    blobs = _chain(
+        [
+            {"tick": 5, "major": 3, "generation": 7},
+            {"tick": 10, "major": 0, "generation": 0},  # igord-lab restarted
+            {"tick": 15, "major": 0, "generation": 1},  # and renewed its lease
+        ]
+    )
+    report = verify_go_history(write_go_history(tmp_path / "hist", blobs))
+    assert report.valid, report.problems
+    (warning,) = report.warnings
+    assert warning.code is ProblemCode.EPOCH_DECREASED
+    assert "0000000010.ckpt" in warning.message and "reset" in warning.message
+    assert "(3, 7)" in warning.message
+    assert report.to_json()["warnings"][0]["message"] == warning.message
+
+
+def test_an_epoch_decrease_that_is_not_a_reset_to_zero_stays_invalid(tmp_path: Path) -> None:
+    blobs = _chain([{"tick": 5, "major": 3, "generation": 7}, {"tick": 10, "major": 1}])
+    report = verify_go_history(write_go_history(tmp_path / "hist", blobs))
+    assert report.codes() == {ProblemCode.EPOCH_DECREASED}
+    assert report.warnings == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "version", "negative"])
+def test_one_damaged_file_is_reported_as_that_file_only(tmp_path: Path, damage: str) -> None:
+    directory = write_go_history(tmp_path / "hist", go_chain(5))
+    victim = directory / "0000000010.ckpt"
+    data = bytearray(victim.read_bytes())
+    if damage == "truncate":
+        data = data[:100]
+    elif damage == "version":
+        data[0] = 0x09
+    else:
+        data[1:9] = (-5).to_bytes(8, "little", signed=True)
+    victim.write_bytes(bytes(data))
+    report = verify_go_history(directory)
+    assert not report.valid
+    assert len(report.problems) == 1
+    assert report.problems[0].message.startswith("0000000010.ckpt")
+    assert (report.first_tick, report.last_tick) == (0, 20)
+
+
+def test_a_corrupt_first_file_does_not_hide_the_rest(tmp_path: Path) -> None:
+    directory = write_go_history(tmp_path / "hist", go_chain(3))
+    (directory / "0000000000.ckpt").write_bytes(b"\x04short")
+    report = verify_go_history(directory)
+    assert [p.code for p in report.problems] == [ProblemCode.CORRUPT_ENTRY]
+    assert (report.first_tick, report.last_tick, report.checkpoints) == (5, 10, 2)
+
+
+@pytest.mark.parametrize("tick", [5, 10, 15])
+def test_encode_go_v4_reproduces_the_go_written_bytes(tick: int) -> None:
+    blob = (GO_WRITTEN / "history" / "agent" / f"{tick:010d}.ckpt").read_bytes()
+    ck = parse_go_checkpoint(blob)
+    go_key = Keypair.from_seed(bytes(range(32)))  # the fixture's agent seed
+    fields = GoCheckpointFields(
+        budget=ck.budget,
+        price=ck.price,
+        tick=ck.tick,
+        wasm_hash=ck.wasm_hash,
+        major=ck.major or 0,
+        generation=ck.generation or 0,
+        lease_expiry=ck.lease_expiry or 0,
+        prev_hash=ck.prev_hash or bytes(32),
+        state=ck.state,
+    )
+    assert encode_go_v4(fields, go_key) == blob
+    assert go_key.did == GO_WRITTEN_DID
+
+
+def test_the_go_identity_file_round_trips() -> None:
+    from igor_p2p.lineage.identity import encode_go_identity, load_go_identity
+
+    key = load_go_identity(GO_WRITTEN / "agent.identity")
+    assert key.did == GO_WRITTEN_DID
+    assert encode_go_identity(key) == (GO_WRITTEN / "agent.identity").read_bytes()

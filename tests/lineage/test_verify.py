@@ -251,6 +251,15 @@ def unsigned_checkpoint(tmp_path: Path) -> VerifyReport:
     return verify_go_history(directory)
 
 
+def after_export(tmp_path: Path) -> VerifyReport:
+    b = LineageBuilder()
+    b.genesis()
+    b.tick_checkpoint()
+    b.export()
+    b.tick_checkpoint()
+    return _lineage(b)
+
+
 SCENARIOS: dict[ProblemCode, Callable[[Path], VerifyReport]] = {
     ProblemCode.CORRUPT_ENTRY: corrupt_entry,
     ProblemCode.NO_GENESIS: no_genesis,
@@ -271,6 +280,7 @@ SCENARIOS: dict[ProblemCode, Callable[[Path], VerifyReport]] = {
     ProblemCode.MODULE_CHANGED: module_changed,
     ProblemCode.MODULE_MISMATCH: module_mismatch,
     ProblemCode.UNSIGNED_CHECKPOINT: unsigned_checkpoint,
+    ProblemCode.AFTER_EXPORT: after_export,
 }
 
 
