@@ -54,6 +54,24 @@ class Imported(Event):
 
 
 @dataclass(frozen=True)
+class CopyImported(Event):
+    """A read-only copy of an agent another node owns (a bundle whose custody ends elsewhere):
+    kept for inspection, never ticked."""
+
+    epoch: int
+    witnesses: tuple[bytes, ...]
+    entries: tuple[bytes, ...]
+    owner: bytes
+
+
+@dataclass(frozen=True)
+class ExportedToGo(Event):
+    """The owner signed a terminal export record: the agent continues in Go Igor, never here."""
+
+    record: bytes
+
+
+@dataclass(frozen=True)
 class Restarted(Event):
     """The node came back and rebuilt the machine from its durable record."""
 

@@ -21,7 +21,10 @@ class AuthorityState(enum.StrEnum):
     BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
     """Terminal: the budget reached zero; the final checkpoint is loadable."""
     HALTED = "HALTED"
-    """Terminal until relaunched by an operator: halted on request."""
+    """Halted on request (or by a failing tick): not ticking; an operator may resume it, which
+    claims a new epoch."""
+    EXPORTED = "EXPORTED"
+    """Terminal: the agent left for Go Igor (a signed export record ends its lineage here)."""
 
     @property
     def may_tick(self) -> bool:

@@ -48,8 +48,10 @@ from igor_p2p.authority.events import (
     ClaimResolved,
     ClaimStale,
     CommitReceived,
+    CopyImported,
     EnterRecovery,
     Event,
+    ExportedToGo,
     ForceRecover,
     Halt,
     HandoffAborted,
@@ -342,6 +344,29 @@ def _import_then_claim(v: View, e: Event) -> Out:
         [PersistAuthority(record, e.entries), StartClaim(ClaimPurpose.RESUME, e.epoch + 1)],
         {"phase": Phase.CLAIMING, "claim": ClaimPurpose.RESUME, "certified": 0},
     )
+
+
+def _copy_imported(v: View, e: Event) -> Out:
+    assert isinstance(e, CopyImported)
+    record = _bump(
+        v.record,
+        state=S.RETIRED,
+        epoch=e.epoch,
+        witnesses=e.witnesses,
+        successor=Successor(e.epoch, e.owner),
+        detail="imported read-only copy; custody is with another node",
+    )
+    return Out(record, [PersistAuthority(record, e.entries)])
+
+
+def _exported(v: View, e: Event) -> Out:
+    assert isinstance(e, ExportedToGo)
+    record = _bump(v.record, state=S.EXPORTED, detail="exported to Go Igor")
+    actions: list[Action] = []
+    if v.run.phase is Phase.TICKING:
+        actions.append(StopTicking())
+    actions.append(PersistAuthority(record, (e.record,)))
+    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
 
 
 def _claim(purpose: ClaimPurpose) -> Effect:
@@ -779,6 +804,7 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         ),
         Rule(OTHERWISE, S.ACTIVE_OWNER, (_PERSIST, StartClaim), _import_then_claim),
     ),
+    (ABSENT, CopyImported): (Rule(ALWAYS, S.RETIRED, (_PERSIST,), _copy_imported),),
     (ABSENT, OfferPrepared): (
         Rule(ALWAYS, S.HANDOFF_PENDING, (_PERSIST, ReplyAck, StartClaim), _prepare),
     ),
@@ -854,6 +880,14 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
             _abort_handoff,
         ),
         Rule(OTHERWISE, None, (LogRejected,), _ignore("no such handoff in flight")),
+    ),
+    (S.ACTIVE_OWNER, ExportedToGo): (
+        Rule(
+            _g("ticking an epoch certified here", _ticking),
+            S.EXPORTED,
+            (StopTicking, _PERSIST),
+            _exported,
+        ),
     ),
     (S.ACTIVE_OWNER, OfferPrepared): _OFFER_WHEN_HELD,
     (S.ACTIVE_OWNER, OfferRefused): _REFUSE_OFFER,
@@ -1109,6 +1143,12 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         Rule(OTHERWISE, None, (), _nothing),
     ),
     # ---- terminal
+    (S.EXPORTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
+    (S.EXPORTED, OfferPrepared): _OFFER_WHEN_HELD,
+    (S.EXPORTED, OfferRefused): _REFUSE_OFFER,
+    (S.EXPORTED, CommitReceived): _COMMIT_UNKNOWN,
+    (S.EXPORTED, AbortReceived): _ABORT_IGNORED,
+    (S.EXPORTED, Superseded): (Rule(ALWAYS, None, (), _nothing),),
     (S.BUDGET_EXHAUSTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
     (S.BUDGET_EXHAUSTED, OfferPrepared): _OFFER_WHEN_HELD,
     (S.BUDGET_EXHAUSTED, OfferRefused): _REFUSE_OFFER,

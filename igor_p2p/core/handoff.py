@@ -298,6 +298,49 @@ class HandoffSource:
             )
         return outcome
 
+    async def transfer_offline(self, agent: str, target: bytes) -> MigrationOutcome:
+        """Hand ``agent`` to ``target`` without talking to it (a bundle carries the copy): the
+        same claim as a handoff, with no OFFER. The witness set stays as it is."""
+        ctx = self.ctx
+        if target == ctx.key.public_key:
+            raise BadTarget("the target is this node")
+        async with self.gate.agent(agent) as port:
+            if not port.machine.may_tick:
+                raise NotOwnerHere(
+                    f"{agent} is not owned in this process (it is {port.record.state})"
+                )
+            epoch = port.record.epoch
+            mid = ctx.env.token(16)
+            await port.handle(BeginHandoff(target, mid))
+            checkpoint = await self.runner.handoff_checkpoint(agent)
+            custody = await ctx.store.custody(agent)
+            previous = custody[-1]
+            record = UnsignedTransferRecord(
+                agent=agent,
+                from_epoch=epoch,
+                to_epoch=epoch + 1,
+                from_node=ctx.key.public_key,
+                to_node=target,
+                prev=checkpoint.digest(),
+                migration_id=mid,
+                wall_ns=ctx.env.wall_ns(),
+                witnesses=previous.witnesses,
+            ).sign(ctx.key)
+            claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next(), record.encode())
+            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+            outcome = claim.outcome
+            if isinstance(outcome, Chosen):
+                await port.handle(ClaimResolved(outcome.start, checkpoint.encode()))
+                return MigrationOutcome(MigrationResult.TRANSFERRED, epoch=outcome.start.epoch)
+            if isinstance(outcome, Stale):
+                await port.handle(ClaimStale(outcome.latest))
+                return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists")
+            if claim.accept_sent:
+                self.claimant.continue_handoff(agent, claim, checkpoint.encode())
+                return MigrationOutcome(MigrationResult.UNRESOLVED, claim.missing())
+            await port.handle(HandoffAborted(mid, AbortReason.NO_QUORUM))
+            return MigrationOutcome(MigrationResult.ABORTED, claim.missing() or "no quorum")
+
     async def _handoff(
         self, port: AgentPort, epoch: int, mid: bytes, target: bytes
     ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:

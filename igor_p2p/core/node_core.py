@@ -123,12 +123,19 @@ class NodeCore:
         assert self.messenger is not None
         return self.messenger
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled: settle what the last run left, then keep claims going."""
+    async def run(
+        self,
+        *,
+        restart: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled: settle what the last run left (``restart``: every agent the
+        store holds gets ``Restarted``), then keep claims going."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self._require_claimant().run)
             await nursery.start(self._require_messenger().run)
-            await self.gate.restart_all()
+            if restart:
+                await self.gate.restart_all()
             self.ready.set()
             task_status.started()
             await trio.sleep_forever()

@@ -6,9 +6,8 @@ so every Ed25519 DID starts with ``did:key:z6Mk``.
 
 from __future__ import annotations
 
-import hashlib
-
 import functools
+import hashlib
 import logging
 import os
 import secrets

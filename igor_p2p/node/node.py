@@ -38,8 +38,8 @@ from igor_p2p.node.admin_methods import register_methods
 from igor_p2p.node.api import NodeApi
 from igor_p2p.node.claims import ClaimGossip
 from igor_p2p.node.config import NodeConfig
-from igor_p2p.node.log_methods import register_log_methods
 from igor_p2p.node.discovery import Discovery
+from igor_p2p.node.log_methods import register_log_methods
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerTable
 from igor_p2p.node.placement import choose_target
 from igor_p2p.runtime.capacity import NodeBudget

@@ -2,17 +2,17 @@
 
 The agent leaves Igor-P2P for good. In order:
 
-1. this node must own the agent (``check_owner``: ACTIVE_OWNER, verified lineage, custody ends
-   here) and hold the agent's key (the node it was launched or imported on): Go Igor's
+1. this node must own the agent (it claims a new epoch, which only the owner can win) and hold
+   the agent's key (the node it was launched or imported on): Go Igor's
    checkpoints are signed by the agent key;
 2. the agent must be runnable by Go Igor: its manifest declares only Go Igor's capabilities;
 3. the v0x04 checkpoint is built: the head's tick, budget and state, the price in Go's µ¢ per
    second, lease fields 0 (as ``igord`` writes them), and a prevHash continuing the agent's Go
    chain (the Go blob its IMPORT genesis names; zero for an agent born here);
 4. a signed :class:`~igor_p2p.lineage.export.ExportRecord` naming that blob's SHA-256 is
-   appended to the lineage and the authority record set to HALTED ("exported to Go Igor"), in
-   one durable store transaction — before any file is written, so the agent can never run in
-   both systems;
+   appended to the lineage and the authority record set to EXPORTED (terminal), through the
+   authority gate, in one durable store transaction — before any file is written, so the
+   agent can never run in both systems;
 5. Go Igor's files are written into DIR (each to a temporary file, fsynced, renamed):
    ``agent.checkpoint``, ``history/agent/<tick>.ckpt``, ``agent.identity`` (mode 0600),
    ``agent.wasm`` and ``agent.manifest.json``.
@@ -26,24 +26,23 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.authority.events import ExportedToGo
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage._codec import ZERO_HASH
-from igor_p2p.lineage.entries import Checkpoint, LineageEntry
+from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind
-from igor_p2p.lineage.export import EXPORT_REASON, ExportRecord, UnsignedExportRecord
+from igor_p2p.lineage.export import ExportRecord, UnsignedExportRecord
 from igor_p2p.lineage.identity import IdentityError, Keypair, encode_go_identity, load_key_file
 from igor_p2p.lineage.igor_go import HISTORY_SUFFIX, GoCheckpointFields, encode_go_v4
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_units import go_price_per_second
-from igor_p2p.runtime.ledger import append_ops
-from igor_p2p.runtime.loader import check_owner, last_checkpoint, load_verified_chain
-from igor_p2p.store.sqlite import Store
+from igor_p2p.runtime.loader import last_checkpoint
+from igor_p2p.runtime.offline import OfflineCore, claim_here
 
 GO_AGENT_ID = "agent"
 """The agent ID the files are named by (``igord resume --agent-id agent``)."""
@@ -139,23 +138,23 @@ def _plan(directory: Path, contents: dict[str, tuple[bytes, int]]) -> None:
             raise ExportRefused(f"{path} already exists; export into an empty directory")
 
 
-def export_to_go(store: Store, key: Keypair, data: DataDir, did: str, directory: Path) -> GoExport:
+async def export_to_go(offline: OfflineCore, did: str, directory: Path) -> GoExport:
     """Export ``did`` to Go Igor (see the module docstring). The caller holds the data
-    directory lock, so no node is ticking the agent."""
-    record = store.authority(did)
-    rewritten = (
-        record is not None
-        and record.state is AuthorityState.HALTED
-        and record.reason == EXPORT_REASON
-    )
-    if rewritten:
-        record, entries = load_verified_chain(store, did)
-    else:
-        record, entries = check_owner(store, key, did)
-    agent_key = _agent_key(data, did)
+    directory lock, so no node is ticking the agent; ownership is proven by a claim first."""
+    store = offline.store
+    key = offline.services.key
+    record = await store.record(did)
+    if record is None:
+        raise ExportRefused(f"no agent {did} here")
+    rewritten = record.state is AuthorityState.EXPORTED
+    if not rewritten and not await claim_here(offline, did):
+        state = (offline.core.describe(did) or {}).get("state", record.state)
+        raise ExportRefused(f"{did} is {state} here, not owned: it cannot be exported")
+    entries = [decode_entry(b) for b in await store.lineage(did)]
+    agent_key = _agent_key(offline.services.data, did)
     head = last_checkpoint(entries)
-    manifest_bytes = store.manifest(head.manifest_hash)
-    wasm = store.module(head.wasm_hash)
+    manifest_bytes = await store.manifest(head.manifest_hash)
+    wasm = await store.module(head.wasm_hash)
     if manifest_bytes is None or wasm is None or hashlib.sha256(wasm).digest() != head.wasm_hash:
         raise ExportRefused(f"the module or manifest of {did} is missing from the store")
     not_in_go = sorted(set(parse_manifest(manifest_bytes).capabilities) - GO_CAPABILITIES)
@@ -178,23 +177,19 @@ def export_to_go(store: Store, key: Keypair, data: DataDir, did: str, directory:
     }
     _plan(directory, contents)
     if not rewritten:
+        owned = await store.record(did)
+        assert owned is not None
         export = UnsignedExportRecord(
             agent=did,
-            epoch=record.epoch,
+            epoch=owned.epoch,
             owner=key.public_key,
             prev=entries[-1].digest(),
             tick=head.tick,
             go_checkpoint=go_digest,
-            wall_ns=time.time_ns(),
+            wall_ns=offline.services.clock.wall_ns(),
         ).sign(key)
-        ops, _ = append_ops(
-            record,
-            [export],
-            previous_tick=head.tick,
-            state=AuthorityState.HALTED,
-            reason=EXPORT_REASON,
-        )
-        store.apply(ops)  # durable (synchronous=FULL) before any Go file exists
+        # Durable (synchronous=FULL), through the authority gate, before any Go file exists.
+        await offline.core.gate.feed(did, ExportedToGo(export.encode()))
     written = []
     for name, (content, mode) in contents.items():
         path = directory / name

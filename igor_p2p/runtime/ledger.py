@@ -9,11 +9,11 @@ from dataclasses import replace
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.lineage.entries import (
     Checkpoint,
+    ExportRecord,
     ForcedRecovery,
     LineageEntry,
     TransferRecord,
     WitnessCert,
-    ExportRecord,
 )
 from igor_p2p.store.ops import AppendEntries, NewEntry, Op, PutAuthority, RaiseFence
 from igor_p2p.store.records import AuthorityRecord

@@ -1,43 +1,47 @@
 """Portable agent files: export, import, and import of Go Igor agents.
 
-A bundle file (``AgentBundle``: module, manifest, whole lineage) is *not* authority: possessing
-one proves nothing. Authority moves with it only when the exporting node, which owns the agent,
-retires durably and signs a transfer record naming the importing node
-(``export --transfer-to PEER_ID``). Importing a bundle whose chain of custody ends at this node
-makes this node ACTIVE_OWNER at that epoch; any other bundle is imported as a read-only copy
-(RETIRED) that can be inspected and verified but never ticked.
+A bundle file (``AgentBundle``: module, manifest, lineage) is *not* authority: possessing one
+proves nothing. Authority moves with it only when the exporting node, which owns the agent,
+hands it over with a certified transfer record naming the importing node
+(``export --transfer-to PEER_ID``); offline, that is possible only for an agent without
+witnesses (one launched with ``igor agent run``): an agent with witnesses moves between running
+nodes with ``igor agent migrate``. Importing a bundle whose chain of custody ends at this node
+makes this node the owner — and, like any restart, it claims a new epoch before ticking; any
+other bundle is imported as a read-only copy (RETIRED) that can be inspected and verified but
+never ticked.
+
+Every change goes through the authority gate of an offline node core
+(:mod:`igor_p2p.runtime.offline`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.agent.sandbox import Sandbox
+from igor_p2p.authority.events import CopyImported
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.core.handoff import MigrationResult
+from igor_p2p.core.ports import AuthorityStore
 from igor_p2p.errors import IgorError
+from igor_p2p.lineage._codec import ZERO_HASH
 from igor_p2p.lineage.bundle import AgentBundle
-from igor_p2p.lineage.custody import UnsignedTransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
-from igor_p2p.lineage.export import EXPORT_REASON, ExportRecord
+from igor_p2p.lineage.export import ExportRecord
 from igor_p2p.lineage.identity import KeyFileExists, Keypair, save_key_file
 from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_signature
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.net.peerid import public_key_from_peer_id_text as public_key_from_peer_id
-from igor_p2p.runtime.clock import NodeClock
-from igor_p2p.runtime.datadir import DataDir
-from igor_p2p.runtime.ledger import append_ops
-from igor_p2p.runtime.loader import chain_order, check_owner, custodian, last_checkpoint
+from igor_p2p.runtime.loader import last_checkpoint
+from igor_p2p.runtime.offline import OfflineCore, claim_here
 from igor_p2p.runtime.probe import probe_module
-from igor_p2p.store.ops import Op, PutManifest, PutModule, PutTombstone, RaiseFence
-from igor_p2p.store.records import AuthorityRecord, FirstRecord
-from igor_p2p.store.sqlite import Store
 
 
 def _probe(sandbox: Sandbox | None, *args: Any) -> None:
@@ -52,6 +56,10 @@ class ImportRefused(IgorError):
     """The file cannot be imported here (invalid, conflicting with local state, or stale)."""
 
 
+class TransferRefused(IgorError):
+    """The agent cannot be handed over offline from here (the message says why)."""
+
+
 @dataclass(frozen=True)
 class ImportOutcome:
     did: str
@@ -60,79 +68,55 @@ class ImportOutcome:
     reason: str
 
 
-def export_copy(store: Store, did: str) -> AgentBundle:
+async def export_copy(store: AuthorityStore, did: str) -> AgentBundle:
     """A read-only bundle of an agent this node knows (no authority moves)."""
-    record = store.authority(did)
-    if record is None:
+    lineage = await store.lineage(did)
+    if not lineage:
         raise ImportRefused(f"no agent {did} here")
-    wasm = store.module(record.wasm_hash)
-    manifest = store.manifest(record.manifest_hash)
+    head = last_checkpoint([decode_entry(b) for b in lineage])
+    wasm = await store.module(head.wasm_hash)
+    manifest = await store.manifest(head.manifest_hash)
     if wasm is None or manifest is None:
         raise ImportRefused(f"module or manifest of {did} is missing")
-    return AgentBundle(wasm=wasm, manifest=manifest, entries=tuple(store.lineage(did)))
+    return AgentBundle(wasm=wasm, manifest=manifest, entries=tuple(lineage))
 
 
-def export_transfer(store: Store, key: Keypair, did: str, to_peer_id: str) -> AgentBundle:
-    """Durably retire ``did`` here and sign its transfer to ``to_peer_id``; returns the bundle.
-
-    The caller must hold the data directory lock (no node may be ticking the agent).
-    """
-    record, entries = check_owner(store, key, did)
+async def export_transfer(offline: OfflineCore, did: str, to_peer_id: str) -> AgentBundle:
+    """Hand ``did`` to ``to_peer_id`` with a certified transfer record; returns the bundle."""
     to_node = public_key_from_peer_id(to_peer_id)
-    if to_node == key.public_key:
-        raise ImportRefused("cannot transfer an agent to the node that already owns it")
-    head = last_checkpoint(entries)
-    handoff = UnsignedCheckpoint(
-        agent=did,
-        epoch=record.epoch,
-        tick=head.tick,
-        prev=entries[-1].digest(),
-        kind=CheckpointKind.HANDOFF,
-        wasm_hash=head.wasm_hash,
-        manifest_hash=head.manifest_hash,
-        budget=head.budget,
-        price=head.price,
-        wall_ns=time.time_ns(),
-        state=head.state,
-        owner=key.public_key,
-    ).sign(key)
-    transfer = UnsignedTransferRecord(
-        agent=did,
-        from_epoch=record.epoch,
-        to_epoch=record.epoch + 1,
-        from_node=key.public_key,
-        to_node=to_node,
-        prev=handoff.digest(),
-        migration_id=os.urandom(16),
-        wall_ns=time.time_ns(),
-    ).sign(key)
-    ops, _ = append_ops(
-        record,
-        [handoff, transfer],
-        previous_tick=head.tick,
-        state=AuthorityState.RETIRED,
-        peer=to_peer_id,
-        migration_id=transfer.migration_id,
-        confirmed=False,
-        reason=f"exported to {to_peer_id}",
-    )
-    ops.append(PutTombstone(did, record.epoch + 1, to_peer_id))
-    store.apply(ops)
-    return export_copy(store, did)
+    if to_node == offline.services.key.public_key:
+        raise TransferRefused("cannot transfer an agent to the node that already owns it")
+    record = await offline.store.record(did)
+    if record is None:
+        raise TransferRefused(f"no agent {did} here")
+    if record.witnesses:
+        raise TransferRefused(
+            f"{did} has witnesses, which must agree to every transfer: run the node and move it "
+            "with `igor agent migrate`"
+        )
+    if not await claim_here(offline, did):
+        state = (offline.core.describe(did) or {}).get("state", record.state)
+        raise TransferRefused(f"{did} is {state} here, not owned: it cannot be handed over")
+    outcome = await offline.core.source.transfer_offline(did, to_node)
+    if outcome.result is not MigrationResult.TRANSFERRED:
+        raise TransferRefused(f"the transfer did not happen: {outcome.reason}")
+    return await export_copy(offline.store, did)
 
 
-def import_bundle(
-    store: Store, key: Keypair, bundle: AgentBundle, sandbox: Sandbox | None = None
+async def import_bundle(
+    offline: OfflineCore, bundle: AgentBundle, sandbox: Sandbox | None = None
 ) -> ImportOutcome:
     """Import a bundle: owner if its custody ends at this node, a read-only copy otherwise.
 
     Before anything is written the module is compiled, instantiated and given the head's state
     as a resume would (``probe_module``); a module that cannot run here is refused."""
-    report = verify_lineage(bundle.entries)
+    report = await trio.to_thread.run_sync(lambda: verify_lineage(bundle.entries, ordered=True))
     if not report.valid:
-        reasons = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems)
+        reasons = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems[:5])
         raise ImportRefused(f"bundle lineage is invalid: {reasons}")
-    entries = chain_order([decode_entry(b) for b in bundle.entries])
+    if report.pending_record is not None:
+        raise ImportRefused("the bundle ends with a custody record that was never certified")
+    entries = [decode_entry(b) for b in bundle.entries]
     head = last_checkpoint(entries)
     if hashlib.sha256(bundle.wasm).digest() != head.wasm_hash:
         raise ImportRefused("bundle module does not match the lineage's wasm hash")
@@ -140,58 +124,35 @@ def import_bundle(
     if manifest.hash != head.manifest_hash:
         raise ImportRefused("bundle manifest does not match the lineage's manifest hash")
     did = head.agent
-    holder, epoch = custodian(entries)
-    if epoch < store.fence(did):
-        raise ImportRefused(f"stale: bundle ends at epoch {epoch}, epoch {store.fence(did)} seen")
-    existing = store.authority(did)
-    known = 0
-    if existing is not None:
-        digests = [e.digest() for e in entries]
-        if existing.head not in digests:
-            raise ImportRefused("the bundle does not extend this node's lineage of the agent")
-        known = digests.index(existing.head) + 1
-        if existing.state is AuthorityState.ACTIVE_OWNER and known < len(entries):
-            raise ImportRefused("this node owns the agent; a newer bundle contradicts it")
-    _probe(
-        sandbox,
-        bundle.wasm,
-        manifest,
-        None if head.kind is CheckpointKind.GENESIS else head.state,
-        head.budget,
-    )
-    owner = holder == key.public_key
-    state = AuthorityState.ACTIVE_OWNER if owner else AuthorityState.RETIRED
-    reason = "" if owner else "imported read-only copy; custody is with another node"
-    if isinstance(entries[-1], ExportRecord):  # it left for Go Igor: nobody owns it here
-        state, reason = AuthorityState.HALTED, EXPORT_REASON
-    base = existing or AuthorityRecord.first(
-        did,
-        FirstRecord(
-            state=state,
+    epoch = report.last_epoch or 1
+    existing = await offline.store.record(did)
+    if existing is not None and existing.state is not AuthorityState.RETIRED:
+        raise ImportRefused(f"{did} is {existing.state} here; a bundle cannot replace it")
+    if existing is not None and existing.fence > epoch:
+        raise ImportRefused(f"stale: the bundle ends at epoch {epoch}, {existing.fence} is known")
+    state = None if head.kind is CheckpointKind.GENESIS else head.state
+    await trio.to_thread.run_sync(_probe, sandbox, bundle.wasm, manifest, state, head.budget)
+    await offline.store.put_module(bundle.wasm, manifest.canonical_bytes)
+    me = offline.services.key.public_key
+    exported = isinstance(entries[-1], ExportRecord)
+    custodian = report.custodian or b""
+    if custodian == me and not exported:
+        await offline.core.imported(
+            did,
             epoch=epoch,
-            owner=holder,
-            wasm_hash=head.wasm_hash,
-            manifest_hash=head.manifest_hash,
-            reason=reason,
-        ),
+            witnesses=report.witnesses,
+            entries=tuple(bundle.entries),
+            fresh=False,
+            wasm=bundle.wasm,
+            manifest=manifest.canonical_bytes,
+        )
+        return ImportOutcome(did, AuthorityState.ACTIVE_OWNER, epoch, "")
+    reason = "it left for Go Igor" if exported else "read-only copy; custody is with another node"
+    owner = custodian if len(custodian) == 32 else ZERO_HASH
+    await offline.core.gate.feed(
+        did, CopyImported(epoch, report.witnesses, tuple(bundle.entries), owner)
     )
-    previous_tick = 0
-    for e in entries[:known]:
-        previous_tick = getattr(e, "tick", previous_tick)
-    ops: list[Op] = [PutModule(bundle.wasm), PutManifest(manifest.canonical_bytes)]
-    more, _ = append_ops(
-        base,
-        entries[known:],
-        previous_tick=previous_tick,
-        state=state,
-        epoch=epoch,
-        owner=holder,
-        reason=reason,
-    )
-    ops += more
-    ops.append(RaiseFence(did, epoch, "imported bundle"))
-    store.apply(ops)
-    return ImportOutcome(did=did, state=state, epoch=epoch, reason=reason)
+    return ImportOutcome(did, AuthorityState.RETIRED, epoch, reason)
 
 
 @dataclass(frozen=True)
@@ -206,13 +167,8 @@ class GoImport:
     """Continue the state with ``wasm`` although the checkpoint names another module."""
 
 
-def import_go_agent(
-    store: Store,
-    key: Keypair,
-    data: DataDir,
-    request: GoImport,
-    price: int,
-    sandbox: Sandbox | None = None,
+async def import_go_agent(
+    offline: OfflineCore, request: GoImport, sandbox: Sandbox | None = None
 ) -> ImportOutcome:
     """Continue a Go Igor agent here under its own DID.
 
@@ -235,11 +191,12 @@ def import_go_agent(
         verify_go_signature(go)
     manifest = parse_manifest(request.manifest)
     did = request.identity.did
-    if store.authority(did) is not None:
+    if await offline.store.record(did) is not None:
         raise ImportRefused(f"{did} already exists here")
-    _probe(sandbox, request.wasm, manifest, go.state, go.budget)
+    await trio.to_thread.run_sync(_probe, sandbox, request.wasm, manifest, go.state, go.budget)
+    services = offline.services
     with contextlib.suppress(KeyFileExists):
-        save_key_file(data.agent_key_path(did), request.identity)
+        save_key_file(services.data.agent_key_path(did), request.identity)
     genesis = UnsignedCheckpoint(
         agent=did,
         epoch=1,
@@ -249,21 +206,19 @@ def import_go_agent(
         wasm_hash=wasm_hash,
         manifest_hash=manifest.hash,
         budget=go.budget,
-        price=price,
-        wall_ns=NodeClock().wall_ns(),
+        price=services.price,
+        wall_ns=services.clock.wall_ns(),
         state=go.state,
-        owner=key.public_key,
+        owner=services.key.public_key,
+        witnesses=(),
     ).sign(request.identity)
-    record = AuthorityRecord.first(
+    await offline.core.imported(
         did,
-        FirstRecord(
-            state=AuthorityState.ACTIVE_OWNER,
-            epoch=1,
-            owner=key.public_key,
-            wasm_hash=wasm_hash,
-            manifest_hash=manifest.hash,
-        ),
+        epoch=1,
+        witnesses=(),
+        entries=(genesis.encode(),),
+        fresh=True,
+        wasm=request.wasm,
+        manifest=manifest.canonical_bytes,
     )
-    ops, _ = append_ops(record, [genesis], previous_tick=go.tick)
-    store.apply([PutModule(request.wasm), PutManifest(manifest.canonical_bytes), *ops])
     return ImportOutcome(did=did, state=AuthorityState.ACTIVE_OWNER, epoch=1, reason="")

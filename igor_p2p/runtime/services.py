@@ -11,8 +11,8 @@ import trio
 from igor_p2p.agent.sandbox import Sandbox, SandboxConfig
 from igor_p2p.history import HistoryWriter
 from igor_p2p.lineage.identity import Keypair
-from igor_p2p.runtime.capacity import NodeBudget
 from igor_p2p.runtime.agent_logs import AgentLogBook
+from igor_p2p.runtime.capacity import NodeBudget
 from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.lock import DataDirLock
