@@ -61,12 +61,12 @@ def snapshot_store(node: str, data_dir: Path) -> StoreSnapshot | None:
     try:
         agents: dict[str, AgentStore] = {}
         try:
-            for record in store.authorities():
-                rows = store.lineage_rows(record.agent)
-                agents[record.agent] = AgentStore(
+            for agent, record in store.records():
+                rows = store.lineage_rows(agent)
+                agents[agent] = AgentStore(
                     tuple(_entry(r) for r in rows),
-                    record.state.value,
-                    record.reason or None,
+                    str(record.state),
+                    record.detail or (record.reason.value if record.reason else None),
                 )
         except sqlite3.Error as exc:
             raise CollectError(f"cannot read {path}: {exc}") from exc

@@ -39,8 +39,14 @@ from igor_p2p.errors import IgorError
 from igor_p2p.files import read_regular_file
 from igor_p2p.logs import configure_logging
 from igor_p2p.node.progress import HandoffProgress, HandoffStep
-from igor_p2p.runtime.loader import LaunchRequest, launch, resume
-from igor_p2p.runtime.local import LocalRunOptions, LocalRunResult, run_local
+from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.local import (
+    LaunchHere,
+    LocalRunOptions,
+    LocalRunResult,
+    ResumeHere,
+    run_local,
+)
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro, units_to_micro
 from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import RuntimeConfig
@@ -173,7 +179,7 @@ def run_cmd(
             scheduler=_scheduler(checkpoint_every, interval),
             ticks=ticks,
         )
-        result = trio.run(run_local, options, lambda s: launch(s, request), _printer(as_json))
+        result = trio.run(run_local, options, LaunchHere(request), _printer(as_json))
     _finish(result)
 
 
@@ -203,7 +209,7 @@ def resume_cmd(
             scheduler=_scheduler(checkpoint_every, interval),
             ticks=ticks,
         )
-        result = trio.run(run_local, options, lambda s: resume(s, did), _printer(as_json))
+        result = trio.run(run_local, options, ResumeHere(did), _printer(as_json))
     _finish(result)
 
 
@@ -213,7 +219,7 @@ def _resolve(data: Path, agent_id: str) -> str:
         fail(f"no agents in {data} yet (no store at {database})", ExitCode.NOT_FOUND)
     store = Store.open(database, check_on_open=False)
     try:
-        return resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+        return resolve_agent_id([agent for agent, _ in store.records()], agent_id)
     finally:
         store.close()
 

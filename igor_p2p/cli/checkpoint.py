@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import trio
 import typer
 
 from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES
@@ -44,9 +46,11 @@ from igor_p2p.lineage.igor_go import (
     verify_go_history,
 )
 from igor_p2p.lineage.verify import VerifyReport, verify_lineage
+from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_export import export_to_go
 from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro
+from igor_p2p.runtime.offline import OfflineCore, offline_core
 from igor_p2p.runtime.portable import (
     GoImport,
     export_copy,
@@ -54,6 +58,7 @@ from igor_p2p.runtime.portable import (
     import_bundle,
     import_go_agent,
 )
+from igor_p2p.runtime.services import RuntimeConfig
 from igor_p2p.store.sqlite import Store
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export and import lineages.")
@@ -67,6 +72,27 @@ def _read(path: Path) -> bytes:
     return read_regular_file(path, max_bytes=MAX_FILE_BYTES, what="input file")
 
 
+T = TypeVar("T")
+
+
+async def _offline(
+    dd: DataDir,
+    work: Callable[[OfflineCore], Awaitable[T]],
+    runtime: RuntimeConfig | None = None,
+) -> T:
+    """Run ``work`` against this data directory's authority gate (no node may run on it)."""
+    async with offline_core(dd, runtime or RuntimeConfig()) as offline:
+        return await work(offline)
+
+
+def _resolve_here(dd: DataDir, agent_id: str) -> str:
+    store = Store.open(dd.database, check_on_open=False)
+    try:
+        return resolve_agent_id([agent for agent, _ in store.records()], agent_id)
+    finally:
+        store.close()
+
+
 def _open_store(data: Path) -> Store:
     db = require_data_dir(data).database
     if not db.exists():
@@ -76,7 +102,7 @@ def _open_store(data: Path) -> Store:
 
 def _agent_in_store(data: Path, agent_id: str) -> tuple[Store, str]:
     store = _open_store(data)
-    did = resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+    did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
     return store, did
 
 
@@ -206,15 +232,15 @@ def inspect_cmd(
         else:
             store, did = _agent_in_store(data, target)
             try:
-                blob = store.head_blob(did)
-                record = store.authority(did)
+                lineage = store.lineage(did)
+                record = store.record(did)
             finally:
                 store.close()
-            if blob is None or record is None:
+            if not lineage or record is None:
                 fail(f"{did} has no lineage here")
-            fields = _entry_fields(decode_entry(blob))
-            fields["authority_state"] = record.state.value
-            fields["authority_reason"] = record.reason
+            fields = _entry_fields(decode_entry(lineage[-1]))
+            fields["authority_state"] = str(record.state)
+            fields["authority_reason"] = record.detail
         if as_json:
             emit_json(fields)
         else:
@@ -362,7 +388,7 @@ def verify_cmd(
             damage = _store_damage(store, did, blobs)
         finally:
             store.close()
-        _report_out(verify_lineage(blobs, expected_agent=did), as_json, did, damage)
+        _report_out(verify_lineage(blobs, expected_agent=did, ordered=True), as_json, did, damage)
 
 
 # ---------------------------------------------------------------- export / import
@@ -421,7 +447,7 @@ def export_cmd(
             with DataDirLock(dd.ensure().root):
                 store = Store.open(dd.database)
                 try:
-                    did = resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+                    did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
                     bundle = export_transfer(store, dd.node_keypair(), did, transfer_to)
                 finally:
                     store.close()
@@ -440,7 +466,7 @@ def _export_go(data: Path, agent_id: str, directory: Path) -> None:
         with DataDirLock(dd.root):
             store = Store.open(dd.database)
             try:
-                did = resolve_agent_id([r.agent for r in store.authorities()], agent_id)
+                did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
                 done = export_to_go(store, dd.node_keypair(), dd, did, directory)
             finally:
                 store.close()
@@ -499,31 +525,30 @@ def import_cmd(
     with typed_errors():
         raw = _read(_go_history_tip(file) if file.is_dir() else file)
         dd = data_dir(data).ensure()
-        with DataDirLock(dd.root), Sandbox() as sandbox:
-            store = Store.open(dd.database)
-            try:
-                key = dd.node_keypair()
-                if looks_like_go_checkpoint(raw):
-                    if wasm is None or identity is None:
-                        fail("a Go Igor import needs --wasm and --identity")
-                    request = GoImport(
-                        checkpoint=raw,
-                        wasm=load_agent_source(wasm),
-                        identity=load_go_identity(identity),
-                        manifest=(
-                            read_regular_file(
-                                manifest, max_bytes=MAX_MANIFEST_BYTES, what="manifest"
-                            )
-                            if manifest
-                            else load_agent_manifest(wasm).canonical_bytes
-                        ),
-                        module_upgrade=module_upgrade,
-                    )
-                    outcome = import_go_agent(store, key, dd, request, price, sandbox)
-                else:
-                    outcome = import_bundle(store, key, AgentBundle.decode(raw), sandbox)
-            finally:
-                store.close()
+        with Sandbox() as sandbox:
+            if looks_like_go_checkpoint(raw):
+                if wasm is None or identity is None:
+                    fail("a Go Igor import needs --wasm and --identity")
+                request = GoImport(
+                    checkpoint=raw,
+                    wasm=load_agent_source(wasm),
+                    identity=load_go_identity(identity),
+                    manifest=(
+                        read_regular_file(manifest, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
+                        if manifest
+                        else load_agent_manifest(wasm).canonical_bytes
+                    ),
+                    module_upgrade=module_upgrade,
+                )
+                outcome = trio.run(
+                    _offline,
+                    dd,
+                    lambda o: import_go_agent(o, request, sandbox),
+                    RuntimeConfig(price=price),
+                )
+            else:
+                bundle = AgentBundle.decode(raw)
+                outcome = trio.run(_offline, dd, lambda o: import_bundle(o, bundle, sandbox))
     reason = f" ({outcome.reason})" if outcome.reason else ""
     console.print(f"imported {outcome.did}: {outcome.state.value} at epoch {outcome.epoch}{reason}")
 

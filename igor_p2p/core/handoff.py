@@ -481,9 +481,10 @@ class HandoffTarget:
             try:
                 copy = check_offer(offer, sender, held)
                 wasm = await self._module(offer, sender)
-                why = await self.runner.check_module(wasm, offer.manifest)
-                if why is not None:
-                    raise OfferInvalid(RejectCode.CAPABILITY_MISSING, why)
+                size = sum(len(b) for b in copy.entries) + len(wasm) + len(offer.manifest)
+                refusal = await self.runner.admit_offer(wasm, offer.manifest, size)
+                if refusal is not None:
+                    raise OfferInvalid(*refusal)
             except OfferInvalid as exc:
                 actions = await port.handle(OfferRefused(offer.migration_id, exc.code, exc.reason))
                 return replies(actions, self.me, agent)

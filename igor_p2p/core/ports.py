@@ -24,6 +24,7 @@ from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.wire.codec import Message
+from igor_p2p.wire.messages import RejectCode
 
 
 class PeerUnreachable(IgorError):
@@ -126,8 +127,11 @@ class AgentRunner(Protocol):
     async def final_checkpoint(self, agent: str) -> bytes | None:
         """A FINAL checkpoint of a stopped agent (signed, not committed), if it runs here."""
 
-    async def check_module(self, wasm: bytes, manifest: bytes) -> str | None:
-        """Why this node cannot run the module (None when it can)."""
+    async def admit_offer(
+        self, wasm: bytes, manifest: bytes, incoming_bytes: int
+    ) -> tuple[RejectCode, str] | None:
+        """Why this node will not take an incoming agent (it cannot run the module, or has no
+        room for it), as a wire code and words; None when it will."""
 
     def ticking(self) -> list[str]: ...
 

@@ -36,8 +36,8 @@ def _non_negative_int(params: dict[str, Any], name: str, default: int) -> int:
 async def _resolve(services: NodeServices, given: str) -> str:
     """A full DID, or a unique suffix of one known here (store records or log book)."""
     known = set(services.agent_logs.agents())
-    records = await services.committer.read_inline(lambda store: store.authorities())
-    known.update(r.agent for r in records)
+    records = await services.committer.read_inline(lambda store: store.records())
+    known.update(agent for agent, _ in records)
     if given in known:
         return given
     matches = sorted(a for a in known if a.endswith(given))

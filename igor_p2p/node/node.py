@@ -208,6 +208,7 @@ class Node:
         locations = _Locations(services, dht)
         publisher.targets = [claims.publish, locations.publish]
         hooks.on_terminal = lambda agent, event: _report(core, agent, event)
+        runner.resources = api.resource_check
         runner.on_hosted = locations.provide_module_soon
         wanderer = _Wanderer(api, config.wander, scheduler)
         services.on_migration_request = wanderer.requested

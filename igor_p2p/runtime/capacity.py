@@ -2,10 +2,10 @@
 
 :func:`admit` is pure: given what an arriving agent (a launch or an incoming migration) needs
 (:class:`Demand`), what the node uses now (:class:`NodeUsage`) and what it may use
-(:class:`NodeBudget`), it says yes or why not. Launch (``Node.launch``) and the handoff target's
-offer check (``handoff/validate.py``, REJECT ``NO_CAPACITY``) both call it, so a node never
-takes an agent it cannot hold. :func:`may_store` is the same question for the bytes of one more
-checkpoint. :func:`measure_disk` is the one impure helper: what the data directory holds now and
+(:class:`NodeBudget`), it says yes or why not. Launch (``NodeApi.launch``) and the handoff
+target's offer check (the runner's ``admit_offer``, REJECT ``NO_CAPACITY``) both call it, so a
+node never takes an agent it cannot hold. :func:`may_store` is the same question for the bytes
+of one more checkpoint. :func:`measure_disk` is the one impure helper: what the data directory holds now and
 what the file system has left.
 
 Memory is counted by reservation: every hosted agent may grow to its memory cap (the manifest's
@@ -16,7 +16,6 @@ in ``memory_bytes``. Disk is counted by use: the store (with its WAL) and the hi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,6 @@ from igor_p2p.errors import IgorError
 
 if TYPE_CHECKING:
     from igor_p2p.agent.manifest import Manifest
-    from igor_p2p.handoff.messages import Offer
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -160,19 +158,16 @@ def measure_disk(paths: list[Path], directory: Path) -> tuple[int, int]:
 def admit_offer(
     check: ResourceCheck,
     manifest: Manifest,
-    offer: Offer,
-    wasm: bytes,
-    held_entries: Sequence[bytes],
+    incoming_bytes: int,
+    held_bytes: int = 0,
 ) -> Verdict:
     """:func:`admit` for an incoming migration: its memory cap, the bytes the offer would
-    store, and its whole lineage on this node afterwards."""
+    store (custody, checkpoint, module, manifest), and its whole lineage here afterwards."""
     declared = manifest.resource_limits.max_memory_bytes
     memory = min(check.default_memory_cap, declared) if declared else check.default_memory_cap
-    held = sum(len(b) for b in held_entries)
-    offered = sum(len(b) for b in offer.lineage)
     demand = Demand(
         memory_bytes=memory,
-        disk_bytes=offered + len(wasm) + len(offer.manifest),
-        lineage_bytes=held + offered,
+        disk_bytes=incoming_bytes,
+        lineage_bytes=held_bytes + incoming_bytes,
     )
     return admit(demand, check.usage, check.budget)

@@ -24,6 +24,7 @@ from igor_p2p.runtime.loader import check_runnable
 from igor_p2p.runtime.local import Alone, LoopbackTransport
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.store.adapter import SqliteAuthorityStore
+from igor_p2p.wire.messages import RejectCode
 
 
 class OfflineRunner:
@@ -74,11 +75,13 @@ class OfflineRunner:
     async def final_checkpoint(self, agent: str) -> bytes | None:
         return (await self._resigned(agent, CheckpointKind.FINAL)).encode()
 
-    async def check_module(self, wasm: bytes, manifest: bytes) -> str | None:
+    async def admit_offer(
+        self, wasm: bytes, manifest: bytes, incoming_bytes: int
+    ) -> tuple[RejectCode, str] | None:
         try:
             await check_runnable(self.services, wasm, manifest)
         except IgorError as exc:
-            return str(exc)
+            return RejectCode.CAPABILITY_MISSING, str(exc)
         return None
 
 

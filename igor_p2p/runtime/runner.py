@@ -7,16 +7,19 @@ so a handoff or a halt can snapshot it); ``forget`` takes it off and closes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from igor_p2p.agent.environment import ResumeReason
+from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.core.ports import AuthorityStore
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.runtime.capacity import ResourceCheck, admit_offer
 from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.loader import check_runnable, load_hosted
 from igor_p2p.runtime.scheduler import TickScheduler
 from igor_p2p.runtime.services import NodeServices
+from igor_p2p.wire.messages import RejectCode
 
 
 class SchedulerRunner:
@@ -34,6 +37,8 @@ class SchedulerRunner:
         self.on_hosted = on_hosted
         self.tick_limit: int | None = None
         """Local runs: stop after this many ticks."""
+        self.resources: Callable[[], Awaitable[ResourceCheck]] | None = None
+        """The node's resource check (incoming agents beyond the budget get NO_CAPACITY)."""
 
     def ticking(self) -> list[str]:
         return sorted(self.scheduler.agents)
@@ -73,9 +78,15 @@ class SchedulerRunner:
         checkpoint = await self.scheduler.checkpoint_now(agent, CheckpointKind.FINAL)
         return checkpoint.encode()
 
-    async def check_module(self, wasm: bytes, manifest: bytes) -> str | None:
+    async def admit_offer(
+        self, wasm: bytes, manifest: bytes, incoming_bytes: int
+    ) -> tuple[RejectCode, str] | None:
         try:
             await check_runnable(self.services, wasm, manifest)
         except IgorError as exc:
-            return str(exc)
+            return RejectCode.CAPABILITY_MISSING, str(exc)
+        if self.resources is not None:
+            verdict = admit_offer(await self.resources(), parse_manifest(manifest), incoming_bytes)
+            if not verdict.admitted:
+                return RejectCode.NO_CAPACITY, verdict.reason
         return None

@@ -19,6 +19,7 @@ from igor_p2p.core.ports import StoreRefused
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.sim.disk import SimStore
+from igor_p2p.wire.messages import RejectCode
 
 TICK_COST = 1
 
@@ -184,5 +185,7 @@ class FakeRunner:
         hosted = self.hosted.get(agent)
         return self._checkpoint(hosted, CheckpointKind.FINAL).encode() if hosted else None
 
-    async def check_module(self, wasm: bytes, manifest: bytes) -> str | None:
+    async def admit_offer(
+        self, wasm: bytes, manifest: bytes, incoming_bytes: int
+    ) -> tuple[RejectCode, str] | None:
         return None

@@ -1,1 +1,0 @@
-"""Migration and recovery: wire messages, pure source/target sessions, resolution, drivers."""
