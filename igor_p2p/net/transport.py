@@ -36,8 +36,8 @@ import functools
 import logging
 import math
 import struct
-from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import trio
@@ -66,6 +66,7 @@ from igor_p2p.net.host import dial
 from igor_p2p.net.keys import public_key_from_peer_id
 from igor_p2p.net.peerid import InvalidPeerId, peer_id_from_public_key
 from igor_p2p.net.quietlog import PeerLogLimiter
+from igor_p2p.net.warm_streams import PeerSlots, Warm, WarmPool
 from igor_p2p.wire.codec import MAX_FRAME_BYTES, MalformedMessage, Message, encode
 from igor_p2p.wire.messages import (
     HANDOFF_REQUESTS,
@@ -84,7 +85,6 @@ MODULE_PROTOCOL = "/igor-p2p/module/1.0.0"
 
 REQUEST_NUMBER = struct.Struct(">I")
 """Before the message in every frame: the request's number on its stream (the reply echoes it)."""
-MAX_REQUESTS_PER_STREAM = 2**32 - 1
 MAX_MODULE_REQUEST_BYTES = 4096
 CLOSE_TIMEOUT_S = 1.0
 DRAIN_CHUNK = 1 << 16
@@ -152,109 +152,12 @@ class TransportLimits:
             raise ValueError("requests in flight plus warm streams exceed the inbound limit")
 
 
-@dataclass
-class _Warm:
-    """An open stream to a peer on one protocol and the number of its next request."""
-
-    stream: INetStream
-    peer: ID
-    protocol: str
-    next_number: int = 1
-    idle_since: float = 0.0
-
-
 class _HandlerFailed(Exception):
     """The handler raised (a bug in the node core): its stream is reset, the node lives on."""
 
 
 class _NotSent(Exception):
     """A warm stream failed before the request went out: retry on a fresh stream."""
-
-
-class _WarmPool:
-    """Idle warm streams per (peer, protocol), bounded in streams per key and in peers."""
-
-    def __init__(self, per_key: int, max_peers: int, max_age_s: float) -> None:
-        self.per_key = per_key
-        self.max_peers = max_peers
-        self.max_age_s = max_age_s
-        self._idle: OrderedDict[ID, dict[str, list[_Warm]]] = OrderedDict()
-
-    def take(self, peer: ID, protocol: str, stale: list[_Warm]) -> _Warm | None:
-        """The freshest usable idle stream, or None; dead or old ones go to ``stale``."""
-        by_protocol = self._idle.get(peer)
-        if by_protocol is None:
-            return None
-        streams = by_protocol.get(protocol, [])
-        now = trio.current_time()
-        found = None
-        while streams:
-            warm = streams.pop()
-            if now - warm.idle_since <= self.max_age_s and _looks_open(warm.stream):
-                found = warm
-                break
-            stale.append(warm)
-        stale.extend(streams)
-        streams.clear()
-        if not any(by_protocol.values()):
-            del self._idle[peer]
-        return found
-
-    def give(self, warm: _Warm, overflow: list[_Warm]) -> None:
-        """Keep ``warm`` idle; what does not fit goes to ``overflow`` (to be closed)."""
-        if self.per_key < 1 or warm.next_number >= MAX_REQUESTS_PER_STREAM:
-            overflow.append(warm)
-            return
-        warm.idle_since = trio.current_time()
-        by_protocol = self._idle.setdefault(warm.peer, {})
-        self._idle.move_to_end(warm.peer)
-        streams = by_protocol.setdefault(warm.protocol, [])
-        streams.append(warm)
-        while len(streams) > self.per_key:
-            overflow.append(streams.pop(0))
-        while len(self._idle) > self.max_peers:
-            _, evicted = self._idle.popitem(last=False)
-            for more in evicted.values():
-                overflow.extend(more)
-
-    def drain(self) -> list[_Warm]:
-        out = [w for by_protocol in self._idle.values() for ws in by_protocol.values() for w in ws]
-        self._idle.clear()
-        return out
-
-    def idle_count(self, peer: ID | None = None) -> int:
-        maps = self._idle.values() if peer is None else [self._idle.get(peer, {})]
-        return sum(len(ws) for by_protocol in maps for ws in by_protocol.values())
-
-
-def _looks_open(stream: INetStream) -> bool:
-    """Best effort: False when the stream or its connection is known to be closed."""
-    muxed_stream = getattr(stream, "muxed_stream", None)
-    for flag in ("closed", "recv_closed", "send_closed", "reset_received"):
-        if getattr(muxed_stream, flag, False) is True:
-            return False
-    conn = getattr(stream, "muxed_conn", None)
-    return getattr(conn, "is_closed", False) is not True
-
-
-class _PeerSlots:
-    """At most ``limit`` requests in flight per peer; callers beyond it wait their turn."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._semaphores: dict[ID, trio.Semaphore] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, peer: ID) -> AsyncIterator[None]:
-        semaphore = self._semaphores.get(peer)
-        if semaphore is None:
-            semaphore = self._semaphores[peer] = trio.Semaphore(self.limit)
-        try:
-            async with semaphore:
-                yield
-        finally:
-            if semaphore.value == self.limit and not semaphore.statistics().tasks_waiting:
-                self._semaphores.pop(peer, None)
 
 
 class Libp2pTransport:
@@ -288,12 +191,12 @@ class Libp2pTransport:
         self._registered = False
         self.go_refusal: GoRefusal | None = None
         self._refuse_go_igor = refuse_go_igor
-        self._pool = _WarmPool(
+        self._pool = WarmPool(
             self.limits.idle_streams_per_protocol,
             self.limits.max_pooled_peers,
             self.limits.idle_stream_max_age_s,
         )
-        self._slots = _PeerSlots(self.limits.max_requests_in_flight_per_peer)
+        self._slots = PeerSlots(self.limits.max_requests_in_flight_per_peer)
         self._inbound = PeerStreamLimiter(self.limits.max_inbound_streams_per_peer)
         self._quiet = PeerLogLimiter(LOG, interval_s=self.limits.log_interval_s)
 
@@ -323,7 +226,7 @@ class Libp2pTransport:
     async def _exchange(self, peer_id: ID, route: Route, body: bytes) -> Message:
         if self.gate is not None and _blocks(self.gate, peer_id):
             raise PeerUnreachable(f"{peer_id} is partitioned away from this node")
-        stale: list[_Warm] = []
+        stale: list[Warm] = []
         warm = self._pool.take(peer_id, route.protocol, stale)
         await self._discard(stale)
         if warm is not None:
@@ -335,7 +238,7 @@ class Libp2pTransport:
         warm = await self._open(peer_id, route)
         return await self._round_trip(warm, body, reused=False)
 
-    async def _open(self, peer_id: ID, route: Route) -> _Warm:
+    async def _open(self, peer_id: ID, route: Route) -> Warm:
         try:
             if not self.host.get_network().get_connections(peer_id):
                 try:
@@ -351,9 +254,9 @@ class Libp2pTransport:
         except Exception as exc:  # DialFailed, StreamFailure, SwarmException, OSError, ...
             raise PeerUnreachable(f"cannot open {route.protocol} to {peer_id}: {exc}") from None
         self.stats["opened"] += 1
-        return _Warm(stream, peer_id, route.protocol)
+        return Warm(stream, peer_id, route.protocol)
 
-    async def _round_trip(self, warm: _Warm, body: bytes, *, reused: bool) -> Message:
+    async def _round_trip(self, warm: Warm, body: bytes, *, reused: bool) -> Message:
         number = warm.next_number
         warm.next_number += 1
         keep = False
@@ -384,13 +287,13 @@ class Libp2pTransport:
             raise PeerUnreachable(f"{warm.protocol} to {warm.peer}: {exc}") from None
         finally:
             if keep:
-                overflow: list[_Warm] = []
+                overflow: list[Warm] = []
                 self._pool.give(warm, overflow)
                 await self._discard(overflow, close=True)
             else:
                 await reset_quietly(warm.stream)
 
-    async def _read_reply(self, warm: _Warm, number: int) -> tuple[int, bytes]:
+    async def _read_reply(self, warm: Warm, number: int) -> tuple[int, bytes]:
         """The reply to request ``number`` (or the server's refusal of the frame in flight,
         numbered 0, when it could not read the frame's number), skipping duplicates."""
         while True:
@@ -409,7 +312,7 @@ class Libp2pTransport:
                 continue
             raise PeerUnreachable(f"garbled reply from {warm.peer}: answers request {answered}")
 
-    async def _discard(self, streams: Iterable[_Warm], *, close: bool = False) -> None:
+    async def _discard(self, streams: Iterable[Warm], *, close: bool = False) -> None:
         for warm in streams:
             if close:
                 await _close_quietly(warm.stream)

@@ -41,7 +41,7 @@ from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import Offer, Refused, RefusedCode, Status, StatusReply
 
 TIMEOUT = 5.0
-SHORT = 0.5
+SHORT = 0.3
 SLACK = 1.0
 """How late after its timeout a PeerUnreachable may come (the machine is shared and loaded)."""
 

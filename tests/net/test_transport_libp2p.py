@@ -9,7 +9,9 @@ import os
 
 import pytest
 import trio
+from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamReset
 from libp2p.peer.peerinfo import PeerInfo
 from transport_support import LaneNode, Libp2pLane, MiB, offer, replies_of, status_reply
 
@@ -271,6 +273,27 @@ async def test_an_oversized_frame_is_refused_before_it_is_read(nursery: trio.Nur
     reply = MESSAGES.decode(frame[REQUEST_NUMBER.size :])
     assert isinstance(reply, Refused) and "exceeds the limit" in reply.reason
     assert transport(b).stats["refused_oversized"] == 1
+
+
+async def test_py_libp2p_drops_unread_data_of_a_stream_reset_after_the_write(
+    nursery: trio.Nursery,
+) -> None:
+    """G15, the bug itself: why a refusal is followed by close_write and a drain, not reset."""
+    a, b = await Libp2pLane(nursery).start(2)
+    assert a.host is not None and b.host is not None
+
+    async def write_then_reset(stream: INetStream) -> None:
+        await stream.write(b"y" * 200)
+        await stream.reset()
+
+    b.host.set_stream_handler(TProtocol("/test/reset-after-write/1"), write_then_reset)
+    await a.host.connect(_info(b))
+    stream = await a.host.new_stream(b.host.get_id(), [TProtocol("/test/reset-after-write/1")])
+    with trio.fail_after(TIMEOUT):
+        while not getattr(stream.muxed_stream, "reset_received", False):  # type: ignore[attr-defined]
+            await trio.sleep(0.01)
+    with pytest.raises(StreamReset):
+        await stream.read(1000)  # the 200 bytes arrived before the reset, and are gone
 
 
 async def test_a_requester_gets_the_refusal_of_a_frame_over_the_servers_cap(
