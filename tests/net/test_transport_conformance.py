@@ -13,6 +13,7 @@ The contract (``protocols/igor-p2p-transport.md``):
 Where the fake is weaker than libp2p (allowed; never stronger) the lane says so: a forged
 ``sender`` is refused by libp2p before any handler runs, but reaches the handler (with the true
 sender) on SimNet; a raising handler resets one libp2p stream but stops the SimNet node.
+Every test takes ``clock``: the sim lane runs in virtual time (MockClock, autojump).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import random
 
 import pytest
 import trio
+import trio.testing
 from transport_support import (
     EXCHANGES,
     HandlerBug,
@@ -40,6 +42,7 @@ from igor_p2p.core.ports import PeerUnreachable
 from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import Offer, Refused, RefusedCode, Status, StatusReply
 
+Clock = trio.testing.MockClock | None
 TIMEOUT = 5.0
 SHORT = 0.3
 SLACK = 1.0
@@ -51,13 +54,25 @@ round-trips in ``test_transport_libp2p.py::test_a_64_mib_offer_round_trips``."""
 
 
 @pytest.fixture(params=["libp2p", "sim"])
-def lane(request: pytest.FixtureRequest, nursery: trio.Nursery) -> Lane:
-    if request.param == "libp2p":
+def lane_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock(lane_kind: str) -> trio.testing.MockClock | None:
+    """SimNet runs in virtual time (autojump), libp2p in real time (pytest-trio takes the
+    test's Clock argument, if any, for the run)."""
+    return trio.testing.MockClock(autojump_threshold=0) if lane_kind == "sim" else None
+
+
+@pytest.fixture
+def lane(lane_kind: str, nursery: trio.Nursery) -> Lane:
+    if lane_kind == "libp2p":
         return Libp2pLane(nursery)
     return SimLane(nursery)
 
 
-async def test_every_request_and_reply_type_round_trips(lane: Lane) -> None:
+async def test_every_request_and_reply_type_round_trips(lane: Lane, clock: Clock) -> None:
     a, b = await lane.start(2)
     seen: list[tuple[bytes, Message]] = []
     answer: list[Message] = []
@@ -76,7 +91,7 @@ async def test_every_request_and_reply_type_round_trips(lane: Lane) -> None:
     assert len(seen) == len(EXCHANGES)
 
 
-async def test_a_request_to_itself_goes_to_its_own_handler(lane: Lane) -> None:
+async def test_a_request_to_itself_goes_to_its_own_handler(lane: Lane, clock: Clock) -> None:
     (a,) = await lane.start(1)
 
     async def handler(sender: bytes, message: Message) -> Message:
@@ -88,7 +103,9 @@ async def test_a_request_to_itself_goes_to_its_own_handler(lane: Lane) -> None:
     assert isinstance(reply, StatusReply) and reply.chosen == 105
 
 
-async def test_a_handler_that_raises_gives_the_requester_peer_unreachable(lane: Lane) -> None:
+async def test_a_handler_that_raises_gives_the_requester_peer_unreachable(
+    lane: Lane, clock: Clock
+) -> None:
     a, b = await lane.start(2)
 
     async def handler(sender: bytes, message: Message) -> Message:
@@ -110,7 +127,7 @@ async def test_a_handler_that_raises_gives_the_requester_peer_unreachable(lane: 
         assert isinstance(reply, StatusReply) and reply.chosen == 1
 
 
-async def test_an_unknown_node_is_unreachable_within_the_timeout(lane: Lane) -> None:
+async def test_an_unknown_node_is_unreachable_within_the_timeout(lane: Lane, clock: Clock) -> None:
     (a,) = await lane.start(1)
     stranger = hashlib.sha256(b"nobody runs this key").digest()
     start = trio.current_time()
@@ -119,7 +136,7 @@ async def test_an_unknown_node_is_unreachable_within_the_timeout(lane: Lane) -> 
     assert trio.current_time() - start < SHORT + SLACK
 
 
-async def test_a_stopped_node_is_unreachable_within_the_timeout(lane: Lane) -> None:
+async def test_a_stopped_node_is_unreachable_within_the_timeout(lane: Lane, clock: Clock) -> None:
     a, b = await lane.start(2)
 
     async def handler(sender: bytes, message: Message) -> Message:
@@ -134,7 +151,7 @@ async def test_a_stopped_node_is_unreachable_within_the_timeout(lane: Lane) -> N
     assert trio.current_time() - start < SHORT + SLACK
 
 
-async def test_a_reply_after_the_timeout_is_never_delivered(lane: Lane) -> None:
+async def test_a_reply_after_the_timeout_is_never_delivered(lane: Lane, clock: Clock) -> None:
     a, b = await lane.start(2)
     release = trio.Event()
     late_reply_sent = trio.Event()
@@ -159,7 +176,9 @@ async def test_a_reply_after_the_timeout_is_never_delivered(lane: Lane) -> None:
         assert isinstance(reply, StatusReply) and reply.chosen == known
 
 
-async def test_a_forged_sender_never_reaches_the_handler_as_that_node(lane: Lane) -> None:
+async def test_a_forged_sender_never_reaches_the_handler_as_that_node(
+    lane: Lane, clock: Clock
+) -> None:
     a, b, c = await lane.start(3)
     senders: list[bytes] = []
 
@@ -179,7 +198,7 @@ async def test_a_forged_sender_never_reaches_the_handler_as_that_node(lane: Lane
 
 
 async def test_concurrent_requests_from_several_peers_each_get_their_own_reply(
-    lane: Lane,
+    lane: Lane, clock: Clock
 ) -> None:
     server, *clients = await lane.start(4)
     rng = random.Random(7)
@@ -209,7 +228,7 @@ async def test_concurrent_requests_from_several_peers_each_get_their_own_reply(
     assert sorted(seen) == sorted((clients[k // 1000].key, k) for k in got)
 
 
-async def test_a_big_offer_round_trips_intact(lane: Lane) -> None:
+async def test_a_big_offer_round_trips_intact(lane: Lane, clock: Clock) -> None:
     a, b = await lane.start(2)
     checkpoint = os.urandom(BIG_CHECKPOINT)
     digests: list[bytes] = []
@@ -226,7 +245,7 @@ async def test_a_big_offer_round_trips_intact(lane: Lane) -> None:
 
 
 async def test_a_partition_makes_the_peer_unreachable_and_healing_restores_it(
-    lane: Lane,
+    lane: Lane, clock: Clock
 ) -> None:
     a, b = await lane.start(2)
 
