@@ -32,7 +32,7 @@ from igor_p2p.net.gossip import GossipConfig, GossipService, gossip_service
 from igor_p2p.net.host import HostConfig, build_host, full_addrs, running_host
 from igor_p2p.net.logs import route_libp2p_logs
 from igor_p2p.net.peerid import public_key_from_peer_id_text
-from igor_p2p.net.requests import Libp2pTransport
+from igor_p2p.net.transport import Libp2pTransport
 from igor_p2p.node.admin import AdminConfig, AdminServer
 from igor_p2p.node.admin_methods import register_methods
 from igor_p2p.node.api import NodeApi
@@ -169,7 +169,7 @@ class Node:
             services, StoreTickSink(services.committer), config.scheduler, hooks
         )
         runner = SchedulerRunner(services, store, scheduler)
-        transport = Libp2pTransport(host, services.key, gate=faults)
+        transport = Libp2pTransport(host, services.key.public_key, gate=faults)
         env = NodeEnv(services.clock, services.history)
         membership = PeerMembership(services.key.public_key, peers)
         publisher = _Publisher()
