@@ -12,17 +12,26 @@ from __future__ import annotations
 from igor_p2p.store.schema import CERT_KIND, CHECKPOINT_KINDS, GENESIS_KINDS, RECORD_KINDS
 
 
-def gap_problem(before_kind: str, before_epoch: int, kind: str, epoch: int) -> str | None:
-    """Why a row of (``kind``, ``epoch``) may not follow a gap after a row of (``before_kind``,
-    ``before_epoch``); None when it may. Epochs are the store's ``epoch`` column (a record's
-    ``to_epoch``, a certificate's slot)."""
+def gap_problem(before: tuple[str, int, int], row: tuple[str, int, int]) -> str | None:
+    """Why a row may not follow a gap after the row ``before``; None when it may. Each is
+    (kind, epoch, tick) as in the store's columns (a record's epoch is its ``to_epoch``, a
+    certificate's its slot; a custody row's tick is the one of the row before it).
+
+    A checkpoint after a gap must also be later than the row before the gap (a lower or, for a
+    TICK, equal tick): an entry compacted away and offered again is not "new" either."""
+    before_kind, before_epoch, before_tick = before
+    kind, epoch, tick = row
     if before_kind in RECORD_KINDS:
         return "entries missing after a custody record, before its certificate"
     if kind == CERT_KIND or kind == "FORCED" or kind in GENESIS_KINDS:
         return f"entries missing before a {kind.lower()} row"
-    ends = epoch - 1 if kind == "TRANSFER" else epoch
     if kind not in CHECKPOINT_KINDS and kind != "TRANSFER":
         return f"unknown row kind {kind!r}"
+    ends = epoch - 1 if kind == "TRANSFER" else epoch
     if ends != before_epoch:
         return f"entries missing across epochs {before_epoch} and {ends}"
+    if kind in CHECKPOINT_KINDS and (
+        tick < before_tick or (kind == "TICK" and tick == before_tick)
+    ):
+        return f"tick {tick} after a gap does not follow tick {before_tick}"
     return None

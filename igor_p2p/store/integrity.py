@@ -30,8 +30,8 @@ def check(conn: sqlite3.Connection) -> list[IntegrityProblem]:
     if result != ["ok"]:
         problems.append(IntegrityProblem("", "; ".join(result)[:1000], DamageKind.FILE))
     agents = conn.execute(
-        "SELECT agent, record, state, epoch, fence, reason, peer, head, head_seq FROM authority "
-        "ORDER BY agent"
+        "SELECT agent, CAST(record AS BLOB), state, epoch, fence, reason, peer, head, head_seq "
+        "FROM authority ORDER BY agent"
     ).fetchall()
     for agent, blob, state, epoch, fence, reason, peer, head, head_seq in agents:
         found = _check_record(agent, blob, (state, epoch, fence, reason, peer))
@@ -46,7 +46,9 @@ def check(conn: sqlite3.Connection) -> list[IntegrityProblem]:
                 agent, "lineage rows without an authority record", DamageKind.NO_RECORD
             )
         )
-    for agent, blob in conn.execute("SELECT agent, record FROM witness ORDER BY agent"):
+    for agent, blob in conn.execute(
+        "SELECT agent, CAST(record AS BLOB) FROM witness ORDER BY agent"
+    ):
         try:
             decode_witness(blob)
         except CorruptWitness as exc:
@@ -82,7 +84,8 @@ def check_agent(
         out.append(IntegrityProblem(agent, reason, kind))
 
     rows = conn.execute(
-        "SELECT seq, digest, prev, kind, epoch, gap FROM lineage WHERE agent = ? ORDER BY seq",
+        "SELECT seq, digest, prev, kind, epoch, tick, gap FROM lineage WHERE agent = ? "
+        "ORDER BY seq",
         (agent,),
     ).fetchall()
     if head is None:
@@ -107,27 +110,29 @@ def check_agent(
     if rows and rows[0][3] not in GENESIS_KINDS:
         problem(DamageKind.NO_GENESIS, f"the first row (seq {rows[0][0]}) is a {rows[0][3]}")
     for before, row in itertools.pairwise(rows):
-        seq, _digest, prev, kind, epoch, gap = row
+        seq, _digest, prev, kind, epoch, tick, gap = row
         if not gap:
             if prev != before[1]:
                 problem(
                     DamageKind.BROKEN_LINK, f"seq {seq}: prev is not the digest of the row before"
                 )
         else:
-            why = gap_problem(before[3], before[4], kind, epoch)
+            why = gap_problem((before[3], before[4], before[5]), (kind, epoch, tick))
             if why is not None:
                 problem(DamageKind.BAD_GAP, f"seq {seq}: {why}")
     blobs = conn.execute(
-        "SELECT seq, digest, blob FROM lineage WHERE agent = ? ORDER BY seq DESC LIMIT ?",
+        "SELECT seq, digest, CAST(blob AS BLOB) FROM lineage WHERE agent = ? ORDER BY seq DESC "
+        "LIMIT ?",
         (agent, TAIL_ROWS),
     ).fetchall()
     blobs += conn.execute(
-        f"SELECT seq, digest, blob FROM lineage WHERE agent = ? AND kind IN ({CUSTODY_KINDS_SQL})",
+        f"SELECT seq, digest, CAST(blob AS BLOB) FROM lineage WHERE agent = ? "
+        f"AND kind IN ({CUSTODY_KINDS_SQL})",
         (agent,),
     ).fetchall()
     if rows:
         blobs += conn.execute(
-            "SELECT seq, digest, blob FROM lineage WHERE agent = ? AND seq = ?",
+            "SELECT seq, digest, CAST(blob AS BLOB) FROM lineage WHERE agent = ? AND seq = ?",
             (agent, rows[0][0]),
         ).fetchall()
     for seq, (digest, blob) in sorted({seq: (d, b) for seq, d, b in blobs}.items()):

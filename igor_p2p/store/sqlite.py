@@ -561,7 +561,9 @@ class Store:
             view = ap.view
             gap = view.head is not None and e.prev != view.head
             if gap:
-                why = gap_problem(view.tip_kind or "", view.tip_epoch, e.kind, e.epoch)
+                why = gap_problem(
+                    (view.tip_kind or "", view.tip_epoch, view.tip_tick), (e.kind, e.epoch, e.tick)
+                )
                 if why is not None:
                     raise StoreRefused(f"{agent}: {why}")
             if e.kind in CUSTODY_KINDS:
