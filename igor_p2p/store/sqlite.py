@@ -539,6 +539,8 @@ class Store:
         agent = op.agent
         _check_agent(agent)
         _require(isinstance(op.dedupe, bool), "dedupe must be a bool")
+        if not op.entries:
+            return []
         ap = self._agent(plan, agent)
         ap.appends = True
         appended: list[bytes] = []

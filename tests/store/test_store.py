@@ -24,6 +24,7 @@ from igor_p2p.store import (
     AppendEntries,
     AppendTicks,
     ChainBreak,
+    CompactLineage,
     DiscardCopy,
     InvalidOp,
     NewEntry,
@@ -424,3 +425,37 @@ def test_a_file_that_is_not_a_database_is_store_corrupt(tmp_path: Path) -> None:
     (tmp_path / "igor.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreCorrupt):
         Store.open(tmp_path / "igor.db")
+
+
+def test_only_put_record_writes_an_authority_state(store: Store) -> None:
+    """Every other op, the integrity check and every read leave the record and its state alone
+    (watched by SQLite's authorizer: an INSERT into ``authority`` or an UPDATE of a record
+    column)."""
+    life = launch(store, ticks=30)
+    writes: list[tuple[str, str | None]] = []
+    record_columns = {"record", "state", "epoch", "fence", "reason", "peer"}
+
+    def watch(action: int, table: str | None, column: str | None, *_: object) -> int:
+        if table == "authority" and (
+            action == sqlite3.SQLITE_INSERT
+            or (action == sqlite3.SQLITE_UPDATE and column in record_columns)
+        ):
+            writes.append((str(action), column))
+        return sqlite3.SQLITE_OK
+
+    store._conn.set_authorizer(watch)
+    store.apply([AppendTicks.of(life.agent, 1, life.ticks(2))])
+    life.handoff()
+    life.transfer(NODE_B)
+    life.certify()
+    store.apply([AppendEntries(life.agent, life.blobs(-3))])
+    store.apply([DiscardCopy(life.agent)])
+    store.apply([CompactLineage(life.agent, keep_last=2), PutModule(b"w"), PutManifest(b"m")])
+    store.apply([PutWitnessChain(life.agent, life.starts)])
+    store.apply([PutWitness(life.agent, WitnessRecord(life.agent, life.starts[-1]))])
+    assert store.check_integrity() == []
+    assert store.custody(life.agent) and store.records() and store.lineage(life.agent)
+    assert writes == []
+    store.apply([PutRecord(life.agent, owner(epoch=2, version=2))])
+    assert writes  # the watch sees the one op that writes a record
+    assert store.record(life.agent) == owner(epoch=2, version=2)
