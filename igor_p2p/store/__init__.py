@@ -1,5 +1,7 @@
-"""Durable local state: the SQLite store (one transaction per batch) and trio group commit."""
+"""Durable local state: the SQLite store (one transaction per batch), trio group commit, and
+the :class:`SqliteAuthorityStore` adapter the node core drives."""
 
+from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.store.committer import (
     CommitterClosed,
     CommitterConfig,
@@ -8,69 +10,68 @@ from igor_p2p.store.committer import (
 )
 from igor_p2p.store.errors import (
     ChainBreak,
-    FencedOff,
-    HeadMismatch,
     InvalidOp,
-    NotDiscardable,
     SchemaTooNew,
+    SchemaTooOld,
     SchemaUnknown,
     StoreCorrupt,
     StoreError,
     StoreIOError,
+    StoreRefused,
     UnknownAgent,
 )
 from igor_p2p.store.ops import (
     AppendEntries,
-    DeleteLineage,
-    MarkRecoveryRequired,
+    AppendTicks,
+    Compaction,
+    CompactLineage,
+    DiscardCopy,
     NewEntry,
     Op,
-    PutAuthority,
     PutManifest,
     PutModule,
-    PutTombstone,
-    RaiseFence,
+    PutRecord,
+    PutWitness,
+    PutWitnessChain,
 )
-from igor_p2p.store.records import (
-    AuthorityRecord,
-    DamageKind,
-    IntegrityProblem,
-    LineageRow,
-    Tombstone,
-)
+from igor_p2p.store.records import DamageKind, IntegrityProblem, LineageRow
+from igor_p2p.store.retention import RETAIN_ALL, InvalidRetention, Retention
 from igor_p2p.store.sqlite import DB_FILENAME, Store
 
 __all__ = [
     "DB_FILENAME",
+    "RETAIN_ALL",
     "AppendEntries",
-    "AuthorityRecord",
+    "AppendTicks",
     "ChainBreak",
     "CommitterClosed",
     "CommitterConfig",
     "CommitterStats",
+    "CompactLineage",
+    "Compaction",
     "DamageKind",
-    "DeleteLineage",
-    "FencedOff",
+    "DiscardCopy",
     "GroupCommitter",
-    "HeadMismatch",
     "IntegrityProblem",
     "InvalidOp",
+    "InvalidRetention",
     "LineageRow",
-    "MarkRecoveryRequired",
     "NewEntry",
-    "NotDiscardable",
     "Op",
-    "PutAuthority",
     "PutManifest",
     "PutModule",
-    "PutTombstone",
-    "RaiseFence",
+    "PutRecord",
+    "PutWitness",
+    "PutWitnessChain",
+    "Retention",
     "SchemaTooNew",
+    "SchemaTooOld",
     "SchemaUnknown",
+    "SqliteAuthorityStore",
     "Store",
     "StoreCorrupt",
     "StoreError",
     "StoreIOError",
-    "Tombstone",
+    "StoreRefused",
     "UnknownAgent",
 ]

@@ -1,6 +1,6 @@
 """Micro-benchmarks of the store, called from ``make bench``.
 
-``bench_checkpoint_commits`` measures durable checkpoint commits/s through the GroupCommitter;
+``bench_checkpoint_commits`` measures durable tick commits/s through the GroupCommitter;
 ``bench_raw_sqlite_batch_insert`` is the baseline: one executemany of the same-sized rows into a
 plain table with the same PRAGMAs, committed once.
 """
@@ -17,40 +17,51 @@ from pathlib import Path
 
 import trio
 
+from igor_p2p.authority.record import AuthorityRecord
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.lineage._codec import ZERO_HASH
+from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
+from igor_p2p.lineage.identity import Keypair
 from igor_p2p.store import schema
 from igor_p2p.store.committer import CommitterConfig, GroupCommitter
-from igor_p2p.store.ops import AppendEntries, NewEntry, PutAuthority
-from igor_p2p.store.records import AuthorityRecord
+from igor_p2p.store.ops import AppendEntries, AppendTicks, NewEntry, PutRecord
 from igor_p2p.store.sqlite import Store
-
-_ZERO = bytes(32)
 
 
 def _entry(prev: bytes, seq: int, state: bytes) -> NewEntry:
+    """A tick row (an opaque blob of the right size: tick commits do not decode entries)."""
     blob = struct.pack(">Q", seq) + state
-    return NewEntry(hashlib.sha256(blob).digest(), prev, "CHECKPOINT", 1, seq, blob)
+    return NewEntry(hashlib.sha256(blob).digest(), prev, "TICK", 1, seq, blob)
+
+
+def _genesis(index: int, node: bytes) -> bytes:
+    agent_key = Keypair.from_seed(hashlib.sha256(b"bench-agent-%d" % index).digest())
+    unsigned = UnsignedCheckpoint(
+        agent=agent_key.did, epoch=1, tick=0, prev=ZERO_HASH, kind=CheckpointKind.GENESIS,
+        wasm_hash=bytes(32), manifest_hash=bytes(32), budget=10**15, price=1, wall_ns=0,
+        state=b"", owner=node,
+    )  # fmt: skip
+    return unsigned.sign(agent_key).encode()
 
 
 def bench_checkpoint_commits(
     tmpdir: Path, agents: int = 100, state_size: int = 4096, seconds: float = 2.0
 ) -> dict[str, float]:
-    """Durable commits/s: ``agents`` tasks each append one entry per commit, concurrently."""
+    """Durable commits/s: ``agents`` tasks each commit one tick checkpoint (AppendTicks, the
+    fenced append the runner uses) at a time and wait for it, concurrently."""
     path = Path(tmpdir) / "bench-commits" / "igor.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     store = Store.open(path)
-    names = [f"did:key:z6MkBench{i:05d}" for i in range(agents)]
+    node = bytes(range(32))
+    geneses = [_genesis(i, node) for i in range(agents)]
+    names = [f"bench-agent-{i:05d}" for i in range(agents)]
     states = [os.urandom(state_size - 8) for _ in names]
     heads: dict[str, bytes] = {}
-    setup = []
-    for name, state in zip(names, states, strict=True):
-        genesis = _entry(_ZERO, 0, state)
-        heads[name] = genesis.digest
-        record = AuthorityRecord(
-            name, AuthorityState.ACTIVE_OWNER, 1, b"node", genesis.digest, 0, b"w", b"m", "",
-            None, None, False, time.time_ns(),
-        )  # fmt: skip
-        setup += [AppendEntries(name, [genesis]), PutAuthority(record)]
+    setup: list = []
+    record = AuthorityRecord(state=AuthorityState.ACTIVE_OWNER, epoch=1)
+    for name, genesis in zip(names, geneses, strict=True):
+        heads[name] = hashlib.sha256(genesis).digest()
+        setup += [PutRecord(name, record), AppendEntries(name, [genesis])]
     store.apply(setup)
     committer = GroupCommitter(store, CommitterConfig())
     done = {"commits": 0}
@@ -59,7 +70,7 @@ def bench_checkpoint_commits(
         seq = 1
         while trio.current_time() < deadline:
             entry = _entry(heads[name], seq, state)
-            await committer.commit([AppendEntries(name, [entry])])
+            await committer.commit([AppendTicks(name, 1, [entry])])
             heads[name] = entry.digest
             seq += 1
             done["commits"] += 1

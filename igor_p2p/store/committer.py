@@ -2,8 +2,9 @@
 
 One background task (:meth:`GroupCommitter.run`) takes every submission waiting at that moment
 (up to the configured limits), applies them as ONE ``Store.apply`` on a worker thread, and wakes
-each submitter when the transaction is durable. If the merged transaction fails, the
-submissions are retried one by one, so a bad submission fails only its own caller.
+each submitter when the transaction is durable, with the results of its own ops. If the merged
+transaction fails, the submissions are retried one by one, so a bad submission fails only its
+own caller.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import outcome
 import trio
 
 from igor_p2p.store.errors import StoreError
-from igor_p2p.store.ops import AppendEntries, Op
+from igor_p2p.store.ops import AppendEntries, AppendTicks, NewEntry, Op
 from igor_p2p.store.sqlite import Store
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ class CommitterConfig:
     """Limits of one merged transaction (a single larger submission still goes alone)."""
 
     max_ops_per_transaction: int = 4096
-    """Ops per transaction; an AppendEntries counts as one op per entry."""
+    """Ops per transaction; an AppendEntries or AppendTicks counts as one op per entry."""
     max_bytes_per_transaction: int = 32 * 1024 * 1024
     """Sum of appended blob sizes per transaction."""
 
@@ -68,7 +69,7 @@ class _GroupWaiter:
         self.results: list[BaseException | None] = [None] * count
         self.missing = count
 
-    def deliver(self, index: int, result: outcome.Outcome[None]) -> None:
+    def deliver(self, index: int, result: outcome.Outcome[list[object]]) -> None:
         if isinstance(result, outcome.Error):
             self.results[index] = result.error
         self.missing -= 1
@@ -94,9 +95,9 @@ class _Submission:
         weight = 0
         size = 0
         for op in ops:
-            if isinstance(op, AppendEntries):
+            if isinstance(op, AppendEntries | AppendTicks):
                 weight += max(1, len(op.entries))
-                size += sum(len(e.blob) for e in op.entries)
+                size += sum(len(e.blob if isinstance(e, NewEntry) else e) for e in op.entries)
             else:
                 weight += 1
         self.weight = weight
@@ -141,8 +142,9 @@ class GroupCommitter:
             self._fail_pending()
             self._stopped.set()
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        """Return once ``ops`` are durable (one transaction, all-or-nothing).
+    async def commit(self, ops: Sequence[Op]) -> list[object]:
+        """Return once ``ops`` are durable (one transaction, all-or-nothing), with one result
+        per op (what ``Store.apply`` returns for it).
 
         Raises the StoreError of THIS submission if it failed. If the caller is cancelled
         while the submission is still queued, it is withdrawn (never applied) and Cancelled
@@ -155,7 +157,7 @@ class GroupCommitter:
         submission = _Submission(tuple(ops), trio.lowlevel.current_task())
         if not submission.ops:
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return
+            return []
         self._pending.append(submission)
         if self._wakeup is not None:
             self._wakeup.set()
@@ -166,7 +168,8 @@ class GroupCommitter:
             self._pending.remove(submission)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        results: list[object] = await trio.lowlevel.wait_task_rescheduled(abort)
+        return results
 
     async def commit_groups(self, groups: Sequence[Sequence[Op]]) -> list[BaseException | None]:
         """Commit several independent op groups with one call; one outcome per group.
@@ -262,7 +265,7 @@ class GroupCommitter:
             self.stats.submissions += 1
             _deliver(submission, result)
 
-    def _apply_batch(self, batch: list[_Submission]) -> list[outcome.Outcome[None]]:
+    def _apply_batch(self, batch: list[_Submission]) -> list[outcome.Outcome[list[object]]]:
         """Worker thread: one merged transaction, or one per submission if that fails."""
         store = self._store
         if len(batch) == 1:
@@ -273,12 +276,17 @@ class GroupCommitter:
             merged.extend(submission.ops)
         self.stats.transactions += 1
         try:
-            store.apply(merged)
+            values = store.apply(merged)
         except Exception:
             self.stats.split_batches += 1
         else:
-            return [outcome.Value(None) for _ in batch]
-        results: list[outcome.Outcome[None]] = []
+            out: list[outcome.Outcome[list[object]]] = []
+            start = 0
+            for submission in batch:
+                out.append(outcome.Value(values[start : start + len(submission.ops)]))
+                start += len(submission.ops)
+            return out
+        results: list[outcome.Outcome[list[object]]] = []
         for submission in batch:
             self.stats.transactions += 1
             results.append(outcome.capture(store.apply, submission.ops))
@@ -291,7 +299,7 @@ class GroupCommitter:
             _deliver(submission, outcome.Error(CommitterClosed("committer stopped")))
 
 
-def _deliver(submission: _Submission, result: outcome.Outcome[None]) -> None:
+def _deliver(submission: _Submission, result: outcome.Outcome[list[object]]) -> None:
     if submission.waiter is None:
         trio.lowlevel.reschedule(submission.task, result)
     else:

@@ -1,76 +1,14 @@
-"""Plain records the store reads and writes."""
+"""Plain records the store reads: lineage rows and integrity problems."""
 
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass
-
-from igor_p2p.authority.states import AuthorityState
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorityRecord:
-    """What this node durably believes about its authority over one agent."""
-
-    agent: str
-    """The agent's did:key."""
-    state: AuthorityState
-    epoch: int
-    owner: bytes
-    """Public key of the node this node believes owns ``epoch``."""
-    head: bytes | None
-    """Digest (sha256 of the blob) of the agent's last lineage row; None when there are no rows."""
-    head_seq: int
-    """Seq of ``head``; -1 when there is none."""
-    wasm_hash: bytes
-    manifest_hash: bytes
-    reason: str
-    """Why the agent is RECOVERY_REQUIRED / HALTED etc.; '' otherwise."""
-    peer: str | None
-    """The counterpart peer id during a handoff."""
-    migration_id: bytes | None
-    confirmed: bool
-    """For a RETIRED source: whether the target confirmed."""
-    updated_ns: int
-    context: bytes | None = None
-    """Opaque handoff context the authority driver persists with the record (msgpack)."""
-
-    @classmethod
-    def first(cls, agent: str, origin: FirstRecord) -> AuthorityRecord:
-        """The record of an agent this store has no rows for yet (head set by the first append)."""
-        return cls(
-            agent=agent,
-            state=origin.state,
-            epoch=origin.epoch,
-            owner=origin.owner,
-            head=None,
-            head_seq=-1,
-            wasm_hash=origin.wasm_hash,
-            manifest_hash=origin.manifest_hash,
-            reason=origin.reason,
-            peer=None,
-            migration_id=None,
-            confirmed=False,
-            updated_ns=time.time_ns(),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FirstRecord:
-    """What the first authority record of an agent on this node says."""
-
-    state: AuthorityState
-    epoch: int
-    owner: bytes
-    wasm_hash: bytes
-    manifest_hash: bytes
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class LineageRow:
-    """One stored lineage entry (the blob is opaque to the store)."""
+    """One stored lineage entry (columns derived from the entry when it was appended)."""
 
     agent: str
     seq: int
@@ -79,16 +17,9 @@ class LineageRow:
     kind: str
     epoch: int
     tick: int
+    gap: bool
+    """The row follows a compacted gap: its ``prev`` is not the digest of the row before it."""
     blob: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Tombstone:
-    """A forwarding pointer: the agent left this node at ``epoch`` for ``peer``."""
-
-    agent: str
-    epoch: int
-    peer: str
 
 
 class DamageKind(enum.StrEnum):
@@ -96,18 +27,27 @@ class DamageKind(enum.StrEnum):
 
     FILE = "FILE"
     """PRAGMA quick_check reported damage; ``agent`` is ''."""
+    RECORD = "RECORD"
+    """The authority record does not decode, or its columns are not the ones derived from it."""
     HEAD_MISSING = "HEAD_MISSING"
-    """The authority record's head names no row of the agent."""
+    """The head names no row of the agent."""
+    HEAD_SEQ_MISMATCH = "HEAD_SEQ_MISMATCH"
+    """head_seq is not the head row's seq, or -1 is paired with a head."""
+    ROWS_AFTER_HEAD = "ROWS_AFTER_HEAD"
+    """The head is not the agent's last row (or there is no head but there are rows)."""
     DIGEST_MISMATCH = "DIGEST_MISMATCH"
     """A checked row's digest is not sha256 of its blob."""
     BROKEN_LINK = "BROKEN_LINK"
-    """A checked row's prev is not the digest of the row before it."""
-    SEQ_GAP = "SEQ_GAP"
-    """Seq numbers are not contiguous from 0 (a row is missing)."""
-    HEAD_SEQ_MISMATCH = "HEAD_SEQ_MISMATCH"
-    """head_seq differs from the head row's seq, or -1 is paired with a head."""
-    ROWS_AFTER_HEAD = "ROWS_AFTER_HEAD"
-    """The head is not the agent's last row (or there is no head but there are rows)."""
+    """A row not marked as a gap whose prev is not the digest of the row before it (a row is
+    missing)."""
+    BAD_GAP = "BAD_GAP"
+    """A compacted gap where none may be: around a custody record, or across epochs."""
+    NO_GENESIS = "NO_GENESIS"
+    """The agent's first row is not a GENESIS or IMPORT checkpoint."""
+    NO_RECORD = "NO_RECORD"
+    """Lineage rows of an agent that has no authority record."""
+    WITNESS = "WITNESS"
+    """A witness record or custody link that does not decode."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 
+from igor_p2p.authority.record import ABSENT
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.store.errors import SchemaTooNew, SchemaUnknown, StoreError
+from igor_p2p.store.errors import SchemaTooNew, SchemaTooOld, SchemaUnknown, StoreError
 
-SCHEMA_VERSION = 2
-"""Version written to ``meta.schema_version``; a database with a higher one is refused.
+SCHEMA_VERSION = 3
+"""Version written to ``meta.schema_version``.
 
-2: ``lineage`` has no UNIQUE(agent, digest) index (digest uniqueness per agent is checked by the
-store before the transaction, see ``sqlite._DigestFilter``), so ``authority`` has no foreign key
-onto it (the head rule is checked before the transaction and by the integrity check)."""
+3: ``authority`` holds the encoded :class:`~igor_p2p.authority.record.AuthorityRecord` (columns
+derived from it by ``columns()``); lineage rows may follow a compacted gap (``gap``); witness
+records and chains; no fence or tombstone tables. Older versions are refused (no migration)."""
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -26,42 +27,76 @@ PRAGMAS = (
 )
 """Connection set-up shared by the store and the raw-insert baseline benchmark."""
 
-_STATES = ", ".join(f"'{s.value}'" for s in AuthorityState)
+CHECKPOINT_KINDS = ("GENESIS", "TICK", "HANDOFF", "FINAL", "IMPORT")
+"""``kind`` of a checkpoint row (``CheckpointKind`` names)."""
+GENESIS_KINDS = ("GENESIS", "IMPORT")
+RECORD_KINDS = ("TRANSFER", "FORCED")
+"""``kind`` of a custody record row (it starts an epoch once its certificate follows)."""
+CERT_KIND = "CERT"
+CUSTODY_KINDS = (*GENESIS_KINDS, *RECORD_KINDS, CERT_KIND)
+"""Rows the chain of custody is read from (and that compaction never drops)."""
+KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND)
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+CUSTODY_KINDS_SQL = _sql_list(CUSTODY_KINDS)
+"""The partial index's condition; a query must name the kinds in exactly this text to use it."""
+CHECKPOINT_KINDS_SQL = _sql_list(CHECKPOINT_KINDS)
+_STATES = _sql_list((*(s.value for s in AuthorityState), ABSENT.value))
 
 SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE lineage (
+    f"""CREATE TABLE lineage (
         id INTEGER PRIMARY KEY,
         agent TEXT NOT NULL,
         seq INTEGER NOT NULL CHECK (seq >= 0),
         digest BLOB NOT NULL CHECK (length(digest) = 32),
         prev BLOB NOT NULL CHECK (length(prev) = 32),
-        kind TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ({_sql_list(KINDS)})),
         epoch INTEGER NOT NULL,
         tick INTEGER NOT NULL,
+        gap INTEGER NOT NULL CHECK (gap IN (0, 1)),
         blob BLOB NOT NULL,
         UNIQUE (agent, seq)
     )""",
+    f"CREATE INDEX lineage_custody ON lineage (agent, seq) WHERE kind IN ({CUSTODY_KINDS_SQL})",
     f"""CREATE TABLE authority (
         agent TEXT PRIMARY KEY,
+        record BLOB NOT NULL,
         state TEXT NOT NULL CHECK (state IN ({_STATES})),
         epoch INTEGER NOT NULL,
-        owner BLOB NOT NULL,
+        fence INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        peer BLOB,
         head BLOB,
         head_seq INTEGER NOT NULL,
-        wasm_hash BLOB NOT NULL,
-        manifest_hash BLOB NOT NULL,
-        reason TEXT NOT NULL,
-        peer TEXT,
-        migration_id BLOB,
-        confirmed INTEGER NOT NULL,
-        updated_ns INTEGER NOT NULL,
-        context BLOB
+        wasm_hash BLOB,
+        manifest_hash BLOB,
+        copy_start INTEGER,
+        compacted_to INTEGER NOT NULL
     )""",
-    "CREATE TABLE fence (agent TEXT PRIMARY KEY, epoch INTEGER NOT NULL, evidence TEXT NOT NULL)",
+    """CREATE TABLE witness (
+        agent TEXT PRIMARY KEY,
+        chosen INTEGER NOT NULL,
+        record BLOB NOT NULL
+    )""",
+    """CREATE TABLE witness_chain (
+        agent TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        owner BLOB NOT NULL,
+        witnesses BLOB NOT NULL,
+        digest BLOB NOT NULL,
+        forced INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        cert BLOB NOT NULL,
+        genesis BLOB NOT NULL,
+        PRIMARY KEY (agent, epoch)
+    )""",
     "CREATE TABLE module (hash BLOB PRIMARY KEY, wasm BLOB NOT NULL)",
     "CREATE TABLE manifest (hash BLOB PRIMARY KEY, data BLOB NOT NULL)",
-    "CREATE TABLE tombstone (agent TEXT PRIMARY KEY, epoch INTEGER NOT NULL, peer TEXT NOT NULL)",
 )
 
 
@@ -78,7 +113,10 @@ def ensure(conn: sqlite3.Connection) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "meta" not in tables:
         if tables:
-            raise SchemaUnknown(f"database has tables {sorted(tables)} but no meta table")
+            raise SchemaUnknown(
+                f"the file is an SQLite database with tables {sorted(tables)}, not an Igor-P2P "
+                f"store"
+            )
         conn.execute("BEGIN IMMEDIATE")
         try:
             for ddl in SCHEMA:
@@ -97,8 +135,8 @@ def ensure(conn: sqlite3.Connection) -> None:
     except (TypeError, ValueError):
         found = None
     if found is None:
-        raise SchemaUnknown("meta table has no valid schema_version")
+        raise SchemaUnknown("the store's meta table has no valid schema version")
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(found, SCHEMA_VERSION)
-    if found != SCHEMA_VERSION:
-        raise SchemaUnknown(f"schema version {found} has no migration to {SCHEMA_VERSION}")
+    if found < SCHEMA_VERSION:
+        raise SchemaTooOld(found, SCHEMA_VERSION)

@@ -1,53 +1,26 @@
-"""Shared builders for the store tests."""
+"""Shared builders for the store tests: real, signed lineages (see tests/core/builders.py)."""
 
 from __future__ import annotations
 
-import hashlib
+from core.builders import AgentLife
 
+from igor_p2p.authority.record import AuthorityRecord
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.store import AppendEntries, AuthorityRecord, NewEntry, PutAuthority
+from igor_p2p.store import AppendEntries, AppendTicks, PutRecord, Store
 
-ZERO = bytes(32)
-
-
-def entry(prev: bytes, payload: bytes, epoch: int = 1, tick: int = 0) -> NewEntry:
-    return NewEntry(hashlib.sha256(payload).digest(), prev, "CHECKPOINT", epoch, tick, payload)
+OWNER = AuthorityState.ACTIVE_OWNER
 
 
-def chain(n: int, prev: bytes = ZERO, tag: bytes = b"x") -> list[NewEntry]:
-    out = []
-    for i in range(n):
-        e = entry(prev, tag + b":%d" % i, tick=i)
-        out.append(e)
-        prev = e.digest
-    return out
+def owner(epoch: int = 1, version: int = 1) -> AuthorityRecord:
+    return AuthorityRecord(state=OWNER, epoch=epoch, version=version)
 
 
-def record(
-    agent: str,
-    head: NewEntry | None,
-    head_seq: int,
-    state: AuthorityState = AuthorityState.ACTIVE_OWNER,
-    epoch: int = 1,
-) -> AuthorityRecord:
-    return AuthorityRecord(
-        agent=agent,
-        state=state,
-        epoch=epoch,
-        owner=b"node-a",
-        head=head.digest if head is not None else None,
-        head_seq=head_seq,
-        wasm_hash=b"w" * 32,
-        manifest_hash=b"m" * 32,
-        reason="",
-        peer=None,
-        migration_id=None,
-        confirmed=False,
-        updated_ns=1,
-    )
-
-
-def launch(agent: str, n: int) -> tuple[list, list[NewEntry]]:
-    """Ops creating an agent with ``n`` entries and an ACTIVE_OWNER record at the last one."""
-    entries = chain(n, tag=agent.encode())
-    return [AppendEntries(agent, entries), PutAuthority(record(agent, entries[-1], n - 1))], entries
+def launch(store: Store, name: str = "agent", ticks: int = 3) -> AgentLife:
+    """An agent launched on ``store``: its genesis and ``ticks`` tick checkpoints committed as
+    the owner of epoch 1."""
+    life = AgentLife(name)
+    life.genesis()
+    store.apply([PutRecord(life.agent, owner()), AppendEntries(life.agent, life.blobs())])
+    if ticks:
+        store.apply([AppendTicks.of(life.agent, 1, life.ticks(ticks))])
+    return life

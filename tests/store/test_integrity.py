@@ -1,32 +1,33 @@
-"""The integrity check names each kind of damage and open() fails the agent stop."""
+"""The integrity check names each kind of damage, and opening a damaged store writes nothing."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from igor_p2p.authority.states import AuthorityState
-from igor_p2p.store import DamageKind, Store
+from core.builders import NODE_B
 
-from .helpers import launch
+from igor_p2p.store import AppendEntries, CompactLineage, DamageKind, PutRecord, Store
 
-A = "did:key:z6MkA"
-B = "did:key:z6MkB"
+from .helpers import launch, owner
 
 
-def _build(tmp_path: Path, n: int = 10) -> Path:
+def _build(tmp_path: Path) -> tuple[Path, str, str]:
+    """Agent A: 100 ticks (beyond the hashed tail); agent B: a migration and a few ticks."""
     path = tmp_path / "igor.db"
     s = Store.open(path)
-    ops_a, _ = launch(A, n)
-    ops_b, _ = launch(B, n)
-    s.apply([*ops_a, *ops_b])
+    a = launch(s, "a", ticks=100)
+    b = launch(s, "b", ticks=3)
+    b.migrate(NODE_B)
+    b.ticks(3)
+    s.apply([AppendEntries(b.agent, b.blobs(4)), PutRecord(b.agent, owner(2))])
     assert s.check_integrity() == []
     s.close()
-    return path
+    return path, a.agent, b.agent
 
 
 def _tamper(path: Path, sql: str, *args: object) -> None:
-    conn = sqlite3.connect(path)  # foreign keys are off on this raw connection
+    conn = sqlite3.connect(path)
     conn.execute(sql, args)
     conn.commit()
     conn.close()
@@ -43,79 +44,106 @@ def _kinds(path: Path) -> dict[str, set[DamageKind]]:
         s.close()
 
 
-def test_flipped_byte_in_a_row_is_a_digest_mismatch(tmp_path: Path) -> None:
-    path = _build(tmp_path)
-    _tamper(path, "UPDATE lineage SET blob = blob || x'00' WHERE agent = ? AND seq = 7", A)
-    assert _kinds(path) == {A: {DamageKind.DIGEST_MISMATCH}}
+def test_a_flipped_byte_in_a_recent_row_is_a_digest_mismatch(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "UPDATE lineage SET blob = blob || x'00' WHERE agent = ? AND seq = 97", a)
+    assert _kinds(path) == {a: {DamageKind.DIGEST_MISMATCH}}
 
 
-def test_flipped_byte_in_genesis_is_found_beyond_the_tail(tmp_path: Path) -> None:
-    path = _build(tmp_path, n=100)
-    _tamper(
-        path,
-        "UPDATE lineage SET blob = CAST(? AS BLOB) WHERE agent = ? AND seq = 0",
-        b"Xdid:key:z6MkA:0",
-        A,
-    )
-    assert _kinds(path) == {A: {DamageKind.DIGEST_MISMATCH}}
+def test_a_flipped_byte_in_the_genesis_is_found_beyond_the_tail(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "UPDATE lineage SET blob = blob || x'00' WHERE agent = ? AND seq = 0", a)
+    assert _kinds(path) == {a: {DamageKind.DIGEST_MISMATCH}}
 
 
-def test_deleted_head_row_is_named(tmp_path: Path) -> None:
-    path = _build(tmp_path)
-    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 9", B)
-    assert DamageKind.HEAD_MISSING in _kinds(path)[B]
-    assert A not in _kinds(path)
+def test_a_flipped_byte_in_a_custody_row_is_found(tmp_path: Path) -> None:
+    path, _, b = _build(tmp_path)
+    _tamper(path, "UPDATE lineage SET blob = blob || x'00' WHERE agent = ? AND kind = 'CERT'", b)
+    assert _kinds(path) == {b: {DamageKind.DIGEST_MISMATCH}}
 
 
-def test_deleted_middle_row_is_a_seq_gap(tmp_path: Path) -> None:
-    path = _build(tmp_path, n=200)  # row 50 is outside the 64-row tail: found by counting
-    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 50", A)
-    assert _kinds(path) == {A: {DamageKind.SEQ_GAP}}
+def test_a_deleted_row_anywhere_is_a_broken_link(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 5", a)
+    assert _kinds(path) == {a: {DamageKind.BROKEN_LINK}}
 
 
-def test_head_pointing_at_missing_digest_is_named(tmp_path: Path) -> None:
-    path = _build(tmp_path)
-    _tamper(path, "UPDATE authority SET head = ? WHERE agent = ?", b"\x01" * 32, A)
-    assert _kinds(path) == {A: {DamageKind.HEAD_MISSING}}
+def test_a_deleted_head_row_is_named(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 100", a)
+    assert _kinds(path) == {a: {DamageKind.HEAD_MISSING}}
 
 
-def test_broken_link_in_the_tail_is_named(tmp_path: Path) -> None:
-    path = _build(tmp_path)
-    _tamper(path, "UPDATE lineage SET prev = ? WHERE agent = ? AND seq = 5", b"\x02" * 32, A)
-    assert _kinds(path) == {A: {DamageKind.BROKEN_LINK}}
+def test_rows_after_the_head_are_named(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "UPDATE authority SET head = (SELECT digest FROM lineage WHERE agent = ?1 "
+                  "AND seq = 99), head_seq = 99 WHERE agent = ?1", a)  # fmt: skip
+    assert _kinds(path) == {a: {DamageKind.ROWS_AFTER_HEAD}}
 
 
-def test_wrong_head_seq_is_named(tmp_path: Path) -> None:
-    path = _build(tmp_path)
-    _tamper(path, "UPDATE authority SET head_seq = 3 WHERE agent = ?", A)
-    assert _kinds(path) == {A: {DamageKind.HEAD_SEQ_MISMATCH}}
+def test_a_wrong_head_seq_is_named(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "UPDATE authority SET head_seq = 50 WHERE agent = ?", a)
+    assert _kinds(path) == {a: {DamageKind.HEAD_SEQ_MISMATCH}}
 
 
-def test_open_puts_damaged_agent_into_recovery_required_and_deletes_nothing(
-    tmp_path: Path,
-) -> None:
-    path = _build(tmp_path)
-    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 9", A)
+def test_a_gap_around_a_custody_record_is_a_bad_gap(tmp_path: Path) -> None:
+    path, _, b = _build(tmp_path)
+    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND kind = 'CERT'", b)
+    _tamper(path, "UPDATE lineage SET gap = 1 WHERE agent = ? AND seq = 7", b)
+    assert _kinds(path) == {b: {DamageKind.BAD_GAP}}
+
+
+def test_a_missing_genesis_is_named(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 0", a)
+    _tamper(path, "UPDATE lineage SET gap = 1 WHERE agent = ? AND seq = 1", a)
+    assert DamageKind.NO_GENESIS in _kinds(path)[a]
+
+
+def test_a_record_whose_columns_were_changed_is_named(tmp_path: Path) -> None:
+    path, a, b = _build(tmp_path)
+    _tamper(path, "UPDATE authority SET state = 'RETIRED' WHERE agent = ?", a)
+    _tamper(path, "UPDATE authority SET record = x'c0' WHERE agent = ?", b)
+    assert _kinds(path) == {a: {DamageKind.RECORD}, b: {DamageKind.RECORD}}
+
+
+def test_rows_without_a_record_and_bad_witness_records_are_named(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "DELETE FROM authority WHERE agent = ?", a)
+    _tamper(path, "INSERT INTO witness (agent, chosen, record) VALUES ('w', 1, x'00')")
+    assert _kinds(path) == {a: {DamageKind.NO_RECORD}, "w": {DamageKind.WITNESS}}
+
+
+def test_a_compacted_lineage_is_intact(tmp_path: Path) -> None:
+    path, a, b = _build(tmp_path)
     s = Store.open(path)
     try:
-        rec = s.authority(A)
-        assert rec is not None and rec.state is AuthorityState.RECOVERY_REQUIRED
-        assert "HEAD_MISSING" in rec.reason
-        assert len(s.lineage(A)) == 9
-        assert s.authority(B).state is AuthorityState.ACTIVE_OWNER  # type: ignore[union-attr]
-        assert [p.agent for p in s.problems_at_open] == [A]
+        s.apply([CompactLineage(a, keep_last=4, limit=1000), CompactLineage(b, keep_last=1)])
+        assert len(s.lineage(a)) == 1 + 4
+        assert any(r.gap for r in s.lineage_rows(b))
+        assert s.check_integrity() == []
     finally:
         s.close()
 
 
-def test_mark_recovery_required_keeps_head_and_lineage(tmp_path: Path) -> None:
-    path = _build(tmp_path)
+def test_opening_a_damaged_store_reports_the_damage_and_writes_nothing(tmp_path: Path) -> None:
+    path, a, _ = _build(tmp_path)
+    _tamper(path, "DELETE FROM lineage WHERE agent = ? AND seq = 5", a)
+
+    def dump() -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(path)
+        rows = conn.execute("SELECT * FROM authority ORDER BY agent").fetchall()
+        rows += conn.execute("SELECT agent, seq, digest, gap FROM lineage ORDER BY agent, seq")
+        conn.close()
+        return rows
+
+    before = dump()
     s = Store.open(path)
-    before = s.authority(A)
-    s.mark_recovery_required(A, "operator asked")
-    after = s.authority(A)
-    assert after is not None and before is not None
-    assert after.state is AuthorityState.RECOVERY_REQUIRED and after.reason == "operator asked"
-    assert (after.head, after.head_seq, after.epoch) == (before.head, before.head_seq, before.epoch)
-    assert len(s.lineage(A)) == 10
-    s.close()
+    try:
+        assert {(p.agent, p.kind) for p in s.problems_at_open} == {(a, DamageKind.BROKEN_LINK)}
+        assert s.transactions_committed == 0
+        assert s.record(a) == owner()
+    finally:
+        s.close()
+    assert dump() == before

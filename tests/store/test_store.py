@@ -1,4 +1,5 @@
-"""Store.apply rules: chaining, fences, heads, atomicity, schema versioning."""
+"""Store.apply rules: records and derived columns, the chain, gaps, the sink fence, pending
+copies, custody, witness state, atomicity, schema versioning."""
 
 from __future__ import annotations
 
@@ -7,32 +8,42 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from core.builders import NODE_B, NODE_C, AgentLife
 
+from igor_p2p.authority.record import (
+    AuthorityRecord,
+    PendingCopy,
+    RecoveryReason,
+    Successor,
+    columns,
+    decode_record,
+)
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.store import (
     AppendEntries,
+    AppendTicks,
     ChainBreak,
-    DeleteLineage,
-    FencedOff,
-    HeadMismatch,
+    CompactLineage,
+    DiscardCopy,
     InvalidOp,
-    NotDiscardable,
-    PutAuthority,
+    NewEntry,
     PutManifest,
     PutModule,
-    PutTombstone,
-    RaiseFence,
+    PutRecord,
+    PutWitness,
+    PutWitnessChain,
     SchemaTooNew,
+    SchemaTooOld,
     Store,
     StoreCorrupt,
     StoreError,
+    StoreRefused,
+    UnknownAgent,
 )
 from igor_p2p.store.schema import SCHEMA_VERSION
 
-from .helpers import ZERO, chain, entry, launch, record
-
-A = "did:key:z6MkA"
-B = "did:key:z6MkB"
+from .helpers import launch, owner
 
 
 @pytest.fixture
@@ -49,185 +60,285 @@ def test_pragmas_are_wal_full_and_foreign_keys(store: Store) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
-def test_appended_chain_is_read_back_in_order(store: Store) -> None:
-    ops, entries = launch(A, 5)
-    store.apply(ops)
-    assert store.lineage(A) == [e.blob for e in entries]
-    assert store.lineage(A, since_seq=3) == [e.blob for e in entries[3:]]
-    rows = store.lineage_rows(A)
-    assert [r.seq for r in rows] == [0, 1, 2, 3, 4]
-    assert rows[2].prev == entries[1].digest
-    assert store.head_blob(A) == entries[-1].blob
-    rec = store.authority(A)
-    assert rec is not None and rec.head == entries[-1].digest and rec.head_seq == 4
+# --------------------------------------------------------------------------- records
 
 
-def test_first_entry_may_have_any_prev(store: Store) -> None:
-    e = entry(b"\x07" * 32, b"imported")
-    store.apply([AppendEntries(A, [e])])
-    assert store.lineage(A) == [b"imported"]
-
-
-def test_entry_not_linking_to_head_is_a_chain_break(store: Store) -> None:
-    ops, _ = launch(A, 2)
-    store.apply(ops)
-    with pytest.raises(ChainBreak):
-        store.apply([AppendEntries(A, [entry(ZERO, b"orphan")])])
-    assert len(store.lineage(A)) == 2
-
-
-def test_digest_that_is_not_sha256_of_blob_is_a_chain_break(store: Store) -> None:
-    bad = entry(ZERO, b"one")
-    bad = type(bad)(hashlib.sha256(b"other").digest(), ZERO, "K", 1, 0, b"one")
-    with pytest.raises(ChainBreak):
-        store.apply([AppendEntries(A, [bad])])
-    assert store.lineage(A) == []
-
-
-def test_entries_inside_one_op_must_link_to_each_other(store: Store) -> None:
-    e0 = entry(ZERO, b"a")
-    e1 = entry(ZERO, b"b")  # should link to e0
-    with pytest.raises(ChainBreak):
-        store.apply([AppendEntries(A, [e0, e1])])
-    assert store.lineage(A) == []
-
-
-def test_duplicate_digest_in_chain_is_a_chain_break(store: Store) -> None:
-    e0 = entry(ZERO, b"same")
-    e1 = entry(e0.digest, b"same")
-    with pytest.raises(ChainBreak):
-        store.apply([AppendEntries(A, [e0, e1])])
-
-
-def test_duplicate_of_a_committed_digest_is_a_chain_break(tmp_path: Path) -> None:
-    path = tmp_path / "igor.db"
-    s = Store.open(path)
-    es = chain(3)
-    s.apply([AppendEntries(A, es)])
-    again = entry(es[-1].digest, b"x:1")  # the blob of seq 1, linked to the tip
-    with pytest.raises(ChainBreak):
-        s.apply([AppendEntries(A, [again])])
-    s.close()
-    s = Store.open(path)  # a fresh store knows the committed digests from the table
-    with pytest.raises(ChainBreak):
-        s.apply([AppendEntries(A, [entry(es[-1].digest, b"x:0")])])
-    s.apply([AppendEntries(A, [entry(es[-1].digest, b"new")])])
-    assert len(s.lineage(A)) == 4
-    s.close()
-
-
-def test_digest_check_holds_across_many_committed_rows(store: Store) -> None:
-    es = chain(3000)  # more rows than the first digest filter holds: it is rebuilt larger
-    for i in range(0, len(es), 500):
-        store.apply([AppendEntries(A, es[i : i + 500])])
-    for old in (es[0], es[1234], es[-2]):
-        with pytest.raises(ChainBreak):
-            store.apply([AppendEntries(A, [entry(es[-1].digest, old.blob)])])
-    store.apply([AppendEntries(A, [entry(es[-1].digest, b"fresh")])])
-    assert len(store.lineage(A)) == 3001
-
-
-def test_deleted_lineage_digests_may_be_appended_again(store: Store) -> None:
-    es = chain(2)
-    store.apply([AppendEntries(A, es)])
-    store.apply([AppendEntries(A, [entry(es[-1].digest, b"more")])])
-    store.apply([DeleteLineage(A), AppendEntries(A, es)])
-    assert [r.digest for r in store.lineage_rows(A)] == [e.digest for e in es]
-
-
-def test_appends_in_separate_ops_of_one_batch_chain(store: Store) -> None:
-    es = chain(4)
-    store.apply([AppendEntries(A, es[:2]), AppendEntries(A, es[2:])])
-    assert len(store.lineage(A)) == 4
-
-
-def test_bad_op_value_is_a_typed_error(store: Store) -> None:
-    with pytest.raises(InvalidOp):
-        store.apply([AppendEntries(A, [entry(b"short", b"x")])])
-    with pytest.raises(InvalidOp):
-        store.apply(["not an op"])  # type: ignore[list-item]
-
-
-def test_fence_only_goes_up(store: Store) -> None:
-    assert store.fence(A) == 0
-    store.apply([RaiseFence(A, 5, "gossip from p1")])
-    store.apply([RaiseFence(A, 3, "stale")])
-    assert store.fence(A) == 5
-    assert store.fence_evidence(A) == "gossip from p1"
-    store.apply([RaiseFence(A, 7, "transfer record")])
-    assert store.fence(A) == 7
-
-
-def test_authority_below_fence_is_fenced_off(store: Store) -> None:
-    ops, entries = launch(A, 1)
-    store.apply([*ops, RaiseFence(A, 4, "peer says epoch 4")])
-    with pytest.raises(FencedOff):
-        store.apply([PutAuthority(record(A, entries[0], 0, epoch=3))])
-    assert store.authority(A).epoch == 1  # type: ignore[union-attr]
-    store.apply([PutAuthority(record(A, entries[0], 0, epoch=4))])
-    assert store.authority(A).epoch == 4  # type: ignore[union-attr]
-
-
-def test_authority_raises_the_fence_to_its_epoch(store: Store) -> None:
-    ops, entries = launch(A, 1)
-    store.apply(ops)
-    store.apply([PutAuthority(record(A, entries[0], 0, epoch=9))])
-    assert store.fence(A) == 9
-
-
-def test_authority_head_must_be_the_last_row(store: Store) -> None:
-    ops, entries = launch(A, 3)
-    store.apply(ops)
-    with pytest.raises(HeadMismatch):
-        store.apply([PutAuthority(record(A, entries[1], 1))])
-    with pytest.raises(HeadMismatch):
-        store.apply([PutAuthority(record(A, entry(ZERO, b"nowhere"), 3))])
-    with pytest.raises(HeadMismatch):
-        store.apply([PutAuthority(record(A, entries[2], 1))])
-    with pytest.raises(HeadMismatch):
-        store.apply([PutAuthority(record(B, entries[0], 0))])
-
-
-def test_append_advances_the_authority_head(store: Store) -> None:
-    ops, entries = launch(A, 2)
-    store.apply(ops)
-    more = chain(2, prev=entries[-1].digest, tag=b"more")
-    store.apply([AppendEntries(A, more)])
-    rec = store.authority(A)
-    assert rec is not None and rec.head == more[-1].digest and rec.head_seq == 3
-
-
-def test_batch_with_one_bad_op_leaves_nothing(store: Store) -> None:
-    ops, _ = launch(A, 3)
-    bad = AppendEntries(B, [entry(ZERO, b"b0"), entry(ZERO, b"b1")])
-    with pytest.raises(ChainBreak):
-        store.apply(
-            [*ops, RaiseFence(B, 3, "e"), PutModule(b"\0asm"), PutTombstone(B, 2, "p"), bad]
-        )
-    assert store.authorities() == []
-    assert store.lineage(A) == []
-    assert store.fence(B) == 0
-    assert store.module(hashlib.sha256(b"\0asm").digest()) is None
-    assert store.tombstone(B) is None
-    store.apply(ops)  # the cached view was not polluted by the failed batch
-    assert len(store.lineage(A)) == 3
-
-
-def test_database_level_failure_rolls_back_the_whole_batch(store: Store) -> None:
-    ops, _ = launch(A, 2)
-    store.apply(ops)
-    # Create a row behind the store's back so the UNIQUE(agent, seq) constraint fires inside
-    # the transaction (after the deletes/inserts of other agents already ran).
-    store._conn.execute(
-        "INSERT INTO lineage (agent, seq, digest, prev, kind, epoch, tick, blob) "
-        "VALUES (?, 0, ?, ?, 'K', 1, 0, x'00')",
-        (B, hashlib.sha256(b"\0").digest(), ZERO),
+def test_a_record_is_stored_whole_with_the_columns_derived_from_it(store: Store) -> None:
+    life = launch(store)
+    record = AuthorityRecord(
+        state=AuthorityState.HANDOFF_PENDING,
+        epoch=4,
+        witnesses=(bytes(32),),
+        pending=PendingCopy(bytes(16), NODE_B.public_key, bytes(range(32))),
+        successor=Successor(5, NODE_C.public_key),
+        reason=RecoveryReason.RESTORED_COPY,
+        detail="restored",
+        version=7,
     )
-    store._tips.pop(B, None)
-    store._tips[B] = None  # stale view: the store believes B has no rows
+    store.apply([PutRecord(life.agent, record)])
+    blob, state, epoch, fence, reason, peer = store._conn.execute(
+        "SELECT record, state, epoch, fence, reason, peer FROM authority WHERE agent = ?",
+        (life.agent,),
+    ).fetchone()
+    assert decode_record(blob) == record == store.record(life.agent)
+    c = columns(record)
+    assert (state, epoch, fence, reason, peer) == (c.state, c.epoch, c.fence, c.reason, c.peer)
+    assert fence == 5
+
+
+def test_agents_with_state_reads_the_derived_state(store: Store) -> None:
+    a = launch(store, "a")
+    b = launch(store, "b")
+    store.apply([PutRecord(b.agent, AuthorityRecord(state=AuthorityState.HALTED, epoch=1))])
+    assert store.agents_with_state(AuthorityState.ACTIVE_OWNER) == [a.agent]
+    both = store.agents_with_state(AuthorityState.HALTED, AuthorityState.ACTIVE_OWNER)
+    assert both == sorted([a.agent, b.agent])
+    assert [agent for agent, _ in store.records()] == sorted([a.agent, b.agent])
+
+
+def test_lineage_rows_need_an_authority_record(store: Store) -> None:
+    life = AgentLife()
+    life.genesis()
+    with pytest.raises(UnknownAgent):
+        store.apply([AppendEntries(life.agent, life.blobs())])
+    assert store.lineage(life.agent) == []
+    # The record may come later in the same transaction.
+    store.apply([AppendEntries(life.agent, life.blobs()), PutRecord(life.agent, owner())])
+    assert store.lineage(life.agent) == life.blobs()
+    assert store.head(life.agent) == life.head
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+def test_rows_carry_the_columns_of_their_entries(store: Store) -> None:
+    life = launch(store, ticks=2)
+    life.migrate(NODE_B)
+    life.ticks(1)
+    store.apply([AppendEntries(life.agent, life.blobs(3)), PutRecord(life.agent, owner(2))])
+    rows = store.lineage_rows(life.agent)
+    assert [r.kind for r in rows] == [
+        "GENESIS", "TICK", "TICK", "HANDOFF", "TRANSFER", "CERT", "TICK",
+    ]  # fmt: skip
+    assert [r.epoch for r in rows] == [1, 1, 1, 1, 2, 2, 2]
+    assert [r.tick for r in rows] == [0, 1, 2, 2, 2, 2, 3]
+    assert [r.seq for r in rows] == list(range(7))
+    assert not any(r.gap for r in rows)
+    assert [r.blob for r in rows] == life.blobs()
+    assert store.files(life.agent) == (life.entries[0].wasm_hash, life.entries[0].manifest_hash)
+
+
+def test_a_digest_that_is_not_sha256_of_the_blob_is_a_chain_break(store: Store) -> None:
+    life = launch(store, ticks=0)
+    ck = life.tick_checkpoint()
+    row = NewEntry.of_checkpoint(ck)
+    forged = NewEntry(bytes(32), row.prev, row.kind, row.epoch, row.tick, row.blob)
+    with pytest.raises(ChainBreak):
+        store.apply([AppendEntries(life.agent, [forged])])
+    with pytest.raises(ChainBreak):
+        store.apply([AppendTicks(life.agent, 1, [forged])])
+    assert store.lineage(life.agent) == life.blobs(0, 1)
+
+
+def test_an_entry_already_held_is_skipped_with_dedupe_and_refused_without(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "igor.db")
+    life = launch(store, ticks=5)
+    store.close()
+    store = Store.open(tmp_path / "igor.db")  # the digest filter is rebuilt from the table
+    try:
+        assert store.apply([AppendEntries(life.agent, life.blobs(2, 4))]) == [[]]
+        with pytest.raises(ChainBreak):
+            store.apply([AppendEntries(life.agent, life.blobs(2, 3), dedupe=False)])
+        life.handoff()
+        assert store.apply([AppendEntries(life.agent, life.blobs(), dedupe=True)]) == [
+            life.blobs(-1)
+        ]
+        assert store.lineage(life.agent) == life.blobs()
+    finally:
+        store.close()
+
+
+def test_an_entry_after_a_compacted_gap_is_marked(store: Store) -> None:
+    life = launch(store, ticks=2)
+    life.ticks(3)
+    store.apply([AppendEntries(life.agent, life.blobs(-1))])  # ticks 3 and 4 are missing
+    rows = store.lineage_rows(life.agent)
+    assert [r.gap for r in rows] == [False, False, False, True]
+    assert store.head(life.agent) == life.head
+    assert store.check_integrity() == []
+
+
+def test_entries_missing_around_a_custody_record_are_refused(store: Store) -> None:
+    life = launch(store, ticks=2)
+    life.handoff()
+    life.transfer(NODE_B)
+    life.certify()
+    life.ticks(2)
+    handoff, transfer, cert, first, second = life.blobs(3)
+    refused = [
+        [handoff, cert],  # the record is missing before its certificate
+        [handoff, transfer, first],  # the certificate is missing
+        [first, second],  # the whole epoch change is missing: a gap across epochs
+    ]
+    for entries in refused:
+        with pytest.raises(StoreRefused):
+            store.apply([AppendEntries(life.agent, entries)])
+        assert store.lineage(life.agent) == life.blobs(0, 3)
+    # A gap before a transfer record (its HANDOFF compacted away) is allowed.
+    store.apply([AppendEntries(life.agent, [transfer, cert, first])])
+    assert [r.gap for r in store.lineage_rows(life.agent)][-3:] == [True, False, False]
+
+
+def test_a_record_and_its_certificate_committed_apart_start_an_epoch(store: Store) -> None:
+    """(SimStore pairs them only within one commit: weaker than this store.)"""
+    life = launch(store)
+    life.handoff()
+    life.transfer(NODE_B)
+    store.apply([AppendEntries(life.agent, life.blobs(4))])
+    assert [s.epoch for s in store.custody(life.agent)] == [1]
+    life.certify()
+    store.apply([AppendEntries(life.agent, life.blobs(-1))])
+    assert [s.epoch for s in store.custody(life.agent)] == [1, 2]
+    assert store.custody(life.agent)[1].owner == NODE_B.public_key
+
+
+def test_custody_never_reads_tick_checkpoints(store: Store) -> None:
+    life = launch(store, ticks=4)
+    life.migrate(NODE_B)
+    store.apply([AppendEntries(life.agent, life.blobs(5)), PutRecord(life.agent, owner(2))])
+    expected = store.custody(life.agent)
+    store._conn.execute("UPDATE lineage SET blob = x'00' WHERE kind IN ('TICK', 'HANDOFF')")
+    store._custody.items.clear()
+    assert store.custody(life.agent) == expected
+    assert [s.epoch for s in expected] == [1, 2]
+    plan = store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT kind, blob FROM lineage WHERE agent = ? AND kind IN "
+        "('GENESIS', 'IMPORT', 'TRANSFER', 'FORCED', 'CERT') ORDER BY seq",
+        (life.agent,),
+    ).fetchall()
+    assert "lineage_custody" in " ".join(str(row) for row in plan)
+
+
+# --------------------------------------------------------------------------- the sink fence
+
+
+def test_ticks_must_link_to_the_head_one_after_another(store: Store) -> None:
+    life = launch(store, ticks=1)
+    first, second = life.ticks(2)
+    with pytest.raises(StoreRefused):
+        store.apply([AppendTicks.of(life.agent, 1, [second])])
+    with pytest.raises(StoreRefused):
+        store.apply([AppendTicks.of(life.agent, 1, [second, first])])
+    store.apply([AppendTicks.of(life.agent, 1, [first, second])])
+    assert store.lineage(life.agent) == life.blobs()
+
+
+def test_ticks_take_checkpoints_of_their_epoch_only(store: Store) -> None:
+    life = launch(store, ticks=1)
+    store.apply([PutRecord(life.agent, owner(epoch=2))])
+    with pytest.raises(StoreRefused):
+        store.apply([AppendTicks.of(life.agent, 2, life.ticks(1))])  # a checkpoint of epoch 1
+    assert len(store.lineage(life.agent)) == 2
+
+
+def test_ticks_take_no_custody_entry(store: Store) -> None:
+    life = launch(store, ticks=1)
+    life.handoff()
+    record = life.transfer(NODE_B)
+    row = NewEntry(record.digest(), record.prev, "TRANSFER", 2, 0, record.encode())
+    with pytest.raises(InvalidOp):
+        store.apply([AppendTicks(life.agent, 1, [NewEntry.of_checkpoint(life.entries[-2]), row])])
+
+
+def test_the_fence_reads_the_record_of_the_same_transaction(store: Store) -> None:
+    life = launch(store, ticks=1)
+    retired = AuthorityRecord(state=AuthorityState.RETIRED, epoch=1, version=2)
+    with pytest.raises(StoreRefused):
+        store.apply([PutRecord(life.agent, retired), AppendTicks.of(life.agent, 1, life.ticks(1))])
+    assert store.record(life.agent) == owner()  # nothing of the refused batch was applied
+    store.apply([AppendTicks.of(life.agent, 1, life.entries[-1:])])
+    assert store.head(life.agent) == life.head
+
+
+# --------------------------------------------------------------------------- pending copies
+
+
+def test_discard_copy_after_an_append_in_one_transaction_is_an_invalid_op(store: Store) -> None:
+    life = launch(store)
+    life.handoff()
+    with pytest.raises(InvalidOp):
+        store.apply([AppendEntries(life.agent, life.blobs(-1)), DiscardCopy(life.agent)])
+
+
+def test_a_discarded_copy_may_be_offered_again(store: Store) -> None:
+    life = AgentLife()
+    life.genesis()
+    life.ticks(3)
+    life.handoff()
+    pending = AuthorityRecord(
+        state=AuthorityState.HANDOFF_PENDING,
+        epoch=1,
+        pending=PendingCopy(bytes(16), NODE_B.public_key, life.head),
+    )
+    ops = [AppendEntries(life.agent, life.blobs()), PutRecord(life.agent, pending)]
+    store.apply(ops)
+    # Dropped and received again in one transaction: the entries are not "already held".
+    results = store.apply([DiscardCopy(life.agent), *ops])
+    assert results[1] == life.blobs()
+    assert store.lineage(life.agent) == life.blobs()
+    assert store.check_integrity() == []
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def test_a_batch_with_one_refused_op_leaves_nothing(store: Store) -> None:
+    a = launch(store, "a", ticks=1)
+    b = AgentLife("b")
+    b.genesis()
+    life_ticks = a.ticks(1)
+    with pytest.raises(StoreRefused):
+        store.apply(
+            [
+                AppendTicks.of(a.agent, 1, life_ticks),
+                PutModule(b"\0asm"),
+                PutRecord(b.agent, owner()),
+                AppendEntries(b.agent, b.blobs()),
+                AppendTicks.of(b.agent, 2, b.ticks(1)),  # b owns epoch 1, not 2
+            ]
+        )
+    assert store.lineage(a.agent) == a.blobs(0, 2)
+    assert store.record(b.agent) is None
+    assert store.module(hashlib.sha256(b"\0asm").digest()) is None
+    store.apply([AppendTicks.of(a.agent, 1, life_ticks)])  # the cached view was not polluted
+    assert store.head(a.agent) == life_ticks[0].digest()
+
+
+def test_a_database_level_failure_rolls_back_the_whole_batch(store: Store) -> None:
+    a = launch(store, "a", ticks=1)
+    b = launch(store, "b", ticks=0)
+    tick = b.tick_checkpoint()
+    # A row behind the store's back makes UNIQUE(agent, seq) fire inside the transaction.
+    store._conn.execute(
+        "INSERT INTO lineage (agent, seq, digest, prev, kind, epoch, tick, gap, blob) "
+        "VALUES (?, 1, ?, ?, 'TICK', 1, 0, 0, x'00')",
+        (b.agent, hashlib.sha256(b"\0").digest(), bytes(32)),
+    )
     with pytest.raises(StoreError):
-        store.apply([RaiseFence(A, 8, "e"), AppendEntries(B, [entry(ZERO, b"b")])])
-    assert store.fence(A) == 1
+        store.apply([PutRecord(a.agent, owner(version=5)), AppendTicks.of(b.agent, 1, [tick])])
+    assert store.record(a.agent) == owner()
+
+
+def test_apply_returns_one_result_per_op(store: Store) -> None:
+    life = AgentLife()
+    life.genesis()
+    results = store.apply(
+        [PutModule(b"w"), PutRecord(life.agent, owner()), AppendEntries(life.agent, life.blobs())]
+    )
+    assert results == [None, None, life.blobs()]
+
+
+# --------------------------------------------------------------------------- other tables
 
 
 def test_modules_and_manifests_are_deduplicated(store: Store) -> None:
@@ -239,62 +350,56 @@ def test_modules_and_manifests_are_deduplicated(store: Store) -> None:
     assert store._conn.execute("SELECT count(*) FROM module").fetchone()[0] == 1
 
 
-def test_tombstone_keeps_the_newest_epoch(store: Store) -> None:
-    store.apply([PutTombstone(A, 3, "peer3")])
-    store.apply([PutTombstone(A, 2, "peer2")])
-    t = store.tombstone(A)
-    assert t is not None and (t.epoch, t.peer) == (3, "peer3")
-    store.apply([PutTombstone(A, 4, "peer4")])
-    assert store.tombstone(A).peer == "peer4"  # type: ignore[union-attr]
-
-
-def test_delete_lineage_discards_an_aborted_pending_copy(store: Store) -> None:
-    entries = chain(3)
+def test_a_witness_chain_only_grows(store: Store) -> None:
+    life = AgentLife()
+    life.genesis()
+    life.migrate(NODE_B)
+    life.migrate(NODE_C)
+    s1, s2, s3 = life.starts
+    store.apply([PutWitnessChain(life.agent, [s2]), PutWitnessChain(life.agent, [s1, s2, s3])])
     store.apply(
-        [
-            AppendEntries(A, entries),
-            PutAuthority(record(A, entries[-1], 2, state=AuthorityState.HANDOFF_PENDING)),
-        ]
+        [PutWitnessChain(life.agent, [s1]), PutWitness(life.agent, WitnessRecord(life.agent, s3))]
     )
-    pending = store.authority(A)
-    assert pending is not None
-    store.apply([DeleteLineage(A), PutAuthority(record(A, None, -1, AuthorityState.RETIRED))])
-    assert store.lineage(A) == []
-    assert store.authority(A).head is None  # type: ignore[union-attr]
-    assert store.check_integrity() == []
+    assert store.witness_starts(life.agent) == [s2, s3]
+    assert store.witness(life.agent) == WitnessRecord(life.agent, s3)
 
 
-def test_delete_lineage_of_an_owner_is_refused(store: Store) -> None:
-    ops, _ = launch(A, 2)
-    store.apply(ops)
-    with pytest.raises(NotDiscardable):
-        store.apply([DeleteLineage(A)])
-    assert len(store.lineage(A)) == 2
-
-
-def test_agents_with_state(store: Store) -> None:
-    ops_a, _ = launch(A, 1)
-    ops_b, eb = launch(B, 1)
-    store.apply([*ops_a, *ops_b])
-    store.apply([PutAuthority(record(B, eb[-1], 0, AuthorityState.HALTED))])
-    assert store.agents_with_state(AuthorityState.ACTIVE_OWNER) == [A]
-    assert store.agents_with_state(AuthorityState.HALTED, AuthorityState.ACTIVE_OWNER) == [A, B]
-    assert [r.agent for r in store.authorities()] == [A, B]
+# --------------------------------------------------------------------------- schema
 
 
 def test_data_survives_reopen(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "igor.db")
-    ops, entries = launch(A, 3)
-    s.apply([*ops, RaiseFence(B, 2, "seen")])
+    life = launch(s)
     s.close()
     s = Store.open(tmp_path / "igor.db")
-    assert s.lineage(A) == [e.blob for e in entries]
-    assert s.fence(B) == 2
-    assert s.problems_at_open == []
-    s.close()
+    try:
+        assert s.lineage(life.agent) == life.blobs()
+        assert s.record(life.agent) == owner()
+        assert s.problems_at_open == []
+        life.ticks(1)
+        s.apply([AppendTicks.of(life.agent, 1, life.entries[-1:])])  # the view is reloaded
+        assert s.head(life.agent) == life.head
+    finally:
+        s.close()
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
+def test_a_store_of_an_older_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "igor.db")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    conn.execute("CREATE TABLE fence (agent TEXT PRIMARY KEY, epoch INTEGER, evidence TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooOld) as info:
+        Store.open(tmp_path / "igor.db")
+    message = str(info.value)
+    assert "older Igor-P2P" in message and "cannot be upgraded" in message
+    assert "move igor.db" in message and "launch or import the agents again" in message
+    assert "Schema" not in message  # words, not class names
+    assert (info.value.found, info.value.supported) == (2, SCHEMA_VERSION)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     Store.open(tmp_path / "igor.db").close()
     conn = sqlite3.connect(tmp_path / "igor.db")
     conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
@@ -303,18 +408,54 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SchemaTooNew) as info:
         Store.open(tmp_path / "igor.db")
     assert info.value.found == 99
-    assert info.value.found > SCHEMA_VERSION
+    assert "upgrade Igor-P2P" in str(info.value)
 
 
 def test_schema_version_is_written_on_create(tmp_path: Path) -> None:
     Store.open(tmp_path / "igor.db").close()
     conn = sqlite3.connect(tmp_path / "igor.db")
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
-    assert int(row[0]) == SCHEMA_VERSION == 2
+    assert int(row[0]) == SCHEMA_VERSION == 3
+    assert "fence" not in tables and "tombstone" not in tables
 
 
-def test_non_database_file_is_store_corrupt(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_database_is_store_corrupt(tmp_path: Path) -> None:
     (tmp_path / "igor.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreCorrupt):
         Store.open(tmp_path / "igor.db")
+
+
+def test_only_put_record_writes_an_authority_state(store: Store) -> None:
+    """Every other op, the integrity check and every read leave the record and its state alone
+    (watched by SQLite's authorizer: an INSERT into ``authority`` or an UPDATE of a record
+    column)."""
+    life = launch(store, ticks=30)
+    writes: list[tuple[str, str | None]] = []
+    record_columns = {"record", "state", "epoch", "fence", "reason", "peer"}
+
+    def watch(action: int, table: str | None, column: str | None, *_: object) -> int:
+        if table == "authority" and (
+            action == sqlite3.SQLITE_INSERT
+            or (action == sqlite3.SQLITE_UPDATE and column in record_columns)
+        ):
+            writes.append((str(action), column))
+        return sqlite3.SQLITE_OK
+
+    store._conn.set_authorizer(watch)
+    store.apply([AppendTicks.of(life.agent, 1, life.ticks(2))])
+    life.handoff()
+    life.transfer(NODE_B)
+    life.certify()
+    store.apply([AppendEntries(life.agent, life.blobs(-3))])
+    store.apply([DiscardCopy(life.agent)])
+    store.apply([CompactLineage(life.agent, keep_last=2), PutModule(b"w"), PutManifest(b"m")])
+    store.apply([PutWitnessChain(life.agent, life.starts)])
+    store.apply([PutWitness(life.agent, WitnessRecord(life.agent, life.starts[-1]))])
+    assert store.check_integrity() == []
+    assert store.custody(life.agent) and store.records() and store.lineage(life.agent)
+    assert writes == []
+    store.apply([PutRecord(life.agent, owner(epoch=2, version=2))])
+    assert writes  # the watch sees the one op that writes a record
+    assert store.record(life.agent) == owner(epoch=2, version=2)
