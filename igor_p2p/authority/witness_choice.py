@@ -7,7 +7,8 @@ enough nodes, so that a restored owner never votes for itself (witness-notes §5
 
 - one node: no witnesses (the agent has no protection against a restored disk; status says so);
 - two or three nodes: every node;
-- four or more: three nodes, keeping the previous members that are still up, without the new
+- four or more: three nodes, keeping the previous members unless they are known to be down
+  (a node that just restarted has not heard its peers yet: it keeps the set), without the new
   owner, topped up in a seeded random order, avoiding the node making the claim where possible
   (its own vote does not count, so with it inside every other member would be needed).
 """
@@ -28,15 +29,18 @@ def choose_witnesses(
     rng: random.Random,
     k: int = DEFAULT_WITNESSES,
     proposer: bytes | None = None,
+    down: Iterable[bytes] = (),
 ) -> tuple[bytes, ...]:
     """The witness set for the epoch ``new_owner`` is about to own (sorted node keys)."""
-    pool = sorted(set(candidates) | {new_owner} | ({proposer} if proposer else set()))
+    gone = set(down)
+    kept = {w for w in previous if w not in gone}
+    pool = sorted(set(candidates) | kept | {new_owner} | ({proposer} if proposer else set()))
     if len(pool) == 1:
         return ()
     if len(pool) <= k:
         return tuple(pool)
     others = [w for w in pool if w not in (new_owner, proposer)]
-    keep = [w for w in sorted(set(previous)) if w in others][:k]
+    keep = [w for w in sorted(kept) if w in others][:k]
     spare = [w for w in others if w not in keep]
     rng.shuffle(spare)
     chosen = keep + spare[: k - len(keep)]

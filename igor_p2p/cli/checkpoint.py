@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,7 +25,6 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
-from igor_p2p.errors import IgorError
 from igor_p2p.files import read_regular_file
 from igor_p2p.lineage.bundle import MAX_BUNDLE_BYTES, AgentBundle
 from igor_p2p.lineage.entries import (
@@ -46,6 +44,7 @@ from igor_p2p.lineage.igor_go import (
     verify_go_history,
 )
 from igor_p2p.lineage.verify import VerifyReport, verify_lineage
+from igor_p2p.net.peerid import peer_id_from_public_key
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_export import export_to_go
 from igor_p2p.runtime.lock import DataDirLock
@@ -256,23 +255,12 @@ def inspect_cmd(
 
 def _store_damage(store: Store, did: str, blobs: list[bytes]) -> list[dict[str, str]]:
     """Damage to ``did``'s stored rows that verifying the entries cannot see: the store's
-    integrity check (digest columns, head record, seq gaps) and rows out of chain order."""
-    damage = [
+    integrity check (digest columns, head record, links and compacted gaps, seq gaps)."""
+    return [
         {"kind": p.kind.value, "reason": p.reason}
         for p in store.check_integrity()
         if p.agent in ("", did)
     ]
-    for seq in range(1, len(blobs)):
-        try:
-            prev = decode_entry(blobs[seq]).prev
-        except IgorError:
-            continue  # reported by the verifier as CORRUPT_ENTRY
-        if prev != hashlib.sha256(blobs[seq - 1]).digest():
-            damage.append(
-                {"kind": "BROKEN_LINK", "reason": f"seq {seq}: prev is not the digest of {seq - 1}"}
-            )
-            break
-    return damage
 
 
 def _report_out(
@@ -294,8 +282,27 @@ def _report_out(
             console.print(f"agent      {report.agent}")
         console.print(
             f"entries    {report.entries} ({report.checkpoints} checkpoints, "
-            f"{report.transfers} transfers)"
+            f"{report.transfers} transfers, {getattr(report, 'certs', 0)} witness certificates)"
         )
+        custodian = getattr(report, "custodian", None)
+        if custodian:
+            witnesses = getattr(report, "witnesses", ())
+            named = ", ".join(peer_id_from_public_key(w) for w in witnesses) or "none"
+            console.print(
+                f"custody    epoch {report.last_epoch} owned by "
+                f"{peer_id_from_public_key(custodian)}"
+            )
+            console.print(f"witnesses  {named}")
+            if not witnesses:
+                console.print(
+                    "[yellow]note[/yellow]       no witnesses: a copy restored from a backup "
+                    "is not stopped by a quorum (an agent launched without peers)"
+                )
+        for gap in getattr(report, "compacted", ()):
+            console.print(
+                f"compacted  epoch {gap.epoch}: entries before {gap.before.hex()[:12]} were "
+                f"dropped here; they rest on {peer_id_from_public_key(gap.signer)}'s signature"
+            )
         if report.first_tick is not None:
             console.print(f"ticks      {report.first_tick} → {report.last_tick}")
         if report.first_epoch is not None:

@@ -263,6 +263,7 @@ class Claimant:
             previous=previous.witnesses,
             new_owner=new_owner,
             candidates=ctx.membership.up_nodes(),
+            down=ctx.membership.down_nodes(),
             rng=ctx.env.rng,
             k=ctx.config.witnesses,
         )

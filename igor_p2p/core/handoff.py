@@ -414,6 +414,7 @@ class HandoffSource:
                     previous=previous.witnesses,
                     new_owner=target,
                     candidates=ctx.membership.up_nodes(),
+                    down=ctx.membership.down_nodes(),
                     rng=ctx.env.rng,
                     k=ctx.config.witnesses,
                     proposer=ctx.key.public_key,

@@ -174,6 +174,7 @@ class NodeCore:
             previous=(),
             new_owner=self.me,
             candidates=self.ports.membership.up_nodes(),
+            down=self.ports.membership.down_nodes(),
             rng=self.ports.env.rng,
             k=self.config.witnesses,
         )

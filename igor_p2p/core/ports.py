@@ -140,6 +140,9 @@ class Membership(Protocol):
     def up_nodes(self) -> list[bytes]:
         """Keys of the nodes believed up, this node included."""
 
+    def down_nodes(self) -> list[bytes]:
+        """Keys of the nodes known to be down (heard before, silent now)."""
+
 
 class History(Protocol):
     def emit(self, type_: str, **fields: Any) -> None: ...

@@ -11,7 +11,7 @@ shield (G2) and the process exits 0.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from igor_p2p.node.claims import ClaimGossip
 from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.log_methods import register_log_methods
-from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerTable
+from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerEntry, PeerTable
 from igor_p2p.node.placement import choose_target
 from igor_p2p.runtime.capacity import NodeBudget
 from igor_p2p.runtime.datadir import DataDir
@@ -92,8 +92,15 @@ class PeerMembership:
         self.peers = peers
 
     def up_nodes(self) -> list[bytes]:
-        keys = [self.me]
-        for entry in self.peers.up_peers():
+        return [self.me, *self._keys(e for e in self.peers.peers.values() if e.up)]
+
+    def down_nodes(self) -> list[bytes]:
+        return self._keys(e for e in self.peers.peers.values() if not e.up)
+
+    @staticmethod
+    def _keys(entries: Iterable[PeerEntry]) -> list[bytes]:
+        keys = []
+        for entry in entries:
             try:
                 keys.append(public_key_from_peer_id_text(entry.announcement.peer_id))
             except (IgorError, ValueError):

@@ -5,8 +5,8 @@
 (:class:`NodeBudget`), it says yes or why not. Launch (``NodeApi.launch``) and the handoff
 target's offer check (the runner's ``admit_offer``, REJECT ``NO_CAPACITY``) both call it, so a
 node never takes an agent it cannot hold. :func:`may_store` is the same question for the bytes
-of one more checkpoint. :func:`measure_disk` is the one impure helper: what the data directory holds now and
-what the file system has left.
+of one more checkpoint. :func:`measure_disk` is the one impure helper: what the data directory
+holds now and what the file system has left.
 
 Memory is counted by reservation: every hosted agent may grow to its memory cap (the manifest's
 ``max_memory_bytes`` or the sandbox default), so the caps of all hosted agents together must fit

@@ -126,6 +126,9 @@ class Alone:
     def up_nodes(self) -> list[bytes]:
         return [self.me]
 
+    def down_nodes(self) -> list[bytes]:
+        return []
+
 
 class AgentNotResumable(IgorError):
     """The agent cannot be resumed here (its state says why)."""

@@ -85,6 +85,9 @@ class StaticMembership:
     def up_nodes(self) -> list[bytes]:
         return list(self.keys)
 
+    def down_nodes(self) -> list[bytes]:
+        return []
+
 
 @dataclass
 class SimNode:
