@@ -123,6 +123,13 @@ class AgentPort:
         return await self._gate._handle(self.agent, self.machine, event)
 
 
+def _recovery(record: AuthorityRecord) -> str | None:
+    """Why a record is RECOVERY_REQUIRED (its ``RecoveryReason`` value), else None."""
+    if record.state is AuthorityState.RECOVERY_REQUIRED and record.reason is not None:
+        return record.reason.value
+    return None
+
+
 class Gate:
     """Per-agent locks, machines and the action interpreter of one node."""
 
@@ -227,6 +234,7 @@ class Gate:
                     from_state=None if before is ABSENT else str(before),
                     to_state=str(action.record.state),
                     reason=action.record.detail or type(event).__name__,
+                    recovery=_recovery(action.record),
                 )
         elif isinstance(action, StopTicking):
             await self.runner.stop(agent)
