@@ -25,6 +25,7 @@ from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.net.dht import DhtService, get_location
 from igor_p2p.net.host import full_addrs
 from igor_p2p.net.peerid import peer_id_from_public_key, public_key_from_peer_id_text
+from igor_p2p.node.claims import ClaimCounts
 from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.lookup import describe_found, locate
 from igor_p2p.node.peers import PROTOCOL_VERSION, PeerTable
@@ -55,6 +56,7 @@ class NodeApi:
     host: IHost
     dht: DhtService
     hops: HopHistory = field(default_factory=HopHistory)
+    claim_counts: ClaimCounts = field(default_factory=ClaimCounts)
     started_ns: int = field(default_factory=time.time_ns)
 
     # ---------------------------------------------------------------- agents
@@ -145,6 +147,7 @@ class NodeApi:
             "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3),
             "version": PROTOCOL_VERSION,
             "peers": self.peers.to_json(now),
+            "claims": self.claim_counts.to_json(),
         }
 
     async def agents(self) -> list[dict[str, Any]]:

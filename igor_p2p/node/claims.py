@@ -67,6 +67,27 @@ class Claim:
         return cls(agent, epoch, record, cert)
 
 
+@dataclass
+class ClaimCounts:
+    """What became of the claims this node heard (``igor node status`` shows them)."""
+
+    heard: int = 0
+    ignored: int = 0
+    """Malformed, or unproven for the very next epoch: dropped, nothing changed."""
+    asked: int = 0
+    """Claims of a later epoch that made this node ask the agent's witnesses (rate-limited)."""
+    proven: int = 0
+    """Claims whose proof verified against the custody this node holds (fed to the gate)."""
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "heard": self.heard,
+            "ignored": self.ignored,
+            "asked": self.asked,
+            "proven": self.proven,
+        }
+
+
 class ClaimGossip:
     """Publishes this node's claims and checks others' against proof."""
 
@@ -78,8 +99,10 @@ class ClaimGossip:
         transport: Transport,
         gossip: GossipService,
         interval_s: Callable[[], float],
+        counts: ClaimCounts | None = None,
         query_interval_s: float = 10.0,
     ) -> None:
+        self.counts = counts if counts is not None else ClaimCounts()
         self.core = core
         self.store = store
         self.transport = transport
@@ -88,8 +111,6 @@ class ClaimGossip:
         self.query_interval_s = query_interval_s
         self.mine: OrderedDict[str, Claim] = OrderedDict()
         self._asked: OrderedDict[str, float] = OrderedDict()
-        self.ignored = 0
-        self.proven = 0
         self._nursery: trio.Nursery | None = None
 
     # ---------------------------------------------------------------- publishing
@@ -135,12 +156,14 @@ class ClaimGossip:
                 message = gossip.message
                 claims = message.get("claims") if isinstance(message, dict) else None
                 if not isinstance(claims, list):
-                    self.ignored += 1
+                    self.counts.heard += 1
+                    self.counts.ignored += 1
                     continue
                 for raw in claims[:MAX_CLAIMS_PER_MESSAGE]:
+                    self.counts.heard += 1
                     claim = Claim.from_wire(raw)
                     if claim is None:
-                        self.ignored += 1
+                        self.counts.ignored += 1
                         continue
                     await self.observe(claim)
 
@@ -155,12 +178,15 @@ class ClaimGossip:
                 try:
                     start = next_start(custody[-1], claim.record, claim.cert)
                 except InvalidCustody:
-                    self.ignored += 1
+                    self.counts.ignored += 1
                     return
                 await self._prove(claim.agent, start)
                 return
             if custody and self._may_ask(claim.agent) and self._nursery is not None:
+                self.counts.asked += 1
                 self._nursery.start_soon(self._ask_witnesses, claim.agent, custody)
+            else:
+                self.counts.ignored += 1
         except IgorError as exc:
             log.debug("claim check failed: %s", exc, agent=claim.agent)
 
@@ -203,7 +229,7 @@ class ClaimGossip:
             await self._prove(agent, best[-1])
 
     async def _prove(self, agent: str, latest: EpochStart) -> None:
-        self.proven += 1
+        self.counts.proven += 1
         try:
             await self.core.superseded(agent, latest)
         except IgorError as exc:

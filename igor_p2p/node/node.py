@@ -211,6 +211,7 @@ class Node:
             transport=transport,
             gossip=gossip,
             interval_s=lambda: config.announce_interval_s,
+            counts=api.claim_counts,
         )
         locations = _Locations(services, dht)
         publisher.targets = [claims.publish, locations.publish]
@@ -392,3 +393,12 @@ class _Wanderer:
         except IgorError as exc:
             self.api.hops.record(target, completed=False)
             log.info("wander failed: %s", exc, agent=did, peer=target)
+        except Exception as exc:  # a bug must not end the node: the gate already halted the agent
+            self.api.hops.record(target, completed=False)
+            log.error(
+                "wander failed unexpectedly",
+                agent=did,
+                peer=target,
+                step=f"{type(exc).__name__}: {exc}",
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
