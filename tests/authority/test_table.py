@@ -67,6 +67,8 @@ from igor_p2p.authority.record import (
 )
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.table import (
+    ALWAYS,
+    OTHERWISE,
     TRANSITIONS,
     AuthorityMachine,
     IllegalTransition,
@@ -818,3 +820,10 @@ def test_a_transfer_record_helper_sanity() -> None:
     assert decode_record(start(3, A, H_OURS).record).prev == H_OURS
     assert make_transfer(start(2, THIRD), A).to_epoch == 3
     assert H_ELSE != H_OURS
+
+
+def test_no_rule_hides_behind_a_catch_all() -> None:
+    for (state, event), rules in TRANSITIONS.items():
+        for i, r in enumerate(rules):
+            if r.guard is ALWAYS or r.guard is OTHERWISE:
+                assert i == len(rules) - 1, (state, event.__name__, i)
