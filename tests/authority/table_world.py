@@ -160,8 +160,12 @@ def events_for(record: AuthorityRecord) -> list[Event]:
     for epoch in sorted({e - 1, e, e + 1, record.fence} - {0}):
         for source, mid in ((SOURCE, M1), (SOURCE, M2), (THIRD, M2)):
             out.append(OfferPrepared(source.public_key, mid, epoch, H_OFFER, WITNESSES, (b"x",)))
-    for s in starts.values():
-        out += [ClaimResolved(s), ClaimStale(s), Superseded(s)]
+    for name, s in starts.items():
+        if name.startswith("next"):  # a claim resolves only the slot it claimed: epoch e + 1
+            out.append(ClaimResolved(s))
+        if s.epoch > e:  # a claim is stale only on proof of its slot or a later one
+            out.append(ClaimStale(s))
+        out.append(Superseded(s))
     out.append(ClaimResolved(starts["next, to our target"], b"handoff-checkpoint"))
     return out
 
@@ -361,6 +365,14 @@ def _situations() -> dict[str, Callable[[], Driven]]:
         "retired, restarted": lambda: restarted(S.RETIRED),
         "recovery, from a ticking owner": lambda: _fed(IntegrityFailure("bad"), base=owner()),
         "recovery, restarted": lambda: restarted(S.RECOVERY_REQUIRED),
+        "recovery, a restored copy": lambda: _fed(
+            ClaimStale(start(4, A, H_ELSE)), base=restarted(S.ACTIVE_OWNER)
+        ),
+        "recovery, forcing a restored copy": lambda: _fed(
+            ClaimStale(start(4, A, H_ELSE)),
+            ForceRecover("operator@example"),
+            base=restarted(S.ACTIVE_OWNER),
+        ),
         "recovery, forcing": lambda: _fed(
             ForceRecover("operator@example"), base=restarted(S.RECOVERY_REQUIRED)
         ),

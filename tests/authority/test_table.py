@@ -446,6 +446,18 @@ KNOWN_BUGS: dict[tuple[object, str, Phase], str] = {
     (S.ACTIVE_OWNER, "TickFailed", Phase.HANDING_OFF): "TableInconsistency: same",
     (S.ACTIVE_OWNER, "ClaimStale", Phase.HANDING_OFF): "Run.handoff left set after the rule",
     (S.ACTIVE_OWNER, "Superseded", Phase.HANDING_OFF): "Run.handoff left set after the rule",
+    (S.RECOVERY_REQUIRED, "Superseded", Phase.IDLE): (
+        "older news (record.epoch < latest.epoch < fence) retires the node and lowers its fence"
+    ),
+    (S.RECOVERY_REQUIRED, "Superseded", Phase.CLAIMING): "the same, during a forced claim",
+    (S.RECOVERY_REQUIRED, "ClaimResolved", Phase.CLAIMING): (
+        "ForceRecover claims record.epoch + 1 below a proven later epoch (the fence); an "
+        "adopted record naming this node is then owned and ticked below the fence"
+    ),
+    (S.RECOVERY_REQUIRED, "ClaimStale", Phase.CLAIMING): (
+        "the same forced claim below the fence, answered by proof of that slot only: the node "
+        "retires to it and its fence goes down"
+    ),
 }
 
 UNREACHABLE_RULES: set[tuple[object, str, str]] = {
@@ -774,6 +786,69 @@ def test_a_handoff_ended_by_proven_custody_leaves_no_handoff_in_flight(event_typ
     assert source.machine.run.handoff is None
 
 
+@_xfail(
+    "core bug: (RECOVERY_REQUIRED, Superseded) compares the news with record.epoch, not the "
+    "fence: a restored copy held in RECOVERY_REQUIRED with successor (4, us) retires to a third "
+    "node on a verified claim for epoch 3 (old news still gossiped), lowering its fence from 4 "
+    "to 3 and dropping the RESTORED_COPY reason"
+)
+def test_older_news_never_moves_the_fence_back() -> None:
+    restored = _fed(ClaimStale(start(4, A, H_ELSE)), base=_restarted(S.ACTIVE_OWNER, epoch=2))
+    assert restored.machine.record.fence == 4
+    restored.feed(Superseded(start(3, THIRD)))
+    assert restored.machine.record.fence == 4
+    assert restored.machine.record.reason is RecoveryReason.RESTORED_COPY
+
+
+def _forcing_a_restored_copy() -> Driven:
+    """A copy restored to epoch 2 that the witnesses say owns epoch 4 (RECOVERY_REQUIRED with
+    successor (4, us), fence 4), which an operator then force-recovers."""
+    restored = _fed(ClaimStale(start(4, A, H_ELSE)), base=_restarted(S.ACTIVE_OWNER, epoch=2))
+    assert restored.machine.record.fence == 4
+    assert restored.feed(ForceRecover("op")) == [StartClaim(ClaimPurpose.FORCE, 3, "op")]
+    return restored
+
+
+@_xfail(
+    "core bug (safety): ForceRecover in RECOVERY_REQUIRED claims record.epoch + 1 even when the "
+    "record proves a later epoch (successor, fence). Phase 1 of that claim adopts the record "
+    "already chosen for the slot; when it names this node (a restored former owner) the table "
+    "owns and ticks epoch 3 below its fence 4 (witness-notes §6.3: a force that adopts moves "
+    "to the next slot)"
+)
+def test_a_forced_claim_never_ticks_below_the_fence() -> None:
+    forcing = _forcing_a_restored_copy()
+    forcing.feed(ClaimResolved(start(3, A, H_ELSE)))
+    assert not forcing.machine.may_tick
+    assert forcing.machine.record.fence == 4
+
+
+@_xfail(
+    "core bug: the same forced claim below the fence, answered by proof of slot 3 only, "
+    "retires the node to epoch 3's owner and lowers its fence from 4 to 3"
+)
+def test_a_stale_forced_claim_never_lowers_the_fence() -> None:
+    forcing = _forcing_a_restored_copy()
+    forcing.feed(ClaimStale(start(3, THIRD)))
+    assert forcing.machine.record.fence == 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug (safety, restore): a claim that resolves by adopting a record naming this "
+    "node is owned and ticked (_resolved_for_me, _handoff_became_resume) without the check "
+    "ClaimStale makes (_stale_is_ours: the record's prev is the head this node holds). A record "
+    "signed by an earlier incarnation from a later head means this copy was restored and lost "
+    "committed ticks; it should go to RECOVERY_REQUIRED (RESTORED_COPY) like ClaimStale does. "
+    "The gate would also have to note the head before ClaimResolved.",
+)
+def test_an_adopted_record_of_ours_for_another_copy_is_a_restore_not_a_resume() -> None:
+    owner = _restarted(S.ACTIVE_OWNER, epoch=2)
+    owner.feed(ClaimResolved(start(3, A, H_ELSE)))  # ours, but not signed on the head we hold
+    assert not owner.machine.may_tick
+    assert owner.machine.record.reason is RecoveryReason.RESTORED_COPY
+
+
 def test_the_known_bug_tests_cover_every_known_bug() -> None:
     tested = {
         (S.ACTIVE_OWNER, "Superseded", Phase.TICKING),
@@ -787,6 +862,10 @@ def test_the_known_bug_tests_cover_every_known_bug() -> None:
         # BudgetExhausted/TickFailed while CLAIMING: the same rules as while HANDING_OFF.
         (S.ACTIVE_OWNER, "BudgetExhausted", Phase.CLAIMING),
         (S.ACTIVE_OWNER, "TickFailed", Phase.CLAIMING),
+        (S.RECOVERY_REQUIRED, "Superseded", Phase.IDLE),
+        (S.RECOVERY_REQUIRED, "Superseded", Phase.CLAIMING),  # the same rule as IDLE
+        (S.RECOVERY_REQUIRED, "ClaimResolved", Phase.CLAIMING),
+        (S.RECOVERY_REQUIRED, "ClaimStale", Phase.CLAIMING),
     }
     assert tested == set(KNOWN_BUGS)
 
