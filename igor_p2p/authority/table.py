@@ -770,21 +770,23 @@ _SUPERSEDED_OWNER = (
 
 
 def _failure_rules() -> dict[tuple[Holding, type[Event]], tuple[Rule, ...]]:
-    """Every held state: an unexpected error halts the agent in RECOVERY_REQUIRED."""
+    """Every held state: an unexpected error halts the agent in RECOVERY_REQUIRED (an owner
+    that is ticking or handing off stops first; no other state ticks)."""
     held = [s for s in AuthorityState if s is not S.HANDOFF_INITIATED]
+    ticking_or_handing = Rule(
+        _g(
+            "ticking or handing off",
+            lambda v, e: v.run.phase in (Phase.TICKING, Phase.HANDING_OFF),
+        ),
+        S.RECOVERY_REQUIRED,
+        (StopTicking, _PERSIST, EnterRecovery),
+        _failed,
+    )
+    otherwise = Rule(OTHERWISE, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _failed)
     return {
-        (state, AgentFailed): (
-            Rule(
-                _g(
-                    "ticking or handing off",
-                    lambda v, e: v.run.phase in (Phase.TICKING, Phase.HANDING_OFF),
-                ),
-                S.RECOVERY_REQUIRED,
-                (StopTicking, _PERSIST, EnterRecovery),
-                _failed,
-            ),
-            Rule(OTHERWISE, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _failed),
-        )
+        (state, AgentFailed): (ticking_or_handing, otherwise)
+        if state is S.ACTIVE_OWNER
+        else (otherwise,)
         for state in held
     }
 

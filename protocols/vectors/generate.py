@@ -1,4 +1,4 @@
-"""Generate the checkpoint-envelope test vectors in this directory from fixed seeds.
+"""Generate the lineage test vectors (v2 formats) in this directory from fixed seeds.
 
 Run from the repository root::
 
@@ -6,6 +6,10 @@ Run from the repository root::
     .venv/bin/python protocols/vectors/generate.py --check  # exit 1 if the stored files differ
 
 Ed25519 signatures and canonical msgpack are deterministic, so the output is byte-for-byte stable.
+
+The lineage is v2: the genesis names the witness set {A, B, C}; every custody record is followed
+by its witness certificate (the votes of the two witnesses other than the proposer, since with
+three witnesses the proposer's own vote does not count).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Any
 
 from igor_p2p.lineage._codec import ZERO_HASH
 from igor_p2p.lineage.bundle import AgentBundle
+from igor_p2p.lineage.cert import Ballot, WitnessCert, sign_vote, vote_bytes
 from igor_p2p.lineage.custody import UnsignedForcedRecovery, UnsignedTransferRecord
-from igor_p2p.lineage.entries import LineageEntry
+from igor_p2p.lineage.entries import EpochRecord, LineageEntry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.lineage.igor_go import GoCheckpointFields, encode_go_v4
@@ -42,11 +47,13 @@ def _keys() -> dict[str, Keypair]:
 
 
 def build_lineage() -> list[tuple[str, LineageEntry]]:
-    """Genesis on A, a tick, handoff, transfer A→B, a tick on B, forced recovery by C, final."""
+    """Genesis on A (witnesses A, B, C), a tick, handoff, transfer A→B and its certificate, a
+    tick on B, forced recovery by C and its certificate, final."""
     k = _keys()
     agent = k["agent"].did
     wasm_hash = hashlib.sha256(WASM).digest()
     manifest_hash = hashlib.sha256(MANIFEST).digest()
+    witnesses = tuple(sorted(k[n].public_key for n in ("node_a", "node_b", "node_c")))
     out: list[tuple[str, LineageEntry]] = []
 
     def head() -> bytes:
@@ -68,8 +75,15 @@ def build_lineage() -> list[tuple[str, LineageEntry]]:
             wall_ns=T0 + len(out) * 1_000_000_000,
             state=tick.to_bytes(8, "little"),
             owner=k[owner].public_key,
+            witnesses=witnesses if kind is CheckpointKind.GENESIS else (),
         ).sign(k[signer])
         out.append((name, entry))
+
+    def cert(name: str, record: EpochRecord, proposer: str, voters: tuple[str, ...]) -> None:
+        ballot = Ballot(1, k[proposer].public_key, b"ballot-1")
+        digest = record.digest()
+        votes = [sign_vote(k[v], agent, record.to_epoch, ballot, digest) for v in voters]
+        out.append((name, WitnessCert.build(agent, record.to_epoch, ballot, digest, votes)))
 
     ck("01-genesis", CheckpointKind.GENESIS, 1, 0, 5_000_000, "node_a", "agent")
     ck("02-tick", CheckpointKind.TICK, 1, 10, 4_990_000, "node_a", "node_a")
@@ -83,9 +97,11 @@ def build_lineage() -> list[tuple[str, LineageEntry]]:
         prev=head(),
         migration_id=bytes(range(16)),
         wall_ns=T0 + 3_000_000_000,
+        witnesses=witnesses,
     ).sign(k["node_a"])
     out.append(("04-transfer", transfer))
-    ck("05-tick", CheckpointKind.TICK, 2, 20, 4_980_000, "node_b", "node_b")
+    cert("05-cert", transfer, "node_a", ("node_b", "node_c"))
+    ck("06-tick", CheckpointKind.TICK, 2, 20, 4_980_000, "node_b", "node_b")
     forced = UnsignedForcedRecovery(
         agent=agent,
         from_epoch=2,
@@ -95,10 +111,37 @@ def build_lineage() -> list[tuple[str, LineageEntry]]:
         forced_by="operator@example",
         reason="node_b unreachable for 10 minutes",
         wall_ns=T0 + 5_000_000_000,
+        witnesses=witnesses,
     ).sign(k["node_c"])
-    out.append(("06-forced-recovery", forced))
-    ck("07-final", CheckpointKind.FINAL, 4, 20, 4_980_000, "node_c", "node_c")
+    out.append(("07-forced-recovery", forced))
+    cert("08-cert", forced, "node_c", ("node_a", "node_b"))
+    ck("09-final", CheckpointKind.FINAL, 4, 20, 4_980_000, "node_c", "node_c")
     return out
+
+
+def _index_entry(name: str, entry: LineageEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "file": f"{name}.bin",
+        "type": type(entry).__name__,
+        "kind": entry.kind.name if isinstance(entry, Checkpoint) else None,
+        "prev": entry.prev.hex(),
+        "digest": entry.digest().hex(),
+        "signer": entry.signer.hex(),
+    }
+    if isinstance(entry, WitnessCert):
+        # A certificate carries no signature of its own: each vote signs (agent, slot, ballot,
+        # record digest) under the witness-accepted domain.
+        item["slot"] = entry.slot
+        item["ballot"] = [entry.ballot.round, entry.ballot.proposer.hex(), entry.ballot.nonce.hex()]
+        signed = vote_bytes(entry.agent, entry.slot, entry.ballot, entry.prev).hex()
+        item["votes"] = [
+            {"witness": v.witness.hex(), "signature": v.signature.hex(), "signing_bytes": signed}
+            for v in entry.votes
+        ]
+    else:
+        item["signing_bytes"] = entry.signing_bytes().hex()
+        item["signature"] = entry.signature.hex()
+    return item
 
 
 def build_vectors() -> dict[str, bytes]:
@@ -116,20 +159,8 @@ def build_vectors() -> dict[str, bytes]:
     }
     lineage = build_lineage()
     for name, entry in lineage:
-        data = entry.encode()
-        files[f"{name}.bin"] = data
-        index["lineage"].append(
-            {
-                "file": f"{name}.bin",
-                "type": type(entry).__name__,
-                "kind": entry.kind.name if isinstance(entry, Checkpoint) else None,
-                "prev": entry.prev.hex(),
-                "digest": entry.digest().hex(),
-                "signer": entry.signer.hex(),
-                "signing_bytes": entry.signing_bytes().hex(),
-                "signature": entry.signature.hex(),
-            }
-        )
+        files[f"{name}.bin"] = entry.encode()
+        index["lineage"].append(_index_entry(name, entry))
     index["head"] = lineage[-1][1].digest().hex()
 
     tick = lineage[1][1].encode()
@@ -141,7 +172,7 @@ def build_vectors() -> dict[str, bytes]:
     )
     # epoch 1 re-encoded as uint64 (0xcf …): same value, not canonical.
     agent_len = 2 + len(index["agent_did"])  # str8 header + DID
-    epoch_at = 1 + len("igor/ckpt/1") + 1 + agent_len
+    epoch_at = 3 + 1 + len("igor/ckpt/2") + agent_len  # array16 header, fixstr tag, agent
     assert tick[epoch_at] == 0x01
     files["invalid-non-canonical.bin"] = (
         tick[:epoch_at] + b"\xcf" + (1).to_bytes(8, "big") + tick[epoch_at + 1 :]
@@ -179,15 +210,23 @@ def build_vectors() -> dict[str, bytes]:
     return files
 
 
+def stored_vector_names() -> set[str]:
+    """Every vector file in this directory (what the generator must account for)."""
+    return {p.name for p in HERE.iterdir() if p.suffix in (".bin", ".ckpt", ".json")}
+
+
 def main(argv: list[str]) -> int:
     files = build_vectors()
     if "--check" in argv:
         stale = [
             n for n, d in files.items() if not (HERE / n).exists() or (HERE / n).read_bytes() != d
         ]
+        stale += sorted(stored_vector_names() - set(files))
         for name in stale:
             print(f"stale: {name}", file=sys.stderr)
         return 1 if stale else 0
+    for name in stored_vector_names() - set(files):
+        (HERE / name).unlink()  # a vector the generator no longer produces
     for name, data in files.items():
         (HERE / name).write_bytes(data)
     print(f"wrote {len(files)} files to {HERE}")
