@@ -30,6 +30,7 @@ from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.events import (
     Action,
     AgentFailed,
+    ClaimResolved,
     ClaimStale,
     EnterRecovery,
     Event,
@@ -189,7 +190,7 @@ class Gate:
     # ---------------------------------------------------------------- interpreter
 
     async def _handle(self, agent: str, machine: AuthorityMachine, event: Event) -> list[Action]:
-        if isinstance(event, ClaimStale | Superseded):
+        if isinstance(event, ClaimStale | Superseded | ClaimResolved):
             machine.note_head(await self.store.head(agent))
         before = machine.record.state
         actions = machine.handle(event)  # IllegalTransition propagates, typed, untouched

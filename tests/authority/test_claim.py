@@ -444,14 +444,6 @@ def test_nacks_for_another_slot_or_agent_are_ignored() -> None:
     assert claim.outcome is None and claim.refused == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (minor, liveness only): Claim._refuse in ACCEPTING computes the possible "
-    "voters as accept_targets - refused, dropping a witness whose signed vote is already held "
-    "when a later NACK from it arrives, so the ballot fails while a certificate is still within "
-    "reach (contradicts 'Failed once a quorum is out of reach'). core/claims.drive does not "
-    "produce this sequence today (it asks a witness again only after BEHIND or no reply).",
-)
 def test_a_vote_already_counted_is_not_lost_to_a_later_refusal_from_the_same_witness() -> None:
     custody = Custody(A, (B, C, D))
     claim = _accepting(custody, make_transfer(custody.latest, E).encode())

@@ -341,7 +341,7 @@ def test_force_recover_claims_the_next_epoch_and_ticks_only_with_the_certificate
         StartClaim(ClaimPurpose.FORCE, 3, "op@example")
     ]
     assert not halted.machine.may_tick
-    actions = halted.feed(ClaimResolved(start(3, A, H_ELSE)))
+    actions = halted.feed(ClaimResolved(start(3, A, H_OURS)))  # our forced record, our head
     assert _types(actions) == [PersistAuthority, StartTicking, PublishClaim, Learn]
     assert halted.machine.may_tick and halted.machine.epoch == 3
 
@@ -430,35 +430,8 @@ def test_a_pair_the_table_does_not_list_is_a_typed_illegal_transition() -> None:
 
 # --------------------------------------------------------------------------- every rule
 
-KNOWN_BUGS: dict[tuple[object, str, Phase], str] = {
-    # (state, event, phase) -> what breaks. Each has an xfail test below; once the core is
-    # fixed, test_the_known_bug_list_is_exact fails until the entry is removed.
-    (S.ACTIVE_OWNER, "Superseded", Phase.TICKING): (
-        "TableInconsistency: _retire_to/_conflict/_restored emit StopTicking when ticking, the "
-        "rules declare none; _stale_but_ours takes the right to tick without StopTicking"
-    ),
-    (S.ACTIVE_OWNER, "Halt", Phase.CLAIMING): "TableInconsistency: declared StopTicking not sent",
-    (S.ACTIVE_OWNER, "IntegrityFailure", Phase.CLAIMING): "TableInconsistency: same",
-    (S.ACTIVE_OWNER, "IntegrityFailure", Phase.HANDING_OFF): "TableInconsistency: same",
-    (S.ACTIVE_OWNER, "BudgetExhausted", Phase.CLAIMING): "TableInconsistency: same",
-    (S.ACTIVE_OWNER, "BudgetExhausted", Phase.HANDING_OFF): "TableInconsistency: same",
-    (S.ACTIVE_OWNER, "TickFailed", Phase.CLAIMING): "TableInconsistency: same",
-    (S.ACTIVE_OWNER, "TickFailed", Phase.HANDING_OFF): "TableInconsistency: same",
-    (S.ACTIVE_OWNER, "ClaimStale", Phase.HANDING_OFF): "Run.handoff left set after the rule",
-    (S.ACTIVE_OWNER, "Superseded", Phase.HANDING_OFF): "Run.handoff left set after the rule",
-    (S.RECOVERY_REQUIRED, "Superseded", Phase.IDLE): (
-        "older news (record.epoch < latest.epoch < fence) retires the node and lowers its fence"
-    ),
-    (S.RECOVERY_REQUIRED, "Superseded", Phase.CLAIMING): "the same, during a forced claim",
-    (S.RECOVERY_REQUIRED, "ClaimResolved", Phase.CLAIMING): (
-        "ForceRecover claims record.epoch + 1 below a proven later epoch (the fence); an "
-        "adopted record naming this node is then owned and ticked below the fence"
-    ),
-    (S.RECOVERY_REQUIRED, "ClaimStale", Phase.CLAIMING): (
-        "the same forced claim below the fence, answered by proof of that slot only: the node "
-        "retires to it and its fence goes down"
-    ),
-}
+KNOWN_BUGS: dict[tuple[object, str, Phase], str] = {}
+"""(state, event, phase) -> what breaks: none (the test below keeps the list exact)."""
 
 UNREACHABLE_RULES: set[tuple[object, str, str]] = set()
 """(state, event, guard) of rules no reachable situation can hit (issue 8: every rule has a
@@ -683,11 +656,6 @@ def _xfail(reason: str) -> pytest.MarkDecorator:
     )
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, Superseded) rules declare no StopTicking but _retire_to emits one "
-    "while ticking: a ticking owner that learns of a later certified epoch raises "
-    "TableInconsistency instead of retiring (node_core.superseded is its producer)"
-)
 def test_proven_later_epoch_retires_a_ticking_owner() -> None:
     owner = _owner()
     actions = owner.feed(Superseded(start(3, THIRD)))
@@ -695,10 +663,6 @@ def test_proven_later_epoch_retires_a_ticking_owner() -> None:
     assert owner.machine.state is S.RETIRED and not owner.ticking
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, Superseded) 'same epoch certified to another record' declares "
-    "(PersistAuthority, EnterRecovery) but _conflict emits StopTicking first while ticking"
-)
 def test_another_record_certified_for_the_owned_epoch_halts_a_ticking_owner() -> None:
     owner = _fed(CommitReceived(M1, start(3, A, H_OFFER)), base=_pending())  # ticking epoch 3
     actions = owner.feed(Superseded(start(3, THIRD)))
@@ -706,42 +670,24 @@ def test_another_record_certified_for_the_owned_epoch_halts_a_ticking_owner() ->
     assert owner.machine.record.reason is RecoveryReason.CONFLICTING_CUSTODY
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, Superseded) 'a later epoch is ours' declares no StopTicking but "
-    "_restored emits one while ticking"
-)
 def test_a_ticking_owner_named_owner_of_a_later_epoch_stops_and_enters_recovery() -> None:
     owner = _owner()
     owner.feed(Superseded(start(3, A, H_ELSE)))
     assert owner.machine.record.reason is RecoveryReason.RESTORED_COPY and not owner.ticking
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, Superseded) 'the next epoch is ours, for this copy' moves a "
-    "ticking owner to CLAIMING without StopTicking: may_tick turns false, the runner keeps "
-    "ticking the old epoch"
-)
 def test_proof_that_the_next_epoch_is_ours_stops_the_runner_before_claiming_again() -> None:
     owner = _owner()
     actions = owner.feed(Superseded(start(2, A, H_OURS)))
     assert StopTicking in _types(actions)
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, Halt) declares (StopTicking, PersistAuthority) but _to_terminal "
-    "sends StopTicking only while TICKING: halting an owner that waits for its claim (after a "
-    "restart, an import or a resume) raises TableInconsistency"
-)
 def test_an_operator_can_halt_an_owner_waiting_for_its_claim() -> None:
     owner = _restarted(S.ACTIVE_OWNER)
     owner.feed(Halt("operator"))
     assert owner.machine.state is S.HALTED and owner.machine.run.claim is None
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, IntegrityFailure) declares StopTicking, which _integrity sends "
-    "only while TICKING: damage found while claiming or handing off raises TableInconsistency"
-)
 @pytest.mark.parametrize("phase", ["claiming", "handing off"])
 def test_integrity_failure_halts_an_owner_that_is_not_ticking(phase: str) -> None:
     owner = (
@@ -753,22 +699,25 @@ def test_integrity_failure_halts_an_owner_that_is_not_ticking(phase: str) -> Non
     assert owner.machine.record.reason is RecoveryReason.INTEGRITY_FAILURE
 
 
-@_xfail(
-    "core bug: (ACTIVE_OWNER, BudgetExhausted/TickFailed) declare StopTicking, sent only while "
-    "TICKING: a tick that ends after ticking stopped for a handoff (the runner reports it "
-    "asynchronously) raises TableInconsistency"
-)
 @pytest.mark.parametrize("event", [BudgetExhausted(b"final"), TickFailed("trap", None)])
-def test_a_tick_ending_after_a_handoff_began_is_recorded(event: Event) -> None:
+def test_a_tick_ending_after_a_handoff_began_leaves_the_decision_to_the_handoff(
+    event: Event,
+) -> None:
+    # The runner reports the end asynchronously; the handoff carries the last committed state.
+    # If it aborts, the agent ticks again and the same end is reported again.
     owner = _fed(BeginHandoff(TARGET.public_key, M1), base=_owner())
-    owner.feed(event)
+    assert _types(owner.feed(event)) == [LogRejected]
+    assert owner.machine.state is S.ACTIVE_OWNER
+    assert owner.machine.run.phase is Phase.HANDING_OFF
+
+
+@pytest.mark.parametrize("event", [BudgetExhausted(b"final"), TickFailed("trap", None)])
+def test_a_tick_ending_while_claiming_is_recorded(event: Event) -> None:
+    owner = _restarted(S.ACTIVE_OWNER)
+    assert _types(owner.feed(event)) == [PersistAuthority]
     assert owner.machine.state in (S.BUDGET_EXHAUSTED, S.HALTED)
 
 
-@_xfail(
-    "core bug (minor): ClaimStale/Superseded while HANDING_OFF leave Run.handoff set after the "
-    "phase changes, so STATUS replies keep naming a migration that is over"
-)
 @pytest.mark.parametrize("event_type", [ClaimStale, Superseded])
 def test_a_handoff_ended_by_proven_custody_leaves_no_handoff_in_flight(event_type: type) -> None:
     source = _fed(BeginHandoff(TARGET.public_key, M1), base=_owner())
@@ -776,12 +725,6 @@ def test_a_handoff_ended_by_proven_custody_leaves_no_handoff_in_flight(event_typ
     assert source.machine.run.handoff is None
 
 
-@_xfail(
-    "core bug: (RECOVERY_REQUIRED, Superseded) compares the news with record.epoch, not the "
-    "fence: a restored copy held in RECOVERY_REQUIRED with successor (4, us) retires to a third "
-    "node on a verified claim for epoch 3 (old news still gossiped), lowering its fence from 4 "
-    "to 3 and dropping the RESTORED_COPY reason"
-)
 def test_older_news_never_moves_the_fence_back() -> None:
     restored = _fed(ClaimStale(start(4, A, H_ELSE)), base=_restarted(S.ACTIVE_OWNER, epoch=2))
     assert restored.machine.record.fence == 4
@@ -790,74 +733,37 @@ def test_older_news_never_moves_the_fence_back() -> None:
     assert restored.machine.record.reason is RecoveryReason.RESTORED_COPY
 
 
-def _forcing_a_restored_copy() -> Driven:
+def _a_restored_copy() -> Driven:
     """A copy restored to epoch 2 that the witnesses say owns epoch 4 (RECOVERY_REQUIRED with
-    successor (4, us), fence 4), which an operator then force-recovers."""
+    successor (4, us), fence 4)."""
     restored = _fed(ClaimStale(start(4, A, H_ELSE)), base=_restarted(S.ACTIVE_OWNER, epoch=2))
     assert restored.machine.record.fence == 4
-    assert restored.feed(ForceRecover("op")) == [StartClaim(ClaimPurpose.FORCE, 3, "op")]
     return restored
 
 
-@_xfail(
-    "core bug (safety): ForceRecover in RECOVERY_REQUIRED claims record.epoch + 1 even when the "
-    "record proves a later epoch (successor, fence). Phase 1 of that claim adopts the record "
-    "already chosen for the slot; when it names this node (a restored former owner) the table "
-    "owns and ticks epoch 3 below its fence 4 (witness-notes §6.3: a force that adopts moves "
-    "to the next slot)"
-)
-def test_a_forced_claim_never_ticks_below_the_fence() -> None:
-    forcing = _forcing_a_restored_copy()
-    forcing.feed(ClaimResolved(start(3, A, H_ELSE)))
-    assert not forcing.machine.may_tick
-    assert forcing.machine.record.fence == 4
+def test_a_restored_copy_behind_a_proven_epoch_cannot_be_forced() -> None:
+    # Forcing it would claim epoch 3 below the fence: adopting a record chosen there, or
+    # retiring to it, would tick below or lower the fence (witness-notes §6.3). Refused.
+    restored = _a_restored_copy()
+    assert _types(restored.feed(ForceRecover("op"))) == [LogRejected]
+    assert not restored.machine.may_tick and restored.machine.run.claim is None
+    assert restored.machine.record.fence == 4
+    assert restored.machine.record.reason is RecoveryReason.RESTORED_COPY
 
 
-@_xfail(
-    "core bug: the same forced claim below the fence, answered by proof of slot 3 only, "
-    "retires the node to epoch 3's owner and lowers its fence from 4 to 3"
-)
-def test_a_stale_forced_claim_never_lowers_the_fence() -> None:
-    forcing = _forcing_a_restored_copy()
-    forcing.feed(ClaimStale(start(3, THIRD)))
-    assert forcing.machine.record.fence == 4
+def test_claim_results_for_a_restored_copy_never_tick_or_lower_the_fence() -> None:
+    for result in (ClaimResolved(start(3, A, H_ELSE)), ClaimStale(start(3, THIRD))):
+        restored = _a_restored_copy()
+        restored.feed(result)  # no claim in progress: ignored
+        assert not restored.machine.may_tick
+        assert restored.machine.record.fence == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (safety, restore): a claim that resolves by adopting a record naming this "
-    "node is owned and ticked (_resolved_for_me, _handoff_became_resume) without the check "
-    "ClaimStale makes (_stale_is_ours: the record's prev is the head this node holds). A record "
-    "signed by an earlier incarnation from a later head means this copy was restored and lost "
-    "committed ticks; it should go to RECOVERY_REQUIRED (RESTORED_COPY) like ClaimStale does. "
-    "The gate would also have to note the head before ClaimResolved.",
-)
 def test_an_adopted_record_of_ours_for_another_copy_is_a_restore_not_a_resume() -> None:
     owner = _restarted(S.ACTIVE_OWNER, epoch=2)
     owner.feed(ClaimResolved(start(3, A, H_ELSE)))  # ours, but not signed on the head we hold
     assert not owner.machine.may_tick
     assert owner.machine.record.reason is RecoveryReason.RESTORED_COPY
-
-
-def test_the_known_bug_tests_cover_every_known_bug() -> None:
-    tested = {
-        (S.ACTIVE_OWNER, "Superseded", Phase.TICKING),
-        (S.ACTIVE_OWNER, "Halt", Phase.CLAIMING),
-        (S.ACTIVE_OWNER, "IntegrityFailure", Phase.CLAIMING),
-        (S.ACTIVE_OWNER, "IntegrityFailure", Phase.HANDING_OFF),
-        (S.ACTIVE_OWNER, "BudgetExhausted", Phase.HANDING_OFF),
-        (S.ACTIVE_OWNER, "TickFailed", Phase.HANDING_OFF),
-        (S.ACTIVE_OWNER, "ClaimStale", Phase.HANDING_OFF),
-        (S.ACTIVE_OWNER, "Superseded", Phase.HANDING_OFF),
-        # BudgetExhausted/TickFailed while CLAIMING: the same rules as while HANDING_OFF.
-        (S.ACTIVE_OWNER, "BudgetExhausted", Phase.CLAIMING),
-        (S.ACTIVE_OWNER, "TickFailed", Phase.CLAIMING),
-        (S.RECOVERY_REQUIRED, "Superseded", Phase.IDLE),
-        (S.RECOVERY_REQUIRED, "Superseded", Phase.CLAIMING),  # the same rule as IDLE
-        (S.RECOVERY_REQUIRED, "ClaimResolved", Phase.CLAIMING),
-        (S.RECOVERY_REQUIRED, "ClaimStale", Phase.CLAIMING),
-    }
-    assert tested == set(KNOWN_BUGS)
 
 
 def test_imports_claim_before_ticking_unless_the_genesis_is_fresh() -> None:
