@@ -171,7 +171,7 @@ def _restored_owner_while_the_new_owner_is_offline(
 def test_restored_owner_never_ticks_while_the_new_owner_is_offline() -> None:
     with scratch_dir() as root:
         nodes, did, restarted = _restored_owner_while_the_new_owner_is_offline(root)
-        n1, n2, n3, n4 = nodes
+        n1, _n2, n3, n4 = nodes
         try:
             wait_state(n1, did, "RETIRED", deadline_s=60)
             assert ticks(n1, did, since_ns=restarted) == [], "the restored owner ticked"
