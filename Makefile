@@ -50,7 +50,7 @@ bench: $(STAMP)
 SOAK_SIM_SCHEDULES ?= 200000
 
 soak: $(STAMP)
-	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider
+	$(BIN)/python -m pytest -q -s -m soak -p no:cacheprovider
 	$(BIN)/python -m igor_p2p.sim sweep --first 100001 --count $(SOAK_SIM_SCHEDULES) --procs 2
 
 clean:
