@@ -7,6 +7,11 @@ Run from the repository root::
 
 Ed25519 signatures and canonical msgpack are deterministic, so the output is byte-for-byte stable.
 
+``wire.json`` holds one example of every message of ``/igor-p2p/migrate/2.0.0``,
+``/igor-p2p/witness/1.0.0`` and ``/igor-p2p/module/1.0.0`` (``igor_p2p.wire.codec.encode``), built
+from the same keys and lineage: the handoff of ``03-handoff.bin`` from A to B, its transfer record
+and certificate (``04``, ``05``), and B's vote in that certificate.
+
 The lineage is v2: the genesis names the witness set {A, B, C}; every custody record is followed
 by its witness certificate (the votes of the two witnesses other than the proposer, since with
 three witnesses the proposer's own vote does not count).
@@ -14,6 +19,7 @@ three witnesses the proposer's own vote does not count).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import sys
@@ -28,6 +34,8 @@ from igor_p2p.lineage.entries import EpochRecord, LineageEntry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.lineage.igor_go import GoCheckpointFields, encode_go_v4
+from igor_p2p.wire import messages as m
+from igor_p2p.wire.codec import Message, encode
 
 HERE = Path(__file__).resolve().parent
 
@@ -144,6 +152,105 @@ def _index_entry(name: str, entry: LineageEntry) -> dict[str, Any]:
     return item
 
 
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Ballot):
+        return [value.round, value.proposer.hex(), value.nonce.hex()]
+    if isinstance(value, tuple):
+        return [_wire_value(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def build_wire(lineage: list[tuple[str, LineageEntry]]) -> list[dict[str, Any]]:
+    """One example of every wire message (A hands the agent to B; C is a witness)."""
+    k = _keys()
+    a, b, c = (k[n].public_key for n in ("node_a", "node_b", "node_c"))
+    agent = k["agent"].did
+    entries = dict(lineage)
+    genesis, handoff = entries["01-genesis"], entries["03-handoff"]
+    transfer, cert = entries["04-transfer"], entries["05-cert"]
+    assert isinstance(handoff, Checkpoint) and isinstance(cert, WitnessCert)
+    mid = bytes(range(16))
+    ballot = cert.ballot
+    vote_b = next(v for v in cert.votes if v.witness == b)
+    record, certificate = transfer.encode(), cert.encode()
+    migrate, witness, module = (
+        "/igor-p2p/migrate/2.0.0",
+        "/igor-p2p/witness/1.0.0",
+        "/igor-p2p/module/1.0.0",
+    )
+    examples: list[tuple[str, Message]] = [
+        (
+            migrate,
+            m.Offer(
+                sender=a,
+                agent=agent,
+                migration_id=mid,
+                epoch=1,
+                chain_after=0,
+                chain=(genesis.encode(),),
+                checkpoint=handoff.encode(),
+                wasm_hash=handoff.wasm_hash,
+                manifest=MANIFEST,
+                wasm=None,
+            ),
+        ),
+        (migrate, m.Ack(b, agent, mid, 1, handoff.digest())),
+        (
+            migrate,
+            m.Reject(
+                b, agent, mid, m.RejectCode.BUSY, "another handoff of this agent is pending here"
+            ),
+        ),
+        (migrate, m.Commit(a, agent, mid, record, certificate)),
+        (migrate, m.Confirm(b, agent, mid, 2)),
+        (migrate, m.Abort(a, agent, mid)),
+        (migrate, m.Done(b, agent)),
+        (
+            migrate,
+            m.Refused(
+                b,
+                m.RefusedCode.MALFORMED,
+                "the message names another sender than the authenticated peer",
+            ),
+        ),
+        (witness, m.Prepare(a, agent, 2, ballot, 0, ())),
+        (witness, m.Promise(c, agent, 2, ballot, None, None)),
+        (witness, m.Accept(a, agent, 2, ballot, record, 0, ())),
+        (witness, m.Accepted(b, agent, 2, ballot, transfer.digest(), vote_b.signature)),
+        (
+            witness,
+            m.Nack(c, agent, 2, m.NackCode.PROMISED, 1, Ballot(2, b, b"ballot-2"), 0, ()),
+        ),
+        (witness, m.Learn(a, agent, 1, (record, certificate))),
+        (witness, m.Status(b, agent, 1)),
+        (
+            witness,
+            m.StatusReply(
+                c, agent, 2, 1, (record, certificate), None, None, m.Holding.NONE, 0, None
+            ),
+        ),
+        (module, m.GetModule(b, handoff.wasm_hash)),
+        (module, m.Module(a, WASM)),
+    ]
+    out: list[dict[str, Any]] = []
+    for protocol, message in examples:
+        data = encode(message)
+        assert m.MESSAGES.decode(data) == message, message.TYPE
+        out.append(
+            {
+                "protocol": protocol,
+                "type": message.TYPE,
+                "fields": {name: _wire_value(getattr(message, name)) for name in message.FIELDS},
+                "hex": data.hex(),
+            }
+        )
+    return out
+
+
 def build_vectors() -> dict[str, bytes]:
     """Every vector file's name and exact content, including ``vectors.json``."""
     files: dict[str, bytes] = {}
@@ -207,6 +314,8 @@ def build_vectors() -> dict[str, bytes]:
     index["bundle"] = {"file": "bundle.bin", "wasm": WASM.hex(), "manifest": MANIFEST.decode()}
 
     files["vectors.json"] = (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+    wire = {"keys": "as in vectors.json", "messages": build_wire(lineage)}
+    files["wire.json"] = (json.dumps(wire, indent=2) + "\n").encode()
     return files
 
 
