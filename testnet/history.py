@@ -23,7 +23,7 @@ GENESIS_PREV = "00" * 32
 """The ``prev`` of a genesis entry: 32 zero bytes, hex."""
 
 CHECKPOINT_KINDS = frozenset({"GENESIS", "TICK", "HANDOFF", "FINAL", "IMPORT"})
-CUSTODY_KINDS = frozenset({"TRANSFER", "FORCED", "CERT"})
+CUSTODY_KINDS = frozenset({"TRANSFER", "FORCED", "CERT", "EXPORT"})
 """Kinds of lineage entries that are custody records, not checkpoints."""
 
 

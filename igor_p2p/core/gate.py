@@ -53,7 +53,7 @@ from igor_p2p.authority.table import AuthorityMachine, IllegalTransition
 from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.cert import WitnessCert
-from igor_p2p.lineage.custody import TransferRecord
+from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
@@ -82,10 +82,14 @@ def authored_entries(blobs: Sequence[bytes], me: bytes) -> list[dict[str, object
             ours, mine_record = mine_record, False
             fields = {"epoch": entry.slot, "tick": tick, "kind": "CERT"}
             budget = 0
-        else:
+        elif isinstance(entry, TransferRecord | ForcedRecovery):
             ours = mine_record = entry.signer == me
             kind = "TRANSFER" if isinstance(entry, TransferRecord) else "FORCED"
             fields = {"epoch": entry.to_epoch, "tick": tick, "kind": kind}
+            budget = 0
+        else:  # a terminal export record (igor_p2p/lineage/export.py)
+            ours, mine_record = entry.signer == me, False
+            fields = {"epoch": getattr(entry, "epoch", 0), "tick": tick, "kind": "EXPORT"}
             budget = 0
         if ours:
             out.append({**fields, "digest": entry.digest(), "prev": entry.prev, "budget": budget})

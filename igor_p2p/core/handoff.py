@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import trio
 
-from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Stale
+from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, SendTo, Stale
 from igor_p2p.authority.custody import EpochStart, InvalidCustody, chain_after, next_start
 from igor_p2p.authority.events import (
     AbortReason,
@@ -387,6 +387,11 @@ class HandoffSource:
         if isinstance(claim.outcome, Stale):
             await port.handle(ClaimStale(claim.outcome.latest))
             return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
+        if claim.accept_sent:
+            # Phase 1 adopted a record accepted earlier (an earlier handoff or a forced recovery)
+            # and asked the witnesses to accept it: it may be chosen already. Whatever the
+            # target answered, only that outcome decides; never tick on (witness-notes §6.4).
+            return await self._decide(port, claim, blob, target, [])
         if isinstance(reply, Reject):
             return (
                 MigrationOutcome(
@@ -430,6 +435,13 @@ class HandoffSource:
             )
         else:
             sends = []
+        return await self._decide(port, claim, blob, target, sends)
+
+    async def _decide(
+        self, port: AgentPort, claim: Claim, blob: bytes, target: bytes, sends: list[SendTo]
+    ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:
+        """Drive phase 2 to its outcome (or the deadline) and let the table settle it."""
+        ctx = self.ctx
         if claim.phase is ClaimPhase.ACCEPTING:
             with trio.move_on_after(ctx.config.handoff_deadline_s):
                 await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
@@ -440,6 +452,11 @@ class HandoffSource:
             if owner == target:
                 return MigrationOutcome(
                     MigrationResult.TRANSFERRED, epoch=outcome.start.epoch
+                ), None
+            if owner == self.ctx.key.public_key:
+                return MigrationOutcome(
+                    MigrationResult.ABORTED,
+                    "an earlier claim of this node won the epoch; it ticks on here",
                 ), None
             return MigrationOutcome(
                 MigrationResult.SUPERSEDED, "another record won the epoch"
