@@ -559,7 +559,18 @@ class HandoffTarget:
             elif record.last_migration == commit.migration_id:
                 custody = await ctx.store.custody(agent)
                 start = custody[-1] if custody else None
+            before = port.record.state
             actions = await port.handle(CommitReceived(commit.migration_id, start))
+            if before is AuthorityState.HANDOFF_PENDING and port.record.state is not before:
+                ctx.env.history.emit(
+                    "handoff",
+                    agent=agent,
+                    epoch=port.record.epoch,
+                    migration_id=commit.migration_id.hex(),
+                    step="committed",
+                    peer=sender.hex(),
+                    detail=str(port.record.state),
+                )
             return replies(actions, self.me, agent)
 
     async def on_abort(self, sender: bytes, abort: Abort) -> Message:
