@@ -165,7 +165,8 @@ class Gate:
         return lock
 
     def busy(self, agent: str) -> bool:
-        return self.lock(agent).locked()
+        lock = self._locks.get(agent)
+        return lock is not None and lock.locked()
 
     def peek(self, agent: str) -> AuthorityMachine | None:
         """The cached machine, read without the lock (for status answers only)."""
@@ -176,16 +177,28 @@ class Gate:
 
     @asynccontextmanager
     async def agent(self, agent: str) -> AsyncIterator[AgentPort]:
-        async with self.lock(agent):
-            machine = self._machines.get(agent)
-            if machine is None:
-                record = await self.store.record(agent)
-                machine = AuthorityMachine(self.me, record or NO_RECORD)
-                if record is not None:
+        lock = self.lock(agent)
+        try:
+            async with lock:
+                machine = self._machines.get(agent)
+                if machine is None:
+                    record = await self.store.record(agent)
+                    machine = AuthorityMachine(self.me, record or NO_RECORD)
+                    if record is not None:
+                        self._machines[agent] = machine
+                yield AgentPort(self, agent, machine)
+                if machine.record.state is not ABSENT:
                     self._machines[agent] = machine
-            yield AgentPort(self, agent, machine)
-            if machine.record.state is not ABSENT:
-                self._machines[agent] = machine
+        finally:
+            # Locks of agents this node holds nothing of (a peer named them in a request) do
+            # not outlive their last user: the lock table stays bounded by the agents held.
+            if (
+                agent not in self._machines
+                and self._locks.get(agent) is lock
+                and not lock.locked()
+                and lock.statistics().tasks_waiting == 0
+            ):
+                del self._locks[agent]
 
     async def feed(self, agent: str, event: Event) -> list[Action]:
         async with self.agent(agent) as port:
