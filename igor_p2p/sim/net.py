@@ -72,7 +72,7 @@ class SimNet:
             return False
         return True
 
-    async def deliver(
+    def deliver(
         self, src: bytes, dst: bytes, data: bytes, reply_to: Callable[[bytes], None]
     ) -> None:
         """One request's flight, handling at ``dst``, and its reply's flight back."""
@@ -158,7 +158,7 @@ class SimTransport:
         nursery = self.nursery_of()
         if nursery is None:
             raise NodeCrashed()
-        nursery.start_soon(self.net.deliver, self.me, peer, data, reply_to)
+        self.net.deliver(self.me, peer, data, reply_to)
         with trio.move_on_after(timeout if math.isfinite(timeout) else 3600):
             await arrived.wait()
         if not box:
