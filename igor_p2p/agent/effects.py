@@ -95,6 +95,9 @@ class HttpResult:
     body: bytes = b""
     size_hint: int = 0
     """With ``TOO_BIG``: the size the response needs (at least)."""
+    key: bytes = b""
+    """The idempotency key of the effect whose OUTCOME record holds this result (empty when no
+    effect ran: a refusal before anything was sent)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class PaymentResult:
     receipt: bytes = b""
     size_hint: int = 0
     """With ``BUFFER_TOO_SMALL``: the bytes ``[len u32][receipt]`` needs."""
+    key: bytes = b""
+    """The idempotency key of the payment's effect record (empty when none ran)."""
 
 
 def parse_headers(text: str) -> tuple[tuple[str, str], ...]:

@@ -485,6 +485,11 @@ class AgentInstance:
         err = wasmtime_ffi.wasmtime_error_new(b"igor: guest stopped by host")
         return ctypes.cast(err, ctypes.c_void_p).value or 0
 
+    @property
+    def call_deadline(self) -> float:
+        """``time.monotonic()`` at which the watchdog stops the current call."""
+        return self._deadline
+
     def interrupt(self) -> None:
         """Stop the running call (if any) promptly with ``TickInterrupted``. Thread-safe.
 
