@@ -364,7 +364,7 @@ class AgentEffects:
             request=digest,
             target=target,
             charge=charge,
-            status=status,
+            status=int(status),
             result=result,
             wall_ns=self.services.wall_ns(),  # type: ignore[operator]
         )
@@ -401,7 +401,7 @@ class AgentEffects:
         except (IgorError, trio.Cancelled, trio.RunFinishedError) as exc:
             # Not durable: the tick's checkpoint will not be either, so the agent resumes from
             # before the effect and finds it unresolved (its reserve charged on load).
-            log.warning("effect outcome not recorded", agent=self.agent.did, step=repr(exc))
+            log.warning("effect outcome not recorded: %r", exc, agent=self.agent.did)
         return self._charge(charge)
 
     def _charge(self, micro: int) -> int:

@@ -1,0 +1,139 @@
+"""Test agents for the effect hostcalls (WAT built per test) and running them in-process."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wasmtime import wat2wasm
+
+from igor_p2p.lineage.entries import LineageEntry, decode_entry
+from igor_p2p.runtime.datadir import DataDir
+from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.local import (
+    LaunchHere,
+    LocalRunOptions,
+    LocalRunResult,
+    ResumeHere,
+    run_local,
+)
+from igor_p2p.runtime.scheduler import SchedulerConfig
+from igor_p2p.runtime.services import RuntimeConfig
+from igor_p2p.store.sqlite import Store
+
+NUL = bytes(1)
+
+
+def _data(offset: int, value: bytes) -> str:
+    escaped = "".join(f"\\{b:02x}" for b in value)
+    return f'(data (i32.const {offset}) "{escaped}")'
+
+
+def http_probe(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: str = "",
+    body: bytes = b"",
+    cap: int = 4096,
+    retry_cap: int = 0,
+    bad_pointer: bool = False,
+) -> bytes:
+    """Each tick: ``http_request`` once (twice with ``retry_cap``: the second time with that
+    buffer size). State (80 bytes): ticks u64, first result i32, second result i32, the first
+    64 bytes of the response buffer."""
+    url_ptr = "(i32.const 0x7ffffff0)" if bad_pointer else "(i32.const 12288)"
+    call = f"""(call $http (i32.const 1024) (call $strlen (i32.const 1024))
+        {url_ptr} (call $strlen (i32.const 12288))
+        (i32.const 24576) (call $strlen (i32.const 24576))
+        (i32.const 131072) (i32.load (i32.const 131068))
+        (i32.const 1310720) (i32.load (i32.const {{cap_at}})))"""
+    second = ""
+    if retry_cap:
+        second = f"(i32.store (i32.const 12) {call.format(cap_at=1088)})"
+    return bytes(
+        wat2wasm(
+            f"""(module
+  (import "igor" "http_request"
+    (func $http (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 40)
+  (global $heap (mut i32) (i32.const 1441792))
+  {_data(1024, method.encode() + NUL)}
+  {_data(1080, struct.pack("<II", cap, 0))}
+  {_data(1088, struct.pack("<I", retry_cap))}
+  {_data(12288, url.encode() + NUL)}
+  {_data(24576, headers.encode() + NUL)}
+  {_data(131068, struct.pack("<I", len(body)) + body)}
+  (func $strlen (param $p i32) (result i32) (local $n i32)
+    (block $done (loop $scan
+      (br_if $done (i32.eqz (i32.load8_u (i32.add (local.get $p) (local.get $n)))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $scan)))
+    (local.get $n))
+  (func (export "agent_init"))
+  (func (export "agent_tick") (result i32)
+    (i32.store (i32.const 8) {call.format(cap_at=1080)})
+    {second}
+    (memory.copy (i32.const 16) (i32.const 1310720) (i32.const 64))
+    (i64.store (i32.const 0) (i64.add (i64.load (i32.const 0)) (i64.const 1)))
+    (i32.const 0))
+  (func (export "agent_checkpoint") (result i32) (i32.const 80))
+  (func (export "agent_checkpoint_ptr") (result i32) (i32.const 0))
+  (func (export "agent_resume") (param $ptr i32) (param $len i32)
+    (if (i32.ge_u (local.get $len) (i32.const 80))
+      (then (memory.copy (i32.const 0) (local.get $ptr) (i32.const 80)))))
+  (func (export "malloc") (param $n i32) (result i32) (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $n)))
+    (local.get $ptr)))"""
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    ticks: int
+    first: int
+    second: int
+    buffer: bytes
+
+    @classmethod
+    def of(cls, state: bytes) -> ProbeState:
+        ticks, first, second = struct.unpack_from("<qii", state)
+        return cls(ticks, first, second, state[16:80])
+
+
+def manifest(**capabilities: dict[str, Any]) -> bytes:
+    caps = {name: {"version": 1, "options": opts} for name, opts in capabilities.items()}
+    return json.dumps({"capabilities": caps}).encode()
+
+
+FAST = SchedulerConfig(idle_interval_s=0.0, busy_interval_s=0.0)
+
+
+async def run_agent(
+    data: Path,
+    wasm: bytes,
+    manifest_bytes: bytes,
+    *,
+    ticks: int,
+    budget: int = 10**9,
+    did: str | None = None,
+    runtime: RuntimeConfig | None = None,
+) -> LocalRunResult:
+    """Launch (or, with ``did``, resume) an agent in ``data`` and run ``ticks`` ticks."""
+    what: LaunchHere | ResumeHere = (
+        ResumeHere(did) if did else LaunchHere(LaunchRequest(wasm, manifest_bytes, budget))
+    )
+    options = LocalRunOptions(DataDir(data), runtime or RuntimeConfig(), FAST, ticks=ticks)
+    return await run_local(options, what, lambda _event, _fields: None)
+
+
+def lineage(data: Path, did: str) -> list[LineageEntry]:
+    store = Store.open(DataDir(data).database, check_on_open=False)
+    try:
+        return [decode_entry(b) for b in store.lineage(did)]
+    finally:
+        store.close()
