@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import trio
 from wasmtime import wat2wasm
 
+from igor_p2p.core.node_core import CorePorts, NodeCore
 from igor_p2p.lineage.entries import LineageEntry, decode_entry
 from igor_p2p.runtime.datadir import DataDir
-from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.env import NodeEnv
+from igor_p2p.runtime.hosted import HostedAgent
+from igor_p2p.runtime.loader import LaunchRequest, prepare_launch
 from igor_p2p.runtime.local import (
+    Alone,
     LaunchHere,
     LocalRunOptions,
     LocalRunResult,
+    LoopbackTransport,
     ResumeHere,
     run_local,
 )
-from igor_p2p.runtime.scheduler import SchedulerConfig
-from igor_p2p.runtime.services import RuntimeConfig
+from igor_p2p.runtime.runner import SchedulerRunner
+from igor_p2p.runtime.scheduler import SchedulerConfig, TickScheduler
+from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
+from igor_p2p.runtime.ticksink import StoreTickSink
+from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.store.sqlite import Store
 
 NUL = bytes(1)
@@ -137,3 +149,58 @@ def lineage(data: Path, did: str) -> list[LineageEntry]:
         return [decode_entry(b) for b in store.lineage(did)]
     finally:
         store.close()
+
+
+@dataclass
+class LocalNode:
+    """One in-process node with no network: the node core, its scheduler and runner."""
+
+    services: NodeServices
+    core: NodeCore
+    scheduler: TickScheduler
+    runner: SchedulerRunner
+    hosted: list[HostedAgent]
+    started: trio.Event
+
+    async def launch(self, wasm: bytes, manifest_bytes: bytes, budget: int = 10**9) -> str:
+        launch = await prepare_launch(
+            self.services, LaunchRequest(wasm, manifest_bytes, budget), ()
+        )
+        await self.core.launched(
+            launch.did, launch.genesis.encode(), launch.witnesses, launch.wasm, launch.manifest
+        )
+        with trio.fail_after(30):
+            await self.started.wait()
+        return launch.did
+
+
+@asynccontextmanager
+async def local_node(data: Path) -> AsyncIterator[LocalNode]:
+    """The pieces ``igor agent run`` wires together, kept open for the test to drive."""
+    async with open_services(DataDir(data), RuntimeConfig()) as services:
+        store = SqliteAuthorityStore(services.store, services.committer)
+        scheduler = TickScheduler(services, StoreTickSink(services.committer), FAST)
+        runner = SchedulerRunner(services, store, scheduler)
+        me = services.key.public_key
+        core = NodeCore(
+            services.key,
+            CorePorts(
+                store=store,
+                transport=LoopbackTransport(me),
+                runner=runner,
+                env=NodeEnv(services.clock, services.history),
+                membership=Alone(me),
+            ),
+        )
+        node = LocalNode(services, core, scheduler, runner, [], trio.Event())
+
+        def on_hosted(agent: HostedAgent) -> None:
+            node.hosted.append(agent)
+            node.started.set()
+
+        runner.on_hosted = on_hosted
+        async with trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run)
+            await nursery.start(partial(core.run, restart=False))
+            yield node
+            nursery.cancel_scope.cancel()
