@@ -3,7 +3,8 @@ lineage before it starts and after it ends, and only while this node owns the ag
 
 Called from the worker thread that runs the agent's tick (``igor.http_request`` and
 ``igor.wallet_pay`` block it); each store append and each network call is a blocking call into
-the trio thread (``trio.from_thread.run``). For one effect:
+the trio thread (``trio.from_thread.run``, in the context of the task that started the tick, so
+a cancellation of that task — the node stopping — reaches the call). For one effect:
 
 1. the checks that need no side effect (Go's order for payments; the URL, host allowlist and
    resolved addresses for http) — a refusal records nothing;
@@ -86,7 +87,6 @@ class EffectServices:
     key: Keypair
     sink: OwnedAppend
     settlement: Settlement
-    token: trio.lowlevel.TrioToken
     wall_ns: object = time.time_ns
     resolve: Resolver = system_resolve
     on_entry: object = None
@@ -329,7 +329,7 @@ class AgentEffects:
     ) -> object:
         """``await afn(*args)`` on the trio thread; None if trio is gone or it was cancelled."""
         try:
-            return trio.from_thread.run(afn, *args, trio_token=self.services.token)  # type: ignore[arg-type]
+            return trio.from_thread.run(afn, *args)  # type: ignore[arg-type]
         except (trio.Cancelled, trio.RunFinishedError, *failures):
             return None
 
@@ -343,7 +343,7 @@ class AgentEffects:
             if callable(hook):
                 hook(agent, signed, charge)
 
-        trio.from_thread.run(append, trio_token=self.services.token)
+        trio.from_thread.run(append)
         agent.tip = signed.digest()
         return signed
 

@@ -222,7 +222,6 @@ async def _wire_effects(
         key=services.key,
         sink=services.owned_append,
         settlement=services.settlement,
-        token=trio.lowlevel.current_trio_token(),
         wall_ns=services.clock.wall_ns,
         resolve=services.resolve,
         on_entry=on_entry,

@@ -204,3 +204,48 @@ async def local_node(data: Path) -> AsyncIterator[LocalNode]:
             await nursery.start(partial(core.run, restart=False))
             yield node
             nursery.cancel_scope.cancel()
+
+
+def payer(amount: int, recipient: str, memo: bytes = b"", cap: int = 1024) -> bytes:
+    """Each tick: ``wallet_pay`` once. State (1040 bytes): ticks u64, result i32, 4 bytes, then
+    the first 1024 bytes of the receipt buffer (``[len u32][receipt]``)."""
+    return bytes(
+        wat2wasm(
+            f"""(module
+  (import "igor" "wallet_pay"
+    (func $pay (param i64 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  {_data(2048, recipient.encode())}
+  {_data(4096, memo)}
+  (func (export "agent_init"))
+  (func (export "agent_tick") (result i32)
+    (i32.store (i32.const 8)
+      (call $pay (i64.const {amount}) (i32.const 2048) (i32.const {len(recipient.encode())})
+        (i32.const 4096) (i32.const {len(memo)}) (i32.const 16) (i32.const {cap})))
+    (i64.store (i32.const 0) (i64.add (i64.load (i32.const 0)) (i64.const 1)))
+    (i32.const 0))
+  (func (export "agent_checkpoint") (result i32) (i32.const 1040))
+  (func (export "agent_checkpoint_ptr") (result i32) (i32.const 0))
+  (func (export "agent_resume") (param $ptr i32) (param $len i32)
+    (if (i32.ge_u (local.get $len) (i32.const 1040))
+      (then (memory.copy (i32.const 0) (local.get $ptr) (i32.const 1040)))))
+  (func (export "malloc") (param $n i32) (result i32) (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $n)))
+    (local.get $ptr)))"""
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PayerState:
+    ticks: int
+    result: int
+    receipt: bytes
+
+    @classmethod
+    def of(cls, state: bytes) -> PayerState:
+        ticks, result = struct.unpack_from("<qi", state)
+        (length,) = struct.unpack_from("<I", state, 16)
+        return cls(ticks, result, state[20 : 20 + length] if result > 0 else b"")

@@ -59,7 +59,6 @@ def journal(sink: FencedSink, *, paused: bool = False) -> tuple[AgentEffects, Mo
         key=Keypair.generate(),
         sink=sink,
         settlement=settlement,
-        token=trio.lowlevel.current_trio_token(),
     )
     policy = http_policy(parse_manifest(manifest(http={"allowed_hosts": ["127.0.0.1"]})))
     effects = AgentEffects(
