@@ -393,6 +393,8 @@ class TickScheduler:
         agent = outcome.agent
         checkpoint = outcome.checkpoint
         assert checkpoint is not None
+        if outcome.inputs is not None:
+            _emit_inputs(history, outcome.inputs, agent)
         agent.committed(checkpoint)
         if agent.stored_bytes is not None:
             agent.stored_bytes += outcome.stored_bytes
@@ -467,7 +469,18 @@ class TickScheduler:
             [(agent.did, agent.epoch, outcome.checkpoint, outcome.inputs)]
         )
         if error is None:
+            _emit_inputs(self.services.history, outcome.inputs, agent)
             agent.committed(outcome.checkpoint)
+            self.services.history.emit(
+                "commit",
+                agent=agent.did,
+                epoch=agent.epoch,
+                tick=agent.tick,
+                kind=CheckpointKind.TICK.name,
+                digest=agent.tip,
+                prev=outcome.checkpoint.prev,
+                budget=outcome.checkpoint.budget,
+            )
 
     # ---------------------------------------------------------------- metering support
 
@@ -525,6 +538,23 @@ class TickScheduler:
         self._stopped_agents[slot.agent.did] = slot.agent
         if not self._slots:
             self.idle.set()
+
+
+def _emit_inputs(
+    history: HistoryWriter | HistoryBatch, inputs: TickInputs | None, agent: HostedAgent
+) -> None:
+    """The ``commit`` event of a tick-input record (committed with its checkpoint)."""
+    if inputs is not None:
+        history.emit(
+            "commit",
+            agent=agent.did,
+            epoch=inputs.epoch,
+            tick=agent.head.tick,
+            kind="INPUTS",
+            digest=inputs.digest(),
+            prev=inputs.prev,
+            budget=agent.budget,
+        )
 
 
 def _snapshot_outcome(agent: HostedAgent, services: NodeServices) -> TickOutcome:

@@ -25,6 +25,7 @@ from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.store.sqlite import Store
 
 from .agents import PayerState, lineage, local_node, manifest, payer, run_agent
+from .test_conservation import checked
 
 SHOP = "shop"
 X402 = {"allowed_recipients": [SHOP, "refuse:shop"], "max_payment_microcents": 50_000}
@@ -150,6 +151,8 @@ async def test_a_payment_cut_by_a_crash_is_charged_once_and_never_repeated(
     assert report.valid, report.problems
     assert report.effects.unknown == [payments[0].key]
     assert resumed.budget <= 10**7 - payments[0].charge  # the reserve stays charged, once
+    _count, charged, problems = checked(tmp_path)  # the testnet checker agrees
+    assert problems == [] and charged == payments[0].charge
 
 
 async def test_a_handoff_snapshot_carries_the_payment(tmp_path: Path) -> None:
