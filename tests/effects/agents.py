@@ -134,12 +134,16 @@ async def run_agent(
     budget: int = 10**9,
     did: str | None = None,
     runtime: RuntimeConfig | None = None,
+    checkpoint_every: int = 1,
 ) -> LocalRunResult:
     """Launch (or, with ``did``, resume) an agent in ``data`` and run ``ticks`` ticks."""
     what: LaunchHere | ResumeHere = (
         ResumeHere(did) if did else LaunchHere(LaunchRequest(wasm, manifest_bytes, budget))
     )
-    options = LocalRunOptions(DataDir(data), runtime or RuntimeConfig(), FAST, ticks=ticks)
+    config = SchedulerConfig(
+        idle_interval_s=0.0, busy_interval_s=0.0, checkpoint_every=checkpoint_every
+    )
+    options = LocalRunOptions(DataDir(data), runtime or RuntimeConfig(), config, ticks=ticks)
     return await run_local(options, what, lambda _event, _fields: None)
 
 
@@ -249,3 +253,48 @@ class PayerState:
         ticks, result = struct.unpack_from("<qi", state)
         (length,) = struct.unpack_from("<I", state, 16)
         return cls(ticks, result, state[20 : 20 + length] if result > 0 else b"")
+
+
+def observer(url: str, every: int = 10) -> bytes:
+    """Each tick: reads the clock and 8 random bytes; every ``every``-th tick also GETs ``url``.
+    State (40 bytes): ticks, sum of clock readings, xor of random words, sum of statuses, sum of
+    body lengths."""
+    return bytes(
+        wat2wasm(
+            f"""(module
+  (import "igor" "clock_now" (func $clock (result i64)))
+  (import "igor" "rand_bytes" (func $rand (param i32 i32) (result i32)))
+  (import "igor" "http_request"
+    (func $http (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 32768))
+  {_data(1024, b"GET")}
+  {_data(2048, url.encode())}
+  (func (export "agent_init"))
+  (func (export "agent_tick") (result i32) (local $r i32)
+    (i64.store (i32.const 0) (i64.add (i64.load (i32.const 0)) (i64.const 1)))
+    (i64.store (i32.const 8) (i64.add (i64.load (i32.const 8)) (call $clock)))
+    (drop (call $rand (i32.const 64) (i32.const 8)))
+    (i64.store (i32.const 16) (i64.xor (i64.load (i32.const 16)) (i64.load (i32.const 64))))
+    (if (i64.eqz (i64.rem_u (i64.load (i32.const 0)) (i64.const {every})))
+      (then
+        (local.set $r (call $http (i32.const 1024) (i32.const 3)
+          (i32.const 2048) (i32.const {len(url.encode())}) (i32.const 0) (i32.const 0)
+          (i32.const 0) (i32.const 0) (i32.const 8192) (i32.const 4096)))
+        (i64.store (i32.const 24)
+          (i64.add (i64.load (i32.const 24)) (i64.extend_i32_s (local.get $r))))
+        (if (i32.gt_s (local.get $r) (i32.const 0))
+          (then (i64.store (i32.const 32)
+            (i64.add (i64.load (i32.const 32)) (i64.extend_i32_u (i32.load (i32.const 8192)))))))))
+    (i32.const 0))
+  (func (export "agent_checkpoint") (result i32) (i32.const 40))
+  (func (export "agent_checkpoint_ptr") (result i32) (i32.const 0))
+  (func (export "agent_resume") (param $ptr i32) (param $len i32)
+    (if (i32.ge_u (local.get $len) (i32.const 40))
+      (then (memory.copy (i32.const 0) (local.get $ptr) (i32.const 40)))))
+  (func (export "malloc") (param $n i32) (result i32) (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $n)))
+    (local.get $ptr)))"""
+        )
+    )
