@@ -25,7 +25,7 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
-from igor_p2p.effects.replay import replay_lineage
+from igor_p2p.effects.replay import ReplayReport, replay_lineage
 from igor_p2p.files import read_regular_file
 from igor_p2p.lineage.bundle import MAX_BUNDLE_BYTES, AgentBundle
 from igor_p2p.lineage.entries import (
@@ -46,7 +46,7 @@ from igor_p2p.lineage.igor_go import (
     parse_go_checkpoint,
     verify_go_history,
 )
-from igor_p2p.lineage.verify import VerifyReport, verify_lineage
+from igor_p2p.lineage.verify import ProblemCode, VerifyReport, verify_lineage
 from igor_p2p.net.peerid import peer_id_from_public_key
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_export import export_to_go
@@ -394,6 +394,14 @@ def verify_cmd(
     ],
     data: DataDirOption = Path("igor-data"),
     as_json: JsonOption = False,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Also re-execute the recorded ticks (an agent in the data directory) and "
+            "report every state that comes out different (as `igor checkpoint replay`).",
+        ),
+    ] = False,
 ) -> None:
     """Verify a whole lineage: signatures, chain links, genesis, epochs, budget, custody.
 
@@ -439,12 +447,38 @@ def verify_cmd(
         try:
             blobs = store.lineage(did)
             damage = _store_damage(store, did, blobs)
+            head = store.last_checkpoint(did)
+            wasm = store.module(head.wasm_hash) if head is not None else None
+            manifest_bytes = store.manifest(head.manifest_hash) if head is not None else None
         finally:
             store.close()
-        _report_out(verify_lineage(blobs, expected_agent=did, ordered=True), as_json, did, damage)
+        report = verify_lineage(blobs, expected_agent=did, ordered=True)
+        if replay and wasm is not None and manifest_bytes is not None:
+            for interval in _replay(blobs, wasm, manifest_bytes, None).mismatches:
+                report.add(
+                    ProblemCode.REPLAY_MISMATCH,
+                    f"ticks {interval.first_tick}–{interval.last_tick}: {interval.detail}",
+                    interval.checkpoint,
+                )
+            report.valid = not report.problems
+        _report_out(report, as_json, did, damage)
 
 
 # ---------------------------------------------------------------- replay
+
+
+def _replay(
+    blobs: list[bytes], wasm: bytes, manifest_bytes: bytes, from_tick: int | None
+) -> ReplayReport:
+    entries = [decode_entry(b) for b in blobs]
+    with Sandbox() as sandbox:
+        return replay_lineage(
+            entries,
+            sandbox.compile(wasm),
+            parse_manifest(manifest_bytes),
+            sandbox,
+            from_tick=from_tick,
+        )
 
 
 @app.command(
@@ -483,15 +517,7 @@ def replay_cmd(
             store.close()
         if head is None or wasm is None or manifest_bytes is None:
             fail(f"{did}: no checkpoint, module or manifest stored here", ExitCode.NOT_FOUND)
-        entries = [decode_entry(b) for b in blobs]
-        with Sandbox() as sandbox:
-            report = replay_lineage(
-                entries,
-                sandbox.compile(wasm),
-                parse_manifest(manifest_bytes),
-                sandbox,
-                from_tick=from_tick,
-            )
+        report = _replay(blobs, wasm, manifest_bytes, from_tick)
         if as_json:
             emit_json(report.to_json())
         else:

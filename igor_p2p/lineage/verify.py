@@ -73,6 +73,9 @@ class ProblemCode(enum.StrEnum):
     certificate that is not a joint quorum of the old and new witness sets."""
     AFTER_EXPORT = "AFTER_EXPORT"
     """An entry after the export record: the agent ran on after it left for Go Igor."""
+    REPLAY_MISMATCH = "REPLAY_MISMATCH"
+    """``verify --replay``: re-executing recorded ticks gave a state other than the
+    checkpoint's (docs/effects.md#replay)."""
     BAD_EFFECT = "BAD_EFFECT"
     """An effect or tick-input record that breaks the effect log's rules (an outcome without
     its intent, a key used twice, inputs not followed by their checkpoint, effects not charged

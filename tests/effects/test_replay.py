@@ -6,6 +6,7 @@ found at the interval it belongs to."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +115,42 @@ async def test_replay_can_start_from_a_later_checkpoint(tmp_path: Path, server: 
     wasm, manifest_bytes, did = await recorded(tmp_path, server, 40)
     report = replay(lineage(tmp_path, did), wasm, manifest_bytes, from_tick=22)
     assert report.start_tick == 20 and report.ticks_verified == 20 and report.ok
+
+
+async def test_the_cli_names_the_tampered_interval_and_verify_replay_reports_it(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from igor_p2p.cli.main import app
+
+    _wasm, _manifest, did = await recorded(tmp_path, server, 40)
+    entries = lineage(tmp_path, did)
+    index, inputs = [(i, e) for i, e in enumerate(entries) if isinstance(e, TickInputs)][3]
+    log = decode_log(inputs.log)
+    tick = min(log)
+    log[tick] = [(k, bytes(len(p)) if k is Obs.RAND else p) for k, p in log[tick]]
+    key = DataDir(tmp_path).node_keypair()
+    fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(inputs)}
+    fields.pop("signature")
+    fields["log"] = encode_log(sorted(log.items()))
+    forged = UnsignedTickInputs(**fields).sign(key)
+    tampered = resigned_from([*entries[:index], forged, *entries[index + 1 :]], index, key)
+    conn = sqlite3.connect(DataDir(tmp_path).database)
+    with conn:
+        for seq in range(index, len(tampered)):
+            e = tampered[seq]
+            conn.execute(
+                "UPDATE lineage SET blob = ?, digest = ?, prev = ? WHERE agent = ? AND seq = ?",
+                (e.encode(), e.digest(), e.prev, did, seq),
+            )
+        conn.execute("UPDATE authority SET head = ? WHERE agent = ?", (tampered[-1].digest(), did))
+    conn.close()
+    runner = CliRunner()
+    replayed = runner.invoke(app, ["checkpoint", "replay", did, "-d", str(tmp_path)])
+    assert replayed.exit_code == 1 and "mismatch" in replayed.output
+    assert "unverifiable" not in replayed.output
+    plain = runner.invoke(app, ["checkpoint", "verify", did, "-d", str(tmp_path)])
+    assert plain.exit_code == 0, plain.output  # the owner re-signed: verify alone cannot tell
+    deep = runner.invoke(app, ["checkpoint", "verify", did, "-d", str(tmp_path), "--replay"])
+    assert deep.exit_code == 1 and "REPLAY_MISMATCH" in deep.output
