@@ -40,12 +40,15 @@ def test_a_request_cut_by_kill_9_is_reported_unknown_and_never_sent_again(tmp_pa
         run = spawn("agent", "run", pricewatcher(tmp_path, f"{server.base}/price"), "-d", data,
                     "--interval", "0", "--json")  # fmt: skip
         did = run.wait_for("started")["agent"]
-        first = server.wait_for("/price")  # the INTENT is durable before the request is sent
+        # The request arrives: its INTENT is durable (appended before it was sent).
+        first = server.wait_for("/price", timeout=120)
         os.kill(run.proc.pid, signal.SIGKILL)
         run.proc.wait(timeout=30)
         server.routes["/price"] = Route(200, b"50100\n")
         release.set()
-        resumed = igor("agent", "resume", did, "-d", data, "--ticks", "2", "--interval", "0")
+        resumed = igor(
+            "agent", "resume", did, "-d", data, "--ticks", "2", "--interval", "0", timeout=180
+        )
         assert resumed.rc == 0, resumed.stderr
         keys = [s.headers["idempotency-key"] for s in server.requests("/price")]
     # Tick 1 ran again after the resume and asked for the same price: not sent (only tick 2's
