@@ -557,6 +557,16 @@ def _emit_inputs(
         )
 
 
+def _take_inputs(agent: HostedAgent, services: NodeServices, outcome: TickOutcome) -> None:
+    """The tick-input record of the ticks since the head (if they observed anything), paid for
+    as stored bytes like a checkpoint, before the checkpoint that follows it is signed."""
+    outcome.inputs = agent.take_inputs(services.key)
+    if outcome.inputs is not None:
+        size = len(outcome.inputs.log) + ENVELOPE_ALLOWANCE_BYTES
+        _pay(agent, outcome, storage_cost(size))
+        outcome.stored_bytes += size
+
+
 def _snapshot_outcome(agent: HostedAgent, services: NodeServices) -> TickOutcome:
     now = services.clock.mono_ns()
     outcome = TickOutcome(agent, now, now, TickResult(more_work=agent.more_work, fuel_used=0))
@@ -565,7 +575,7 @@ def _snapshot_outcome(agent: HostedAgent, services: NodeServices) -> TickOutcome
         state = agent.instance.snapshot()
     except SandboxError as exc:
         return _halted(agent, services, outcome, f"snapshot failed: {exc}")
-    outcome.inputs = agent.take_inputs(services.key)
+    _take_inputs(agent, services, outcome)
     outcome.checkpoint = agent.checkpoint(
         services.key,
         kind=CheckpointKind.TICK,
@@ -711,7 +721,7 @@ def _tick_batch(
                     outcome.reason = "budget exhausted"
                     _final(agent, services, outcome, state)
                 else:
-                    outcome.inputs = agent.take_inputs(services.key)
+                    _take_inputs(agent, services, outcome)
                     outcome.checkpoint = agent.checkpoint(
                         services.key,
                         kind=CheckpointKind.TICK,
