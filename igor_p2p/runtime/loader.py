@@ -15,13 +15,16 @@ from dataclasses import dataclass
 
 import trio
 
+from igor_p2p.agent.effect_policy import http_policy, payment_policy
 from igor_p2p.agent.environment import ResumeReason
-from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.agent.manifest import Manifest, parse_manifest
 from igor_p2p.agent.sandbox import CompiledModule
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.core.ports import AuthorityStore
+from igor_p2p.effects.journal import AgentEffects, EffectScan, EffectServices, scan_effects
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage._codec import ZERO_HASH
+from igor_p2p.lineage.effect import EffectRecord
 from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair, save_key_file
@@ -159,10 +162,11 @@ async def load_hosted(
     if head.kind is CheckpointKind.GENESIS:
         reason = ResumeReason.FRESH
     gap = 0 if reason is ResumeReason.FRESH else max(0, services.clock.wall_ns() - head.wall_ns)
+    scan = scan_effects(entries)
     env = AgentEnvironment(
         did=did,
         clock=services.clock,
-        budget=head.budget,
+        budget=max(0, head.budget - scan.charged_after_head),
         reason=reason,
         gap_ns=gap,
         on_migration_request=services.on_migration_request,
@@ -177,6 +181,57 @@ async def load_hosted(
         tip=entries[-1].digest(),
         head=head,
         price=services.price,
+        effect_charges=scan.charged_after_head,
     )
+    await _wire_effects(services, store, agent, manifest, scan)
     await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
     return agent
+
+
+async def _wire_effects(
+    services: NodeServices,
+    store: AuthorityStore,
+    agent: HostedAgent,
+    manifest: Manifest,
+    scan: EffectScan,
+) -> None:
+    """Give an agent that declares ``http`` or ``x402`` its effect journal."""
+    http, payment = http_policy(manifest), payment_policy(manifest)
+    if http is None and payment is None and not scan.unresolved:
+        return
+    starts = await store.custody(agent.did)
+    custody = next((s.digest for s in starts if s.epoch == agent.epoch), b"")
+    if len(custody) != 32:
+        raise LineageRejected(f"no verified start of epoch {agent.epoch} of {agent.did} here")
+    history = services.history
+
+    def on_entry(hosted: HostedAgent, record: EffectRecord, charge: int) -> None:
+        history.emit(
+            "commit",
+            agent=hosted.did,
+            epoch=record.epoch,
+            tick=hosted.head.tick,
+            kind="EFFECT",
+            digest=record.digest(),
+            prev=record.prev,
+            budget=hosted.budget,
+            charge=charge,
+        )
+
+    effect_services = EffectServices(
+        key=services.key,
+        sink=services.owned_append,
+        settlement=services.settlement,
+        wall_ns=services.clock.wall_ns,
+        resolve=services.resolve,
+        on_entry=on_entry,
+    )
+    agent.env.effects = AgentEffects(
+        agent,
+        effect_services,
+        http=http,
+        payment=payment,
+        custody=custody,
+        unresolved=scan.unresolved,
+        first_seq=scan.effects_in_epoch.get(agent.epoch, 0),
+    )
