@@ -205,7 +205,7 @@ async def _run(
         def on_terminal(a: HostedAgent, event: BudgetExhausted | TickFailed) -> None:
             nonlocal settled
             settled = trio.Event()
-            nursery.start_soon(_settle_terminal, core, a.did, event, settled)
+            nursery.start_soon(_settle_terminal, core, store, a, event, settled, on_committed)
 
         hooks.on_committed = on_committed
         hooks.on_terminal = on_terminal
@@ -252,6 +252,10 @@ async def _run(
     if final is not None and isinstance(final.state, AuthorityState):
         result.state = final.state
         result.reason = final.detail
+    last = await store.last_checkpoint(result.did)
+    if last is not None:  # the gate committed a FINAL checkpoint the scheduler never saw
+        result.last_tick = last.tick
+        result.budget = last.budget
     result.ticks = scheduler.ticks_total
     report(
         "stopped",
@@ -268,10 +272,20 @@ async def _run(
 
 
 async def _settle_terminal(
-    core: NodeCore, did: str, event: BudgetExhausted | TickFailed, done: trio.Event
+    core: NodeCore,
+    store: SqliteAuthorityStore,
+    agent: HostedAgent,
+    event: BudgetExhausted | TickFailed,
+    done: trio.Event,
+    on_committed: Callable[[HostedAgent, Checkpoint], None],
 ) -> None:
+    """The gate decides on the scheduler's report and commits its FINAL checkpoint; that
+    commit is reported like the scheduler's own."""
     try:
-        await core.gate.feed(did, event)
+        await core.gate.feed(agent.did, event)
+        last = await store.last_checkpoint(agent.did)
+        if last is not None and event.final is not None and last.encode() == event.final:
+            on_committed(agent, last)
     finally:
         done.set()
 
