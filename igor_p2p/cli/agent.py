@@ -398,7 +398,14 @@ def status_cmd(
 FOLLOW_POLL_S = 0.5
 
 
-@app.command("logs")
+@app.command(
+    "logs",
+    epilog=examples(
+        "igor agent logs did:key:z6Mk… --data-dir /tmp/n1",
+        "igor agent logs 4xQf -d /tmp/n1 --follow      # keep printing until Ctrl-C",
+        "igor agent logs $DID -d /tmp/n1 --json",
+    ),
+)
 def logs_cmd(
     agent_id: Annotated[str, typer.Argument(metavar="DID", help="The agent's DID (or a suffix).")],
     data: DataDirOption = Path("igor-data"),
@@ -411,7 +418,7 @@ def logs_cmd(
 
     The node keeps the most recent lines of each agent in memory (bounded); older lines are
     dropped and say so."""
-    with typed_errors():
+    with typed_errors(as_json):
         after = 0
         try:
             while True:
