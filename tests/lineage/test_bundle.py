@@ -13,7 +13,7 @@ from igor_p2p.errors import InvalidInput
 from igor_p2p.lineage.bundle import BUNDLE_TAG, AgentBundle, CorruptBundle
 from igor_p2p.lineage.verify import ProblemCode
 
-from .builders import AGENT_KEY, MANIFEST, WASM, happy_lineage
+from .certified import AGENT_KEY, MANIFEST, WASM, happy_lineage
 
 
 def _bundle(**changes: object) -> AgentBundle:
