@@ -58,6 +58,8 @@ from igor_p2p.runtime.portable import (
     import_go_agent,
 )
 from igor_p2p.runtime.services import RuntimeConfig
+from igor_p2p.store.adapter import SqliteAuthorityStore
+from igor_p2p.store.committer import GroupCommitter
 from igor_p2p.store.sqlite import Store
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export and import lineages.")
@@ -447,22 +449,30 @@ def export_cmd(
         if transfer_to is None:
             store, did = _agent_in_store(data, agent_id)
             try:
-                bundle = export_copy(store, did)
+                bundle = trio.run(_read_only_copy, store, did)
             finally:
                 store.close()
         else:
-            with DataDirLock(dd.ensure().root):
-                store = Store.open(dd.database)
-                try:
-                    did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
-                    bundle = export_transfer(store, dd.node_keypair(), did, transfer_to)
-                finally:
-                    store.close()
+            did = _resolve_here(dd, agent_id)
+            to = transfer_to
+            bundle = trio.run(_offline, dd, lambda o: export_transfer(o, did, to))
         tmp = output.with_name(output.name + ".tmp")
         tmp.write_bytes(bundle.encode())
         tmp.replace(output)
     what = f"transferred to {transfer_to}" if transfer_to else "read-only copy"
     console.print(f"exported {did} ({what}) → {output}")
+
+
+async def _read_only_copy(store: Store, did: str) -> AgentBundle:
+    """A read-only bundle, read without the data directory's lock (a node may be running)."""
+    committer = GroupCommitter(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        try:
+            return await export_copy(SqliteAuthorityStore(store, committer), did)
+        finally:
+            await committer.aclose()
+            nursery.cancel_scope.cancel()
 
 
 def _export_go(data: Path, agent_id: str, directory: Path) -> None:
