@@ -316,7 +316,8 @@ async def _bring_in(
 async def _until_ticking_or_parked(core: NodeCore, did: str, started: trio.Event) -> None:
     while not started.is_set():
         view = core.describe(did)
-        if view is not None and view["state"] != AuthorityState.ACTIVE_OWNER.value:
+        parked = view is not None and view["state"] != AuthorityState.ACTIVE_OWNER.value
+        if parked and not view["claiming"]:  # a halted agent being resumed claims first
             return
         with trio.move_on_after(0.05):
             await started.wait()
