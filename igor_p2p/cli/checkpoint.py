@@ -47,7 +47,6 @@ from igor_p2p.lineage.verify import VerifyReport, verify_lineage
 from igor_p2p.net.peerid import peer_id_from_public_key
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_export import export_to_go
-from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro
 from igor_p2p.runtime.offline import OfflineCore, offline_core
 from igor_p2p.runtime.portable import (
@@ -394,6 +393,8 @@ def verify_cmd(
         store, did = _agent_in_store(data, target)
         try:
             blobs = store.lineage(did)
+            if not blobs and store.record(did) is None:
+                fail(f"no agent here matches {target!r}", ExitCode.NOT_FOUND)
             damage = _store_damage(store, did, blobs)
         finally:
             store.close()
@@ -432,7 +433,7 @@ def export_cmd(
             "--go",
             help="Hand the agent to Go Igor: write a v0x04 checkpoint continuing its Go chain, "
             "its .identity, module and manifest into this directory, after durably recording "
-            "the export (the agent is HALTED here). Only on the node holding the agent key.",
+            "the export (the agent is EXPORTED here). Only on the node holding the agent key.",
         ),
     ] = None,
 ) -> None:
@@ -480,15 +481,10 @@ def _export_go(data: Path, agent_id: str, directory: Path) -> None:
         dd = data_dir(data)
         if not dd.database.exists():
             fail(f"no store at {dd.database}")
-        with DataDirLock(dd.root):
-            store = Store.open(dd.database)
-            try:
-                did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
-                done = export_to_go(store, dd.node_keypair(), dd, did, directory)
-            finally:
-                store.close()
+        did = _resolve_here(dd, agent_id)
+        done = trio.run(_offline, dd, lambda o: export_to_go(o, did, directory))
     again = " (files written again)" if done.rewritten else ""
-    console.print(f"exported {did} to Go Igor at tick {done.tick}{again}; HALTED here")
+    console.print(f"exported {did} to Go Igor at tick {done.tick}{again}; EXPORTED here")
     for path in done.files:
         console.print(f"  {path}")
     console.print(f"resume it with: {done.resume_command}")

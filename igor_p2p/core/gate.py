@@ -53,7 +53,7 @@ from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import TransferRecord
-from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.lineage.entries import ExportRecord, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
 
@@ -80,6 +80,10 @@ def authored_entries(blobs: Sequence[bytes], me: bytes) -> list[dict[str, object
         elif isinstance(entry, WitnessCert):
             ours, mine_record = mine_record, False
             fields = {"epoch": entry.slot, "tick": tick, "kind": "CERT"}
+            budget = 0
+        elif isinstance(entry, ExportRecord):
+            ours, mine_record = entry.signer == me, False
+            fields = {"epoch": entry.epoch, "tick": entry.tick, "kind": "EXPORT"}
             budget = 0
         else:
             ours = mine_record = entry.signer == me

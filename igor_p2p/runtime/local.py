@@ -17,23 +17,33 @@ from functools import partial
 
 import trio
 
-from igor_p2p.authority.events import BudgetExhausted, TickFailed
+from igor_p2p.authority.events import BudgetExhausted, IntegrityFailure, TickFailed
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.core.node_core import CorePorts, NodeCore
 from igor_p2p.core.ports import Handler, PeerUnreachable
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.lineage.verify import verify_lineage
+from igor_p2p.logs import get_logger
 from igor_p2p.runtime.agent_logs import AgentLogLine
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.env import NodeEnv
 from igor_p2p.runtime.hosted import HostedAgent
-from igor_p2p.runtime.loader import AgentNotFound, LaunchRequest, NotOwner, prepare_launch
+from igor_p2p.runtime.loader import (
+    AgentNotFound,
+    LaunchRequest,
+    LineageRejected,
+    NotOwner,
+    prepare_launch,
+)
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.wire.codec import Message
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,7 @@ async def _run(
         hooks.on_terminal = on_terminal
         await nursery.start(scheduler.run)
         await nursery.start(partial(core.run, restart=False))
+        await _record_damage_found_at_open(services, core)
         did = await _bring_in(services, core, store, what)
         result.did = did
         with trio.move_on_after(60):
@@ -290,11 +301,46 @@ async def _settle_terminal(
         done.set()
 
 
+async def _record_damage_found_at_open(services: NodeServices, core: NodeCore) -> None:
+    """As a node does at start: every agent the store's integrity check found damaged goes to
+    RECOVERY_REQUIRED with the reason (the gate decides; a terminal state stays)."""
+    for problem in services.store.problems_at_open:
+        if problem.agent:
+            why = f"integrity check at start: {problem.kind.value}: {problem.reason}"
+            await _record_damage(core, problem.agent, why)
+
+
+async def _record_damage(core: NodeCore, did: str, why: str) -> None:
+    try:
+        await core.gate.feed(did, IntegrityFailure(why))
+    except IgorError as exc:
+        log.warning("cannot record damage", agent=did, step=str(exc))
+
+
+async def _verified_before_claim(
+    services: NodeServices, core: NodeCore, store: SqliteAuthorityStore, did: str
+) -> None:
+    """A resume claims a new epoch, which appends to the lineage: only onto one that verifies
+    (damage goes to RECOVERY_REQUIRED with the reason, and nothing is written)."""
+    blobs = await store.lineage(did)
+    report = await trio.to_thread.run_sync(
+        lambda: verify_lineage(blobs, expected_agent=did, ordered=True)
+    )
+    if report.valid:
+        return
+    why = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems[:3])
+    await _record_damage(core, did, f"the stored lineage does not verify: {why}")
+    raise LineageRejected(f"the stored lineage of {did} does not verify: {why}")
+
+
 async def _bring_in(
-    services: object, core: NodeCore, store: SqliteAuthorityStore, what: LaunchHere | ResumeHere
+    services: NodeServices,
+    core: NodeCore,
+    store: SqliteAuthorityStore,
+    what: LaunchHere | ResumeHere,
 ) -> str:
     if isinstance(what, LaunchHere):
-        launch = await prepare_launch(services, what.request, ())  # type: ignore[arg-type]
+        launch = await prepare_launch(services, what.request, ())
         await core.launched(
             launch.did, launch.genesis.encode(), launch.witnesses, launch.wasm, launch.manifest
         )
@@ -302,6 +348,12 @@ async def _bring_in(
     record = await store.record(what.did)
     if record is None:
         raise AgentNotFound(f"no agent {what.did} in this data directory")
+    damage = [p for p in services.store.problems_at_open if p.agent == what.did]
+    if damage:  # recorded as RECOVERY_REQUIRED at start; say what is damaged
+        why = "; ".join(f"{p.kind.value}: {p.reason}" for p in damage[:3])
+        raise LineageRejected(f"the stored lineage of {what.did} is damaged: {why}")
+    if record.state in (AuthorityState.ACTIVE_OWNER, AuthorityState.HALTED):
+        await _verified_before_claim(services, core, store, what.did)
     if record.state is AuthorityState.ACTIVE_OWNER:
         from igor_p2p.authority.events import Restarted
 

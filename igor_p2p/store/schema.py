@@ -33,9 +33,11 @@ GENESIS_KINDS = ("GENESIS", "IMPORT")
 RECORD_KINDS = ("TRANSFER", "FORCED")
 """``kind`` of a custody record row (it starts an epoch once its certificate follows)."""
 CERT_KIND = "CERT"
+EXPORT_KIND = "EXPORT"
+"""The terminal export-to-Go record (nothing follows it)."""
 CUSTODY_KINDS = (*GENESIS_KINDS, *RECORD_KINDS, CERT_KIND)
 """Rows the chain of custody is read from (and that compaction never drops)."""
-KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND)
+KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND, EXPORT_KIND)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
