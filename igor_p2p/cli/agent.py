@@ -346,9 +346,11 @@ STATUS_SCHEMA: dict[str, str] = {
     "committed_tick": "integer or null: the latest committed tick",
     "budget": "integer or null: remaining budget in µ",
     "reason": "string or null: why the agent is in that state, in words",
-    "source": "string: where the answer came from: local, dht or tombstone",
+    "source": "string: where the answer came from: local (this node's record) or network (the "
+    "owner, found through the DHT location record or the agent's successor)",
+    "verified": "boolean or null: the answer's custody verifies from the agent's genesis",
     "location_epoch": "integer or null: epoch of the DHT location record, when one was read",
-    "hops": "integer or null: forwarding hops followed (source tombstone)",
+    "hops": "integer or null: nodes asked to find the owner (network answers)",
 }
 """``igor agent status --json`` prints exactly these keys, whatever the answer's source."""
 
