@@ -19,7 +19,8 @@ When ``IGOR_CRASH_AT`` (a comma-separated list, read when the node starts) names
 process sends itself SIGKILL on the spot — exactly what ``kill -9`` at that moment would do.
 ``NAME@N`` fires the N-th time the point is reached instead of the first. ``IGOR_CRASH_TRACE=
 FILE`` appends every point reached to FILE, one name a line, so a test can enumerate the points
-a run passes. Unset, the ports are not wrapped at all.
+a run passes. Both are test switches: read only with ``IGOR_ALLOW_TEST_SWITCHES=1`` (which only
+the test harness sets); otherwise, or unset, the ports are not wrapped at all.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from igor_p2p.authority.record import AuthorityRecord
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.core.ports import AuthorityStore, Handler, Transport
+from igor_p2p.node.config import TEST_SWITCHES_ENV
 from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import HANDOFF_REQUESTS, GetModule
 
@@ -54,7 +56,7 @@ class CrashPoints:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> CrashPoints | None:
         raw = environ.get("IGOR_CRASH_AT", "")
         trace = environ.get("IGOR_CRASH_TRACE") or None
-        if not raw.strip() and trace is None:
+        if environ.get(TEST_SWITCHES_ENV) != "1" or (not raw.strip() and trace is None):
             return None
         armed: dict[str, int] = {}
         for item in (p.strip() for p in raw.split(",")):

@@ -40,14 +40,23 @@ def kills(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
+ALLOWED = {"IGOR_ALLOW_TEST_SWITCHES": "1"}
+
+
 def test_nothing_is_wrapped_without_the_variables() -> None:
     assert CrashPoints.from_env({}) is None
+    assert CrashPoints.from_env(ALLOWED) is None
     store, transport = object(), object()
     assert with_crash_points(store, transport, None) == (store, transport)  # type: ignore[arg-type]
 
 
+def test_crash_points_are_test_switches() -> None:
+    """Outside the test harness a node never kills itself, whatever the environment says."""
+    assert CrashPoints.from_env({"IGOR_CRASH_AT": "a:b:C", "IGOR_CRASH_TRACE": "/tmp/x"}) is None
+
+
 def test_the_list_is_parsed_with_an_optional_count() -> None:
-    points = CrashPoints.from_env({"IGOR_CRASH_AT": "a:b:C, d:e:F@3 ,, g@0"})
+    points = CrashPoints.from_env({**ALLOWED, "IGOR_CRASH_AT": "a:b:C, d:e:F@3 ,, g@0"})
     assert points is not None
     assert points.armed == {"a:b:C": 1, "d:e:F": 3, "g": 1}
     assert points.trace is None
@@ -65,7 +74,7 @@ def test_a_point_kills_the_process_the_nth_time_it_is_reached(kills: list[int]) 
 
 def test_the_trace_names_every_point_in_order(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
-    points = CrashPoints.from_env({"IGOR_CRASH_TRACE": str(trace)})
+    points = CrashPoints.from_env({**ALLOWED, "IGOR_CRASH_TRACE": str(trace)})
     assert points is not None
     for name in ("a", "b", "a"):
         points.point(name)
