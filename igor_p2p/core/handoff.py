@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import trio
 
-from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Stale
+from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, SendTo, Stale
 from igor_p2p.authority.custody import EpochStart, InvalidCustody, chain_after, next_start
 from igor_p2p.authority.events import (
     AbortReason,
@@ -391,6 +391,11 @@ class HandoffSource:
         if isinstance(claim.outcome, Stale):
             await port.handle(ClaimStale(claim.outcome.latest))
             return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
+        if claim.accept_sent:
+            # Phase 1 adopted a record accepted earlier (an earlier handoff or a forced recovery)
+            # and asked the witnesses to accept it: it may be chosen already. Whatever the
+            # target answered, only that outcome decides; never tick on (witness-notes §6.4).
+            return await self._decide(port, claim, blob, target, [])
         if isinstance(reply, Reject):
             return (
                 MigrationOutcome(
@@ -434,6 +439,13 @@ class HandoffSource:
             )
         else:
             sends = []
+        return await self._decide(port, claim, blob, target, sends)
+
+    async def _decide(
+        self, port: AgentPort, claim: Claim, blob: bytes, target: bytes, sends: list[SendTo]
+    ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:
+        """Drive phase 2 to its outcome (or the deadline) and let the table settle it."""
+        ctx = self.ctx
         if claim.phase is ClaimPhase.ACCEPTING:
             with trio.move_on_after(ctx.config.handoff_deadline_s):
                 await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
@@ -444,6 +456,11 @@ class HandoffSource:
             if owner == target:
                 return MigrationOutcome(
                     MigrationResult.TRANSFERRED, epoch=outcome.start.epoch
+                ), None
+            if owner == self.ctx.key.public_key:
+                return MigrationOutcome(
+                    MigrationResult.ABORTED,
+                    "an earlier claim of this node won the epoch; it ticks on here",
                 ), None
             return MigrationOutcome(
                 MigrationResult.SUPERSEDED, "another record won the epoch"
@@ -552,7 +569,18 @@ class HandoffTarget:
             elif record.last_migration == commit.migration_id:
                 custody = await ctx.store.custody(agent)
                 start = custody[-1] if custody else None
+            before = port.record.state
             actions = await port.handle(CommitReceived(commit.migration_id, start))
+            if before is AuthorityState.HANDOFF_PENDING and port.record.state is not before:
+                ctx.env.history.emit(
+                    "handoff",
+                    agent=agent,
+                    epoch=port.record.epoch,
+                    migration_id=commit.migration_id.hex(),
+                    step="committed",
+                    peer=sender.hex(),
+                    detail=str(port.record.state),
+                )
             return replies(actions, self.me, agent)
 
     async def on_abort(self, sender: bytes, abort: Abort) -> Message:
