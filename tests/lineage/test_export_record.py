@@ -15,7 +15,7 @@ from igor_p2p.lineage.export import UnsignedExportRecord
 from igor_p2p.lineage.identity import BadSignature
 from igor_p2p.lineage.verify import ProblemCode, verify_lineage
 
-from .certified import MALLORY, NODE_B, LineageBuilder, happy_lineage
+from .builders import MALLORY, NODE_B, LineageBuilder, happy_lineage
 
 
 def _exported() -> LineageBuilder:

@@ -16,7 +16,7 @@ from igor_p2p.runtime.receipts import (
     receipts_from_lineage,
 )
 
-from .certified import NODE_B, LineageBuilder, happy_lineage
+from .builders import NODE_B, LineageBuilder, happy_lineage
 
 HOST = Keypair.from_seed(bytes([0x42]) * 32)
 HOST_PEER = "12D3KooWHostPeerIdForReceipts"

@@ -4,7 +4,7 @@ import dataclasses
 
 from igor_p2p.lineage.verify import ProblemCode, verify_lineage
 
-from .certified import happy_lineage
+from .builders import happy_lineage
 
 
 def _forge_signature(entries: list, index: int) -> list:
