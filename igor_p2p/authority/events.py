@@ -168,6 +168,8 @@ class Resume(Event):
 @dataclass(frozen=True)
 class BudgetExhausted(Event):
     final: bytes
+    reason: str = "budget exhausted"
+    """Words for the record (status and ``agent run`` show them)."""
 
 
 @dataclass(frozen=True)

@@ -347,9 +347,11 @@ STATUS_SCHEMA: dict[str, str] = {
     "committed_tick": "integer or null: the latest committed tick",
     "budget": "integer or null: remaining budget in µ",
     "reason": "string or null: why the agent is in that state, in words",
-    "source": "string: where the answer came from: local, dht or tombstone",
+    "source": "string: where the answer came from: local (this node's record) or network (the "
+    "owner, found through the DHT location record or the agent's successor)",
+    "verified": "boolean or null: the answer's custody verifies from the agent's genesis",
     "location_epoch": "integer or null: epoch of the DHT location record, when one was read",
-    "hops": "integer or null: forwarding hops followed (source tombstone)",
+    "hops": "integer or null: nodes asked to find the owner (network answers)",
 }
 """``igor agent status --json`` prints exactly these keys, whatever the answer's source."""
 
@@ -399,7 +401,14 @@ def status_cmd(
 FOLLOW_POLL_S = 0.5
 
 
-@app.command("logs")
+@app.command(
+    "logs",
+    epilog=examples(
+        "igor agent logs did:key:z6Mk… --data-dir /tmp/n1",
+        "igor agent logs 4xQf -d /tmp/n1 --follow      # keep printing until Ctrl-C",
+        "igor agent logs $DID -d /tmp/n1 --json",
+    ),
+)
 def logs_cmd(
     agent_id: Annotated[str, typer.Argument(metavar="DID", help="The agent's DID (or a suffix).")],
     data: DataDirOption = Path("igor-data"),
@@ -412,7 +421,7 @@ def logs_cmd(
 
     The node keeps the most recent lines of each agent in memory (bounded); older lines are
     dropped and say so."""
-    with typed_errors():
+    with typed_errors(as_json):
         after = 0
         try:
             while True:

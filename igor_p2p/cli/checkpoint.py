@@ -50,7 +50,6 @@ from igor_p2p.lineage.verify import ProblemCode, VerifyReport, verify_lineage
 from igor_p2p.net.peerid import peer_id_from_public_key
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_export import export_to_go
-from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro
 from igor_p2p.runtime.offline import OfflineCore, offline_core
 from igor_p2p.runtime.portable import (
@@ -61,6 +60,8 @@ from igor_p2p.runtime.portable import (
     import_go_agent,
 )
 from igor_p2p.runtime.services import RuntimeConfig
+from igor_p2p.store.adapter import SqliteAuthorityStore
+from igor_p2p.store.committer import GroupCommitter
 from igor_p2p.store.sqlite import Store
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export and import lineages.")
@@ -446,6 +447,8 @@ def verify_cmd(
         store, did = _agent_in_store(data, target)
         try:
             blobs = store.lineage(did)
+            if not blobs and store.record(did) is None:
+                fail(f"no agent here matches {target!r}", ExitCode.NOT_FOUND)
             damage = _store_damage(store, did, blobs)
             head = store.last_checkpoint(did)
             wasm = store.module(head.wasm_hash) if head is not None else None
@@ -574,7 +577,7 @@ def export_cmd(
             "--go",
             help="Hand the agent to Go Igor: write a v0x04 checkpoint continuing its Go chain, "
             "its .identity, module and manifest into this directory, after durably recording "
-            "the export (the agent is HALTED here). Only on the node holding the agent key.",
+            "the export (the agent is EXPORTED here). Only on the node holding the agent key.",
         ),
     ] = None,
 ) -> None:
@@ -591,17 +594,13 @@ def export_cmd(
         if transfer_to is None:
             store, did = _agent_in_store(data, agent_id)
             try:
-                bundle = export_copy(store, did)
+                bundle = trio.run(_read_only_copy, store, did)
             finally:
                 store.close()
         else:
-            with DataDirLock(dd.ensure().root):
-                store = Store.open(dd.database)
-                try:
-                    did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
-                    bundle = export_transfer(store, dd.node_keypair(), did, transfer_to)
-                finally:
-                    store.close()
+            did = _resolve_here(dd, agent_id)
+            to = transfer_to
+            bundle = trio.run(_offline, dd, lambda o: export_transfer(o, did, to))
         tmp = output.with_name(output.name + ".tmp")
         tmp.write_bytes(bundle.encode())
         tmp.replace(output)
@@ -609,20 +608,27 @@ def export_cmd(
     console.print(f"exported {did} ({what}) → {output}")
 
 
+async def _read_only_copy(store: Store, did: str) -> AgentBundle:
+    """A read-only bundle, read without the data directory's lock (a node may be running)."""
+    committer = GroupCommitter(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        try:
+            return await export_copy(SqliteAuthorityStore(store, committer), did)
+        finally:
+            await committer.aclose()
+            nursery.cancel_scope.cancel()
+
+
 def _export_go(data: Path, agent_id: str, directory: Path) -> None:
     with typed_errors():
         dd = data_dir(data)
         if not dd.database.exists():
             fail(f"no store at {dd.database}")
-        with DataDirLock(dd.root):
-            store = Store.open(dd.database)
-            try:
-                did = resolve_agent_id([agent for agent, _ in store.records()], agent_id)
-                done = export_to_go(store, dd.node_keypair(), dd, did, directory)
-            finally:
-                store.close()
+        did = _resolve_here(dd, agent_id)
+        done = trio.run(_offline, dd, lambda o: export_to_go(o, did, directory))
     again = " (files written again)" if done.rewritten else ""
-    console.print(f"exported {did} to Go Igor at tick {done.tick}{again}; HALTED here")
+    console.print(f"exported {did} to Go Igor at tick {done.tick}{again}; EXPORTED here")
     for path in done.files:
         console.print(f"  {path}")
     console.print(f"resume it with: {done.resume_command}")

@@ -90,8 +90,8 @@ def _status_schema() -> list[str]:
     lines = [
         "## `igor agent status --json`",
         "",
-        "One object with exactly these keys, whether the answer came from the node's own store,",
-        "from the owner found through the DHT, or by following forwarding tombstones:",
+        "One object with exactly these keys, whether the answer came from the node's own store",
+        "or from the owner (found through the DHT or the agent's successor, its custody verified):",
         "",
         "| key | value |",
         "|---|---|",

@@ -74,6 +74,10 @@ from igor_p2p.wire.messages import (
 
 log = get_logger(__name__)
 
+OFFER_LOCK_WAIT_S = 1.0
+"""How long an OFFER waits for the agent's lock before the target answers BUSY."""
+OFFER_LOCK_POLL_S = 0.02
+
 
 class MigrationResult(enum.StrEnum):
     TRANSFERRED = "TRANSFERRED"
@@ -492,6 +496,12 @@ class HandoffTarget:
         agent = offer.agent
         if offer.sender != sender:
             return Reject(self.me, agent, offer.migration_id, RejectCode.WRONG_SENDER)
+        # A brief hold (a persist, a learned successor) passes; a handoff or claim of this agent
+        # here (which may wait on the sender: never block on it) gets BUSY.
+        waited = 0.0
+        while ctx.gate.busy(agent) and waited < OFFER_LOCK_WAIT_S:
+            await ctx.env.sleep(OFFER_LOCK_POLL_S)
+            waited += OFFER_LOCK_POLL_S
         if ctx.gate.busy(agent):
             return Reject(self.me, agent, offer.migration_id, RejectCode.BUSY, "busy here")
         async with ctx.gate.agent(agent) as port:

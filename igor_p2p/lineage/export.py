@@ -5,7 +5,7 @@ Igor (``igor checkpoint export --go DIR``).
 current ``epoch``; its ``prev`` is the digest of the lineage head, ``tick`` the tick of the last
 checkpoint, and ``go_checkpoint`` the SHA-256 of the exact v0x04 blob written for Go Igor (the
 blob Go's next checkpoint names in its prevHash). Nothing may follow it in a lineage: after it
-the agent lives in Go Igor, and the exporting node records it as HALTED ("exported to Go
+the agent lives in Go Igor, and the exporting node records it as EXPORTED ("exported to Go
 Igor"), so it cannot run in both systems.
 
 Same encoding, digest and hostile-input rules as the custody records (``custody.py``): a
@@ -32,7 +32,7 @@ from igor_p2p.lineage.identity import MAX_DID_CHARS, Keypair
 EXPORT_TAG = "igor/export-go/1"
 EXPORT_DOMAIN = b"igor-p2p/export-to-go/v1\x00"
 EXPORT_REASON = "exported to Go Igor"
-"""The reason recorded with the HALTED authority state after an export."""
+"""The reason recorded with the EXPORTED authority state after an export."""
 
 _EXPORT_UNSIGNED = ("agent", "epoch", "owner", "prev", "tick", "go_checkpoint", "wall_ns")
 

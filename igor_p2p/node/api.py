@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from libp2p.abc import IHost
 from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.authority.record import ABSENT
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.authority.table import IllegalTransition
 from igor_p2p.core.handoff import MigrationResult
 from igor_p2p.core.node_core import NodeCore
 from igor_p2p.errors import IgorError, InvalidInput
@@ -32,7 +34,7 @@ from igor_p2p.node.peers import PROTOCOL_VERSION, PeerTable
 from igor_p2p.node.placement import HopHistory
 from igor_p2p.node.request_limits import RequestLimits
 from igor_p2p.runtime.capacity import Demand, NodeUsage, ResourceCheck, admit
-from igor_p2p.runtime.loader import LaunchRequest, prepare_launch
+from igor_p2p.runtime.loader import AgentNotFound, LaunchRequest, NotOwner, prepare_launch
 from igor_p2p.runtime.scheduler import ENVELOPE_ALLOWANCE_BYTES, TickScheduler, node_disk_usage
 from igor_p2p.runtime.services import NodeServices
 from igor_p2p.store.adapter import SqliteAuthorityStore
@@ -99,16 +101,31 @@ class NodeApi:
         return {"agent": did, "to": to, "outcome": outcome.result.value, **outcome.to_json()}
 
     async def halt(self, did: str, reason: str) -> dict[str, Any]:
-        await self.core.halt(did, reason)
+        with self._in_its_state(did):
+            await self.core.halt(did, reason)
         return await self.local_status(did)
 
     async def resume(self, did: str) -> dict[str, Any]:
-        await self.core.resume(did)
+        with self._in_its_state(did):
+            await self.core.resume(did)
         return await self.local_status(did)
 
     async def force_recover(self, did: str, operator: str) -> dict[str, Any]:
-        await self.core.force_recover(did, operator)
+        with self._in_its_state(did):
+            await self.core.force_recover(did, operator)
         return await self.local_status(did)
+
+    @contextlib.contextmanager
+    def _in_its_state(self, did: str) -> Iterator[None]:
+        """An operator's request the agent's state has no rule for is refused with that state."""
+        try:
+            yield
+        except IllegalTransition as exc:
+            if exc.state is ABSENT:
+                raise AgentNotFound(f"no agent {did} on this node") from None
+            machine = self.core.gate.peek(did)
+            detail = machine.record.detail if machine is not None else ""
+            raise NotOwner(did, exc.state, detail) from None
 
     # ---------------------------------------------------------------- resources
 
@@ -178,8 +195,8 @@ class NodeApi:
         else:
             try:
                 last = await self.store.last_checkpoint(did)
-            except IgorError:
-                out["damaged"] = True
+            except IgorError as exc:  # one damaged agent must not hide the others
+                out["damaged"] = f"head checkpoint unreadable: {exc}"
                 return out
             if isinstance(last, Checkpoint):
                 out.update(tick=last.tick, budget=last.budget, committed_tick=last.tick)

@@ -38,6 +38,7 @@ from igor_p2p.node.admin_methods import register_methods
 from igor_p2p.node.api import NodeApi
 from igor_p2p.node.claims import ClaimGossip
 from igor_p2p.node.config import NodeConfig
+from igor_p2p.node.crashpoints import CrashPoints, with_crash_points
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.log_methods import register_log_methods
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerEntry, PeerTable
@@ -184,11 +185,12 @@ class Node:
         env = NodeEnv(services.clock, services.history)
         membership = PeerMembership(services.key.public_key, peers)
         publisher = _Publisher()
+        core_store, core_transport = with_crash_points(store, transport, CrashPoints.from_env())
         core = NodeCore(
             services.key,
             CorePorts(
-                store=store,
-                transport=transport,
+                store=core_store,
+                transport=core_transport,
                 runner=runner,
                 env=env,
                 membership=membership,

@@ -17,23 +17,33 @@ from functools import partial
 
 import trio
 
-from igor_p2p.authority.events import BudgetExhausted, TickFailed
+from igor_p2p.authority.events import BudgetExhausted, IntegrityFailure, TickFailed
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.core.node_core import CorePorts, NodeCore
 from igor_p2p.core.ports import Handler, PeerUnreachable
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.lineage.verify import verify_lineage
+from igor_p2p.logs import get_logger
 from igor_p2p.runtime.agent_logs import AgentLogLine
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.env import NodeEnv
 from igor_p2p.runtime.hosted import HostedAgent
-from igor_p2p.runtime.loader import AgentNotFound, LaunchRequest, NotOwner, prepare_launch
+from igor_p2p.runtime.loader import (
+    AgentNotFound,
+    LaunchRequest,
+    LineageRejected,
+    NotOwner,
+    prepare_launch,
+)
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.wire.codec import Message
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -205,12 +215,13 @@ async def _run(
         def on_terminal(a: HostedAgent, event: BudgetExhausted | TickFailed) -> None:
             nonlocal settled
             settled = trio.Event()
-            nursery.start_soon(_settle_terminal, core, a.did, event, settled)
+            nursery.start_soon(_settle_terminal, core, store, a, event, settled, on_committed)
 
         hooks.on_committed = on_committed
         hooks.on_terminal = on_terminal
         await nursery.start(scheduler.run)
         await nursery.start(partial(core.run, restart=False))
+        await _record_damage_found_at_open(services, core)
         did = await _bring_in(services, core, store, what)
         result.did = did
         with trio.move_on_after(60):
@@ -252,6 +263,10 @@ async def _run(
     if final is not None and isinstance(final.state, AuthorityState):
         result.state = final.state
         result.reason = final.detail
+    last = await store.last_checkpoint(result.did)
+    if last is not None:  # the gate committed a FINAL checkpoint the scheduler never saw
+        result.last_tick = last.tick
+        result.budget = last.budget
     result.ticks = scheduler.ticks_total
     report(
         "stopped",
@@ -268,19 +283,64 @@ async def _run(
 
 
 async def _settle_terminal(
-    core: NodeCore, did: str, event: BudgetExhausted | TickFailed, done: trio.Event
+    core: NodeCore,
+    store: SqliteAuthorityStore,
+    agent: HostedAgent,
+    event: BudgetExhausted | TickFailed,
+    done: trio.Event,
+    on_committed: Callable[[HostedAgent, Checkpoint], None],
 ) -> None:
+    """The gate decides on the scheduler's report and commits its FINAL checkpoint; that
+    commit is reported like the scheduler's own."""
     try:
-        await core.gate.feed(did, event)
+        await core.gate.feed(agent.did, event)
+        last = await store.last_checkpoint(agent.did)
+        if last is not None and event.final is not None and last.encode() == event.final:
+            on_committed(agent, last)
     finally:
         done.set()
 
 
+async def _record_damage_found_at_open(services: NodeServices, core: NodeCore) -> None:
+    """As a node does at start: every agent the store's integrity check found damaged goes to
+    RECOVERY_REQUIRED with the reason (the gate decides; a terminal state stays)."""
+    for problem in services.store.problems_at_open:
+        if problem.agent:
+            why = f"integrity check at start: {problem.kind.value}: {problem.reason}"
+            await _record_damage(core, problem.agent, why)
+
+
+async def _record_damage(core: NodeCore, did: str, why: str) -> None:
+    try:
+        await core.gate.feed(did, IntegrityFailure(why))
+    except IgorError as exc:
+        log.warning("cannot record damage", agent=did, step=str(exc))
+
+
+async def _verified_before_claim(
+    services: NodeServices, core: NodeCore, store: SqliteAuthorityStore, did: str
+) -> None:
+    """A resume claims a new epoch, which appends to the lineage: only onto one that verifies
+    (damage goes to RECOVERY_REQUIRED with the reason, and nothing is written)."""
+    blobs = await store.lineage(did)
+    report = await trio.to_thread.run_sync(
+        lambda: verify_lineage(blobs, expected_agent=did, ordered=True)
+    )
+    if report.valid:
+        return
+    why = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems[:3])
+    await _record_damage(core, did, f"the stored lineage does not verify: {why}")
+    raise LineageRejected(f"the stored lineage of {did} does not verify: {why}")
+
+
 async def _bring_in(
-    services: object, core: NodeCore, store: SqliteAuthorityStore, what: LaunchHere | ResumeHere
+    services: NodeServices,
+    core: NodeCore,
+    store: SqliteAuthorityStore,
+    what: LaunchHere | ResumeHere,
 ) -> str:
     if isinstance(what, LaunchHere):
-        launch = await prepare_launch(services, what.request, ())  # type: ignore[arg-type]
+        launch = await prepare_launch(services, what.request, ())
         await core.launched(
             launch.did, launch.genesis.encode(), launch.witnesses, launch.wasm, launch.manifest
         )
@@ -288,6 +348,12 @@ async def _bring_in(
     record = await store.record(what.did)
     if record is None:
         raise AgentNotFound(f"no agent {what.did} in this data directory")
+    damage = [p for p in services.store.problems_at_open if p.agent == what.did]
+    if damage:  # recorded as RECOVERY_REQUIRED at start; say what is damaged
+        why = "; ".join(f"{p.kind.value}: {p.reason}" for p in damage[:3])
+        raise LineageRejected(f"the stored lineage of {what.did} is damaged: {why}")
+    if record.state in (AuthorityState.ACTIVE_OWNER, AuthorityState.HALTED):
+        await _verified_before_claim(services, core, store, what.did)
     if record.state is AuthorityState.ACTIVE_OWNER:
         from igor_p2p.authority.events import Restarted
 
@@ -302,7 +368,8 @@ async def _bring_in(
 async def _until_ticking_or_parked(core: NodeCore, did: str, started: trio.Event) -> None:
     while not started.is_set():
         view = core.describe(did)
-        if view is not None and view["state"] != AuthorityState.ACTIVE_OWNER.value:
+        parked = view is not None and view["state"] != AuthorityState.ACTIVE_OWNER.value
+        if parked and not view["claiming"]:  # a halted agent being resumed claims first
             return
         with trio.move_on_after(0.05):
             await started.wait()

@@ -95,26 +95,33 @@ class OfflineCore:
 
 @asynccontextmanager
 async def offline_core(data: DataDir, runtime: RuntimeConfig) -> AsyncIterator[OfflineCore]:
-    async with open_services(data, runtime) as services:
-        store = SqliteAuthorityStore(services.store, services.committer)
-        runner = OfflineRunner(services, store)
-        me = services.key.public_key
-        core = NodeCore(
-            services.key,
-            CorePorts(
-                store=store,
-                transport=LoopbackTransport(me),
-                runner=runner,
-                env=NodeEnv(services.clock, services.history),
-                membership=Alone(me),
-            ),
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(partial(core.run, restart=False))
-            try:
-                yield OfflineCore(core, services, store, runner)
-            finally:
-                nursery.cancel_scope.cancel()
+    async with open_services(data, runtime) as services, core_over(services) as offline:
+        yield offline
+
+
+@asynccontextmanager
+async def core_over(services: NodeServices) -> AsyncIterator[OfflineCore]:
+    """The offline node core over services already open (a data directory this process
+    holds); closed again when the block ends."""
+    store = SqliteAuthorityStore(services.store, services.committer)
+    runner = OfflineRunner(services, store)
+    me = services.key.public_key
+    core = NodeCore(
+        services.key,
+        CorePorts(
+            store=store,
+            transport=LoopbackTransport(me),
+            runner=runner,
+            env=NodeEnv(services.clock, services.history),
+            membership=Alone(me),
+        ),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(core.run, restart=False))
+        try:
+            yield OfflineCore(core, services, store, runner)
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 async def claim_here(offline: OfflineCore, agent: str, timeout_s: float = 10.0) -> bool:

@@ -35,6 +35,8 @@ GENESIS_KINDS = ("GENESIS", "IMPORT")
 RECORD_KINDS = ("TRANSFER", "FORCED")
 """``kind`` of a custody record row (it starts an epoch once its certificate follows)."""
 CERT_KIND = "CERT"
+EXPORT_KIND = "EXPORT"
+"""The terminal export-to-Go record (nothing follows it)."""
 CUSTODY_KINDS = (*GENESIS_KINDS, *RECORD_KINDS, CERT_KIND)
 """Rows the chain of custody is read from (and that compaction never drops)."""
 EFFECT_KIND = "EFFECT"
@@ -43,7 +45,7 @@ INPUTS_KIND = "INPUTS"
 """A tick-input record (what the ticks of the checkpoint after it observed)."""
 OWNER_KINDS = (EFFECT_KIND, INPUTS_KIND)
 """Rows the owner of an epoch appends inside it besides its checkpoints."""
-KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND, *OWNER_KINDS)
+KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND, EXPORT_KIND, *OWNER_KINDS)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:

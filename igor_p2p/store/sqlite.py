@@ -29,6 +29,7 @@ from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.effect import EffectRecord
 from igor_p2p.lineage.entries import LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.lineage.export import ExportRecord
 from igor_p2p.store import integrity, schema
 from igor_p2p.store.codec import decode_witness, encode_witness
 from igor_p2p.store.errors import (
@@ -281,6 +282,8 @@ def _entry_row(entry: LineageEntry, blob: bytes) -> NewEntry:
         return NewEntry(entry.digest(), entry.prev, "FORCED", entry.to_epoch, 0, blob)
     if isinstance(entry, EffectRecord):
         return NewEntry(entry.digest(), entry.prev, "EFFECT", entry.epoch, entry.tick, blob)
+    if isinstance(entry, ExportRecord):
+        return NewEntry(entry.digest(), entry.prev, "EXPORT", entry.epoch, entry.tick, blob)
     if not isinstance(entry, WitnessCert):  # tick inputs
         return NewEntry(entry.digest(), entry.prev, "INPUTS", entry.epoch, 0, blob)  # type: ignore[union-attr]
     return NewEntry(entry.digest(), entry.prev, "CERT", entry.slot, 0, blob)

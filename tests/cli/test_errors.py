@@ -104,6 +104,8 @@ def test_no_testnet_says_how_to_start_one(tmp_path: Path) -> None:
         (("agent", "status", "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"),
          ExitCode.UNREACHABLE),
         (("agent", "launch", "nothing-like-this"), ExitCode.NOT_FOUND),
+        (("agent", "logs", "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"),
+         ExitCode.UNREACHABLE),
     ],
 )  # fmt: skip
 def test_errors_under_json_are_an_object_on_stdout_and_words_on_stderr(

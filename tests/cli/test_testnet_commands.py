@@ -93,7 +93,9 @@ def test_a_testnet_driven_by_labels_groups_and_a_remembered_dir(tmp_path: Path) 
         assert igor("testnet", "heal", env=env).rc == 0
         moved = igor("testnet", "migrate", "a1", "n3", env=env)
         assert moved.rc == 0, moved.stdout + moved.stderr
-        assert "a1" in moved.stdout and "commit sent" in moved.stdout
+        assert (
+            "a1" in moved.stdout and "transferred" in moved.stdout and "confirmed" in moved.stdout
+        )
         assert "TRANSFERRED" in moved.stdout
         again = igor("testnet", "migrate", "a1", "n3", env=env)
         assert again.rc == ExitCode.USAGE and "already on n3" in again.stderr

@@ -39,9 +39,43 @@ def _called_names(tree: ast.Module) -> Iterator[str]:
                 yield func.id
 
 
+CRASH_POINTS = "node/crashpoints.py"
+"""The test-only crash points wrap the store port: their ``commit_authority`` forwards the
+gate's call, unchanged, between two crash points."""
+
+
 def test_only_the_gate_commits_authority_through_the_store_port() -> None:
     callers = {name for name, tree in _modules() if "commit_authority" in _called_names(tree)}
-    assert callers == {GATE}
+    assert callers == {GATE, CRASH_POINTS}
+
+
+def test_the_crash_points_only_forward_the_gates_commit_unchanged() -> None:
+    tree = ast.parse((PACKAGE / CRASH_POINTS).read_text())
+    forwarders = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AsyncFunctionDef)
+        and any(
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "commit_authority"
+            for call in ast.walk(node)
+        )
+    ]
+    assert [f.name for f in forwarders] == ["commit_authority"]
+    (forwarder,) = forwarders
+    params = [a.arg for a in forwarder.args.args[1:]] + [a.arg for a in forwarder.args.kwonlyargs]
+    (call,) = [
+        c
+        for c in ast.walk(forwarder)
+        if isinstance(c, ast.Call)
+        and isinstance(c.func, ast.Attribute)
+        and c.func.attr == "commit_authority"
+    ]
+    forwarded = [ast.unparse(a) for a in call.args] + [
+        f"{k.arg}={ast.unparse(k.value)}" for k in call.keywords
+    ]
+    assert forwarded == [*params[:3], f"{params[3]}={params[3]}"]  # its own arguments, as given
 
 
 def test_the_gate_commits_authority_only_for_a_persist_action_of_the_table() -> None:

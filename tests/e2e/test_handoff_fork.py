@@ -2,7 +2,8 @@
 
 The fork is built in-process: whoever holds an agent's key can sign a second genesis, so a
 launcher that reuses the key on another node creates two owners of epoch 1 with valid chains.
-Their gossip claims meet and both nodes must enter RECOVERY_REQUIRED with a reason.
+Their claims meet (gossip, witness answers) and both nodes must enter RECOVERY_REQUIRED with a
+reason.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ FAST = dict(
 
 
 async def _row_state(node: Node, did: str) -> tuple[AuthorityState | None, str]:
-    row = await node.running.services.committer.read(lambda s: s.authority(did))
-    return (None, "") if row is None else (row.state, row.reason)
+    record = await node.api.store.record(did)
+    if record is None or not isinstance(record.state, AuthorityState):
+        return None, ""
+    return record.state, record.detail or (record.reason.value if record.reason else "")
 
 
 async def test_two_owners_of_one_epoch_both_enter_recovery_required(
@@ -45,20 +48,20 @@ async def test_two_owners_of_one_epoch_both_enter_recovery_required(
         a_dir, b_dir = Path(root, "a"), Path(root, "b")
         async with trio.open_nursery() as nursery:
             a: Node = await nursery.start(Node(NodeConfig(data_dir=a_dir, name="a", **FAST)).run)
-            boot = ((await a.status())["addrs"][0],)
+            boot = ((await a.api.status())["addrs"][0],)
             b: Node = await nursery.start(
                 Node(NodeConfig(data_dir=b_dir, name="b", bootstrap=boot, **FAST)).run
             )
             with trio.fail_after(15):
-                while not b.running.peers.up_peers() or not a.running.peers.up_peers():
+                while not b.api.peers.up_peers() or not a.api.peers.up_peers():
                     await trio.sleep(0.05)
-            agent = await a.launch(request)
-            did = agent.did
-            key = load_key_file(a.running.services.data.agent_key_path(did))
+            agent = await a.api.launch(request)
+            did = agent["agent"]
+            key = load_key_file(a.api.services.data.agent_key_path(did))
             monkeypatch.setattr(Keypair, "generate", staticmethod(lambda: key))
-            forked = await b.launch(request)  # a second genesis of the same agent, on B
+            forked = await b.api.launch(request)  # a second genesis of the same agent, on B
             monkeypatch.undo()
-            assert forked.did == did and forked.epoch == agent.epoch == 1
+            assert forked["agent"] == did and forked["epoch"] == agent["epoch"] == 1
 
             with trio.fail_after(20):
                 while True:
@@ -70,9 +73,9 @@ async def test_two_owners_of_one_epoch_both_enter_recovery_required(
                 assert reason, states
             # Neither ticks any more.
             for node in (a, b):
-                assert did not in node.running.scheduler.agents
-            ticked = [a.running.scheduler.ticks_total, b.running.scheduler.ticks_total]
+                assert did not in node.api.scheduler.agents
+            ticked = [a.api.scheduler.ticks_total, b.api.scheduler.ticks_total]
             await trio.sleep(0.5)
-            assert [a.running.scheduler.ticks_total, b.running.scheduler.ticks_total] == ticked
+            assert [a.api.scheduler.ticks_total, b.api.scheduler.ticks_total] == ticked
             a.stop()
             b.stop()

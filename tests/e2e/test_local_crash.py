@@ -1,6 +1,7 @@
 """Crash safety of ``igor agent run/resume`` with real processes: ``kill -9`` at random moments
 never loses a checkpoint the process reported as committed, and a resume always continues from
-the last committed checkpoint with the same identity and the counter state intact."""
+the last committed checkpoint with the same identity and the counter state intact (each resume
+is a claim of the next epoch: one self-transfer and its certificate in the lineage)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class KillChain:
     """digest → tick of every checkpoint a process printed as committed before it died."""
     last_committed: int = 0
     runs_with_commits: int = 0
+    epoch: int = 0
+    """The epoch the last process ticked (a resume claims the next one)."""
 
 
 def _kill_repeatedly(data: Path, seed: int) -> KillChain:
@@ -62,7 +65,8 @@ def _kill_repeatedly(data: Path, seed: int) -> KillChain:
             # The durable head: what was printed, or at most the one tick whose commit was
             # durable when the kill landed before its line was printed.
             assert chain.last_committed <= started["tick"] <= chain.last_committed + 1
-        assert started["epoch"] == 1
+        assert started["epoch"] == chain.epoch + 1
+        chain.epoch = started["epoch"]
         time.sleep(rng.uniform(*KILL_DELAY_S))  # the kill moment itself is the randomness
         os.kill(live.proc.pid, signal.SIGKILL)
         events = live.finish()
@@ -73,7 +77,11 @@ def _kill_repeatedly(data: Path, seed: int) -> KillChain:
         first = started["tick"] + 1
         assert ticks == list(range(first, first + len(ticks))), "ticks skipped or repeated"
         for event in commits:
-            assert (event["agent"], event["kind"], event["epoch"]) == (chain.did, "TICK", 1)
+            assert (event["agent"], event["kind"], event["epoch"]) == (
+                chain.did,
+                "TICK",
+                chain.epoch,
+            )
             chain.printed[event["digest"]] = event["tick"]
         chain.runs_with_commits += bool(commits)
         chain.last_committed = ticks[-1] if ticks else started["tick"]
@@ -88,7 +96,7 @@ def _check_nothing_committed_was_lost(chain: KillChain, bundle_path: Path) -> No
     final = igor("agent", "resume", did, "-d", data, "--ticks", "5", "--interval", "0", "--json")
     assert final.rc == 0, final.stderr
     started = final.event("started")
-    assert started["agent"] == did
+    assert started["agent"] == did and started["epoch"] == chain.epoch + 1
     assert chain.last_committed <= started["tick"] <= chain.last_committed + 1
     end_tick = started["tick"] + 5
     assert [e["tick"] for e in final.committed()] == list(range(started["tick"] + 1, end_tick + 1))
@@ -98,7 +106,14 @@ def _check_nothing_committed_was_lost(chain: KillChain, bundle_path: Path) -> No
     assert rc == 0 and report["valid"], report["problems"]
     assert report["agent"] == did
     assert (report["first_tick"], report["last_tick"]) == (0, end_tick)
-    assert report["entries"] == end_tick + 1, "one checkpoint per tick, none lost or repeated"
+    assert report["checkpoints"] == end_tick + 1, "one checkpoint per tick, none lost or repeated"
+    resumes = started["epoch"] - 1
+    assert (report["last_epoch"], report["transfers"], report["certs"]) == (
+        started["epoch"],
+        resumes,
+        resumes,
+    ), "one certified self-transfer per resume"
+    assert report["entries"] == report["checkpoints"] + 2 * resumes
 
     bundle = export_entries(did, data, bundle_path)
     checkpoints = checkpoints_of(bundle)

@@ -1,6 +1,7 @@
 """Hostile agents through the real CLI: each ends with a clear typed message, no traceback,
 the documented exit code (0 when the budget ran out, 3 when halted, 2 when refused before
-launch), and the lineage they leave behind still verifies."""
+launch), and the lineage they leave behind still verifies; an exhausted agent never ticks
+again, a halted one only when an operator resumes it (and halts again)."""
 
 from __future__ import annotations
 
@@ -52,10 +53,23 @@ def test_hostile_agent_stops_with_a_typed_reason_and_a_valid_lineage(
     assert head["authority_reason"].startswith(reason)
     assert authority_row(data, did)[:2] == (state, stopped["reason"])
 
-    # A stopped hostile agent is never ticked again.
-    again = igor("agent", "resume", did, "-d", data, "--ticks", "1", "--interval", "0")
-    assert typed_error(again) == "NotOwner"
-    assert state in again.stderr
+    again = igor("agent", "resume", did, "-d", data, "--ticks", "1", "--interval", "0", "--json")
+    assert_no_traceback(again)
+    if state == "BUDGET_EXHAUSTED":
+        # Terminal: an exhausted agent is never ticked again.
+        assert typed_error(again) == "NotOwner"
+        assert state in again.stderr
+        return
+    # A halted agent is the operator's to resume: it claims the next epoch, and the hostile
+    # tick halts it again at once with the same reason; no tick of it ever completes.
+    assert again.rc == exit_code, again.stderr
+    assert again.event("started")["epoch"] == 2
+    assert again.event("stopped")["state"] == state
+    assert again.event("stopped")["reason"].startswith(reason)
+    assert [(e["kind"], e["tick"], e["epoch"]) for e in again.committed()] == [("FINAL", 0, 2)]
+    rc, report = verify(did, data)
+    assert rc == 0 and report["valid"], report["problems"]
+    assert (report["last_tick"], report["last_epoch"], report["transfers"]) == (0, 2, 1)
 
 
 def test_trap_prints_its_reason_in_text_mode(tmp_path: Path) -> None:

@@ -1,6 +1,10 @@
 """Portable bundles through the real CLI: an export with ``--transfer-to`` moves authority to
-exactly one other node (epoch 2, same DID, counter continues) and retires the old one; a
-read-only export never confers authority."""
+exactly one other node (a certified transfer to the next epoch, same DID, counter continues)
+and retires the old one; a read-only export never confers authority.
+
+Every start of ownership is a claim of a new epoch: the exporting process first proves it owns
+the agent (a self-transfer, 1 → 2), then transfers it (2 → 3); the importing node's first run
+claims once more (3 → 4)."""
 
 from __future__ import annotations
 
@@ -39,20 +43,21 @@ def test_transfer_export_moves_the_agent_to_exactly_one_node(tmp_path: Path) -> 
 
     imported = igor("checkpoint", "import", bundle, "-d", b)
     assert imported.rc == 0, imported.stderr
-    assert f"imported {did}: ACTIVE_OWNER at epoch 2" in imported.stdout
+    assert f"imported {did}: ACTIVE_OWNER at epoch 3" in imported.stdout
 
     resumed = igor("agent", "resume", did, "-d", b, "--ticks", "3", "--interval", "0", "--json")
     assert resumed.rc == 0, resumed.stderr
     started = resumed.event("started")
-    assert (started["agent"], started["epoch"], started["tick"]) == (did, 2, 4)
+    assert (started["agent"], started["epoch"], started["tick"]) == (did, 4, 4)
     assert started["peer_id"] == peer_b
     commits = resumed.committed()
-    assert [(e["epoch"], e["tick"]) for e in commits] == [(2, 5), (2, 6), (2, 7)]
+    assert [(e["epoch"], e["tick"]) for e in commits] == [(4, 5), (4, 6), (4, 7)]
     head = inspect(did, b)
     assert head["state_head"] == counter_state(7).hex()
     rc, report = verify(did, b)
     assert rc == 0 and report["valid"], report["problems"]
-    assert (report["transfers"], report["first_epoch"], report["last_epoch"]) == (1, 1, 2)
+    assert (report["transfers"], report["first_epoch"], report["last_epoch"]) == (3, 1, 4)
+    assert report["custodian"] == DataDir(b).node_keypair().public_key.hex()
 
     # The old node refuses: it retired the agent durably before the bundle was written.
     old = igor("agent", "resume", did, "-d", a, "--ticks", "1", "--interval", "0", "--json")
@@ -61,7 +66,8 @@ def test_transfer_export_moves_the_agent_to_exactly_one_node(tmp_path: Path) -> 
     assert not old.committed()
     rc, report = verify(did, a)
     assert rc == 0 and report["valid"], report["problems"]
-    assert (report["transfers"], report["last_tick"]) == (1, 4)
+    assert (report["transfers"], report["last_tick"], report["last_epoch"]) == (2, 4, 3)
+    assert report["custodian"] == DataDir(b).node_keypair().public_key.hex()
 
 
 def test_read_only_export_imported_elsewhere_cannot_be_resumed(tmp_path: Path) -> None:

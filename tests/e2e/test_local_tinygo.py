@@ -177,7 +177,7 @@ def test_the_go_written_history_is_imported_resumed_and_goes_back_to_go(tmp_path
     assert rc == 0 and report["valid"], report["problems"]
     (export,) = report["exports"]
     assert export["tick"] == 18 and export["go_checkpoint"] == hashlib.sha256(blob).hexdigest()
-    assert authority_row(data, GO_DID)[:2] == ("HALTED", "exported to Go Igor")
+    assert authority_row(data, GO_DID)[:2] == ("EXPORTED", "exported to Go Igor")
     again = igor("agent", "resume", GO_DID, "-d", data, "--ticks", "1")
     assert typed_error(again) == "NotOwner"
     assert "exported to Go Igor" in again.stderr
@@ -190,7 +190,7 @@ def test_the_go_written_history_is_imported_resumed_and_goes_back_to_go(tmp_path
     shutil.copy(data / "node.key", twin / "node.key")
     imported = igor("checkpoint", "import", bundle, "-d", twin)
     assert imported.rc == 0, imported.stderr
-    assert "HALTED" in imported.stdout and "exported to Go Igor" in imported.stdout
+    assert "RETIRED" in imported.stdout and "left for Go Igor" in imported.stdout
     assert typed_error(igor("agent", "resume", GO_DID, "-d", twin, "--ticks", "1")) == "NotOwner"
 
 
@@ -270,7 +270,7 @@ def test_an_import_whose_module_cannot_run_is_refused_and_writes_nothing(
     assert reason in refused.stderr
     assert list((data / "agent-keys").iterdir()) == []
     listed = igor("checkpoint", "verify", key.did, "-d", data)
-    assert listed.rc != 0 and "no agent matches" in listed.stderr
+    assert listed.rc != 0 and "no agent here matches" in listed.stderr
 
 
 def test_verify_reads_a_directory_of_ckpt_files_as_a_go_history(tmp_path: Path) -> None:

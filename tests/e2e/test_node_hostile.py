@@ -17,6 +17,7 @@ from wasmtime import wat2wasm
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.net.gossip import GossipConfig, gossip_service, subscribe_messages
 from igor_p2p.net.host import HostConfig, build_host, dial, running_host
+from igor_p2p.node.claims import CLAIMS_TOPIC
 from igor_p2p.runtime.hosted import MAX_AGENT_LOG_BYTES_PER_TICK
 from igor_p2p.runtime.metering import log_cost
 
@@ -24,7 +25,6 @@ from .node_procs import NodeProc, igor, node_processes, scratch_dir, wait_until
 
 pytestmark = pytest.mark.e2e
 
-CLAIMS_TOPIC = "igor/claims/1"
 LOG_FLOOD = bytes(
     wat2wasm(
         """(module (import "igor" "log_emit" (func $log (param i32 i32)))
@@ -81,16 +81,16 @@ def test_a_claim_with_an_epoch_beyond_int64_is_dropped_at_the_decoder() -> None:
             ):
                 await subscribe_messages(gossip, CLAIMS_TOPIC)
                 await dial(host, n1.addr, timeout_s=5)
-                evil = {"type": "claims", "owner": str(host.get_id()), "claims": []}
-                evil["claims"] = [{"agent": did, "epoch": 2**64 - 1}]
+                claim = {"agent": did, "epoch": 2**64 - 1, "record": b"r" * 64, "cert": b"c" * 64}
+                evil = {"type": "claims", "claims": [claim]}
                 payload = msgpack.packb(evil, use_bin_type=True)
                 with trio.move_on_after(20):
-                    while "malformed gossip on igor/claims/1" not in n1.log_path.read_text():
+                    while f"malformed gossip on {CLAIMS_TOPIC}" not in n1.log_path.read_text():
                         await gossip.pubsub.publish(CLAIMS_TOPIC, payload)
                         await trio.sleep(0.3)
 
         trio.run(attack)
-        assert "malformed gossip on igor/claims/1" in n1.log_path.read_text(), n1.log_tail()
+        assert f"malformed gossip on {CLAIMS_TOPIC}" in n1.log_path.read_text(), n1.log_tail()
         assert n1.alive()
         tick = _agent(n1, did)["tick"]
         _ticks_past(n1, did, tick)  # type: ignore[arg-type]

@@ -30,17 +30,28 @@ from libp2p.peer.id import ID
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
+from igor_p2p.lineage.identity import Keypair
 from igor_p2p.net.errors import DialFailed, NetError
-from igor_p2p.net.framing import decode_message, read_frame
+from igor_p2p.net.framing import read_frame
+from igor_p2p.net.go_igor import GO_MIGRATE_PROTOCOL
 from igor_p2p.net.host import HostConfig, build_host, dial, running_host
 from igor_p2p.net.keys import key_pair_from_seed
+from igor_p2p.net.peerid import public_key_from_peer_id_text
+from igor_p2p.net.transport import MIGRATE_PROTOCOL, WITNESS_PROTOCOL, Libp2pTransport
 from igor_p2p.node.admin_client import AdminClient
-from igor_p2p.node.info import INFO_PROTOCOL, MAX_INFO_FRAME, query_agent
+from igor_p2p.node.lookup import ask
+from igor_p2p.wire.codec import MAX_FRAME_BYTES, encode
+from igor_p2p.wire.messages import MESSAGES, Holding, Status
 
 from .node_procs import NodeProc, node_processes, scratch_dir
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
-KNOWN_IGOR_PROTOCOLS = ("/igor/info/1.0.0", "/igor/migrate/1.0.0", "/igor/recover/1.0.0")
+KNOWN_IGOR_PROTOCOLS = (
+    GO_MIGRATE_PROTOCOL,
+    MIGRATE_PROTOCOL,
+    WITNESS_PROTOCOL,
+    "/igor-p2p/module/1.0.0",
+)
 EXAMPLE_TIMEOUT_S = 3.0
 REPLY_TIMEOUT_S = 2.0
 STREAM_EXAMPLES = 300
@@ -129,35 +140,24 @@ msgpack_values = st.recursive(
     ),
     max_leaves=10,
 )
-message_types = st.sampled_from(
-    [
-        "agent_status",
-        "error",
-        "OFFER",
-        "ACK",
-        "REJECT",
-        "COMMIT",
-        "CONFIRM",
-        "ABORT",
-        "STATUS_QUERY",
-        "STATUS_REPLY",
-        "",
-        "nope",
-    ]
-)
+message_types = st.sampled_from([*sorted(MESSAGES.by_type), "agent_status", "", "nope"])
 field_names = st.sampled_from(
     [
         "agent",
         "sender",
         "epoch",
-        "new_epoch",
+        "slot",
+        "ballot",
+        "chain_after",
+        "chain",
+        "known",
+        "record",
+        "cert",
         "migration_id",
         "checkpoint",
-        "lineage",
         "wasm",
         "wasm_hash",
         "manifest",
-        "transfer_record",
         "prepared_digest",
         "code",
         "reason",
@@ -168,7 +168,13 @@ wrong_messages = st.builds(
     message_types | msgpack_values,
     st.dictionaries(field_names, msgpack_values, max_size=6),
 ).map(lambda m: msgpack.packb(m, use_bin_type=True))
-valid_info_request = msgpack.packb({"type": "agent_status", "agent": "did:key:z6Mkx"})
+valid_request = struct.pack(">I", 1) + encode(Status(bytes(32), "did:key:z6Mkx", 0))
+"""A request number and a well-formed STATUS (naming a sender other than the dialer)."""
+
+
+def numbered(payload: bytes, number: int = 1) -> bytes:
+    """A frame body of the authority transport: a request number, then the message."""
+    return struct.pack(">I", number) + payload
 
 
 def _truncated(payload: bytes, cut: int) -> bytes:
@@ -178,27 +184,38 @@ def _truncated(payload: bytes, cut: int) -> bytes:
 
 stream_payloads = st.one_of(
     st.binary(max_size=512),  # raw garbage
-    wrong_messages.map(frame),  # a well-formed frame of a wrong message
-    st.lists(wrong_messages.map(frame), min_size=2, max_size=4).map(b"".join),
-    st.builds(_truncated, wrong_messages, st.integers(0, 600)),  # EOF inside a frame
-    st.builds(_truncated, st.just(valid_info_request), st.integers(0, 40)),
+    wrong_messages.map(frame),  # a well-formed frame of a wrong message, unnumbered
+    st.builds(  # numbered, as the authority transport frames a request
+        lambda n, m: frame(numbered(m, n)), st.integers(0, 2**32 - 1), wrong_messages
+    ),
+    st.lists(wrong_messages.map(lambda m: frame(numbered(m))), min_size=2, max_size=4).map(
+        b"".join
+    ),
+    st.builds(_truncated, wrong_messages.map(numbered), st.integers(0, 600)),  # EOF in a frame
+    st.builds(_truncated, st.just(valid_request), st.integers(0, 40)),
+    st.just(frame(valid_request)),  # well formed, but it speaks for another node
     st.builds(  # a length prefix far beyond any limit, then a little payload
         lambda n, tail: struct.pack(">I", n) + tail,
-        st.integers(MAX_INFO_FRAME + 1, 2**32 - 1),
+        st.integers(MAX_FRAME_BYTES + 1, 2**32 - 1),
         st.binary(max_size=64),
     ),
-    st.binary(max_size=200).map(lambda b: frame(b)),  # a frame of non-msgpack bytes
-    st.just(frame(msgpack.packb([1, 2, 3]))),  # msgpack, but not a map
-    st.just(frame(valid_info_request + b"\x00")),  # trailing bytes
+    st.binary(max_size=200).map(lambda b: frame(numbered(b))),  # a frame of non-msgpack bytes
+    st.just(frame(numbered(msgpack.packb([1, 2, 3])))),  # msgpack, but not a map
+    st.just(frame(valid_request + b"\x00")),  # trailing bytes
+    st.binary(max_size=200).map(lambda b: b'{"Package": ' + b + b"\n"),  # Go-shaped, broken
 )
 
 
 async def discover_igor_protocols(client: IHost, peer: ID) -> tuple[list[str], list[str]]:
-    """(served, not served) /igor/ protocols: from identify, plus the IDs we know of."""
+    """(served, not served) Igor protocols: from identify, plus the IDs we know of."""
     with trio.move_on_after(5):
-        while INFO_PROTOCOL not in client.get_peerstore().get_protocols(peer):
+        while MIGRATE_PROTOCOL not in client.get_peerstore().get_protocols(peer):
             await trio.sleep(0.05)
-    identified = {p for p in client.get_peerstore().get_protocols(peer) if p.startswith("/igor/")}
+    identified = {
+        p
+        for p in client.get_peerstore().get_protocols(peer)
+        if p.startswith(("/igor/", "/igor-p2p/"))
+    }
     served, missing = [], []
     for protocol in sorted(identified | set(KNOWN_IGOR_PROTOCOLS)):
         try:
@@ -214,7 +231,9 @@ async def discover_igor_protocols(client: IHost, peer: ID) -> tuple[list[str], l
 async def poke(client: IHost, peer: ID, protocol: str, payload: bytes, half_close: bool) -> None:
     """Open a stream, send ``payload``; then reset, or half-close and read any reply frames.
 
-    Any reply the node does send must be a well-formed Igor message (a typed error, not junk).
+    Any reply the node does send must be well formed: on the authority protocols a numbered
+    Igor message (REFUSED with a typed code, not junk); on Go's migrate protocol Go's own
+    answer, a JSON line refusing the agent.
     """
     with trio.fail_after(EXAMPLE_TIMEOUT_S):
         stream = await client.new_stream(peer, [TProtocol(protocol)])
@@ -226,12 +245,28 @@ async def poke(client: IHost, peer: ID, protocol: str, payload: bytes, half_clos
             await stream.close_write()
         except Exception:
             return  # the node may already have reset the stream: that is a fine answer
+        if protocol == GO_MIGRATE_PROTOCOL:
+            with trio.move_on_after(REPLY_TIMEOUT_S):
+                answer = b""
+                while b"\n" not in answer and len(answer) < 1 << 16:
+                    try:
+                        chunk = await stream.read(4096)
+                    except Exception:
+                        return
+                    if not chunk:
+                        break
+                    answer += chunk
+                if answer:
+                    refusal = json.loads(answer.split(b"\n")[0])
+                    assert refusal["Success"] is False and refusal["Error"], refusal
+            return
         for _ in range(8):
             try:
                 reply = await read_frame(stream, max_size=1 << 24, timeout_s=REPLY_TIMEOUT_S)
             except NetError:
                 return
-            decode_message(reply)
+            assert len(reply) > 4, reply
+            MESSAGES.decode(reply[4:])
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
             await stream.reset()
@@ -293,7 +328,7 @@ async def test_fuzzed_streams_and_admin_lines_leave_the_node_answering(
     async with running_host(client, LOOPBACK):
         await dial(client, proc.addr, timeout_s=5)
         served, missing = await discover_igor_protocols(client, peer)
-        assert INFO_PROTOCOL in served, (served, missing)
+        assert {MIGRATE_PROTOCOL, WITNESS_PROTOCOL} <= set(served), (served, missing)
         print(f"fuzzing {served}; not served by this node (skipped): {missing}")
 
         def alive() -> None:
@@ -332,15 +367,18 @@ async def test_fuzzed_streams_and_admin_lines_leave_the_node_answering(
     status = await admin_call(proc, "status")
     assert status["peer_id"] == proc.peer_id
     assert status["agents_ticking"] == 1
-    # ... and over a brand-new libp2p connection from a new peer.
-    fresh = client_host()
+    # ... and over a brand-new libp2p connection from a new peer: its custody of the agent,
+    # verified from the genesis.
+    key = Keypair.generate()
+    fresh = build_host(HostConfig(key_seed=key.seed))
     async with running_host(fresh, LOOPBACK):
         await dial(fresh, proc.addr, timeout_s=5)
-        with trio.fail_after(10):
-            reply = await query_agent(fresh, proc.peer_id, did)
-        assert reply["found"] is True and reply["state"] == "ACTIVE_OWNER"
-        assert reply["owner_peer"] == proc.peer_id
-        with trio.fail_after(10):
-            unknown = await query_agent(fresh, proc.peer_id, "did:key:z6MkNobody")
-        assert unknown["found"] is False
+        transport = Libp2pTransport(fresh, key.public_key)
+        node_key = public_key_from_peer_id_text(proc.peer_id)
+        found = await ask(transport, node_key, did, 10.0)
+        assert found is not None and found.verified and found.holding is Holding.OWNER
+        assert found.latest is not None and found.latest.owner == node_key
+        unknown = await ask(transport, node_key, "did:key:z6MkNobody", 10.0)
+        assert unknown is not None and unknown.holding is Holding.NONE
+        assert unknown.latest is None and not unknown.verified
     assert time.monotonic() - started < 60

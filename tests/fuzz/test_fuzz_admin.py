@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import trio
 from hypothesis import strategies as st
 
 from igor_p2p.errors import IgorError
-from igor_p2p.net.faults import FaultGate
 from igor_p2p.node.admin import MalformedRequest, parse_request
-from igor_p2p.node.admin_methods import register_core_methods, register_handoff_methods
+from tests.node.admin_helpers import stub_api_methods
 
 from .fuzzing import fuzz
 
@@ -57,35 +55,7 @@ def _lines(line: bytes) -> None:
 test_admin_request_lines_parse_or_fail_typed, test_admin_request_lines_soak = _lines
 
 
-class _History:
-    def emit(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-async def _async_value(*args: Any, **kwargs: Any) -> Any:
-    return SimpleNamespace(value="TRANSFERRED", did="did:key:z6Mk", epoch=1)
-
-
-def _stub_node() -> Any:
-    """Just enough of a Node for the admin methods to run once their parameters pass."""
-    services = SimpleNamespace(history=_History(), peer_id="12D3KooWstub")
-    node = SimpleNamespace(
-        admin_methods={},
-        faults=FaultGate(),
-        handoff=SimpleNamespace(
-            migrate=_async_value, force_recover=_async_value, resolve_agent=_async_value
-        ),
-        running=SimpleNamespace(services=services),
-        launch=_async_value,
-        halt=_async_value,
-        agent_status=_async_value,
-    )
-    register_core_methods(node)  # type: ignore[arg-type]
-    register_handoff_methods(node)  # type: ignore[arg-type]
-    return node
-
-
-NODE = _stub_node()
+METHODS_BY_NAME, _FAULTS, _HISTORY = stub_api_methods()
 METHODS = ["launch", "halt", "agent_status", "recover", "message_faults", "skew", "migrate"]
 PARAM_NAMES = [
     "agent", "to", "wasm", "manifest", "budget", "reason", "force", "confirm", "operator",
@@ -104,7 +74,7 @@ def _params(call: tuple[str, dict[str, Any]]) -> None:
     method, params = call
     if method == "migrate" and isinstance(params.get("to"), str) and params["to"].startswith("/"):
         params["to"] = "x" + params["to"]  # a multiaddr would dial: not this test's business
-    handler = NODE.admin_methods[method]
+    handler = METHODS_BY_NAME[method]
 
     async def run() -> None:
         with contextlib.suppress(IgorError):

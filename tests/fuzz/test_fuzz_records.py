@@ -1,6 +1,6 @@
 """Fuzz: every record format read from a peer, the DHT or a file (checkpoint envelopes,
-custody records, bundles, Go Igor checkpoints, DHT location records, key files) decodes or fails
-with a typed error, never anything else."""
+custody records, witness certificates, export records, bundles, Go Igor checkpoints, DHT
+location records, key files) decodes or fails with a typed error, never anything else."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import msgpack
 from hypothesis import strategies as st
 
 from igor_p2p.lineage.bundle import AgentBundle
+from igor_p2p.lineage.cert import Ballot, WitnessCert, sign_vote
 from igor_p2p.lineage.custody import UnsignedForcedRecovery, UnsignedTransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
+from igor_p2p.lineage.export import UnsignedExportRecord
 from igor_p2p.lineage.identity import Keypair, load_go_identity, load_key_file, save_key_file
 from igor_p2p.lineage.igor_go import parse_go_checkpoint
 from igor_p2p.net.dht import decode_location, sign_location
@@ -23,7 +25,9 @@ from .fuzzing import fuzz, hostile_bytes, packb, replaced_item, typed_only
 
 AGENT = Keypair.from_seed(bytes([7]) * 32)
 NODE = Keypair.from_seed(bytes([9]) * 32)
+WITNESS = Keypair.from_seed(bytes([11]) * 32)
 H = hashlib.sha256(b"x").digest()
+WITNESSES = tuple(sorted([NODE.public_key, WITNESS.public_key]))
 
 
 def _checkpoint(tick: int, budget: int, state: bytes, kind: CheckpointKind) -> bytes:
@@ -41,6 +45,7 @@ def _checkpoint(tick: int, budget: int, state: bytes, kind: CheckpointKind) -> b
             wall_ns=1_700_000_000_000_000_000,
             state=state,
             owner=NODE.public_key,
+            witnesses=WITNESSES if kind in (CheckpointKind.GENESIS, CheckpointKind.IMPORT) else (),
         )
         .sign(AGENT)
         .encode()
@@ -65,6 +70,7 @@ transfers = st.builds(
             prev=H,
             migration_id=mid,
             wall_ns=5,
+            witnesses=WITNESSES,
         )
         .sign(NODE)
         .encode()
@@ -83,6 +89,7 @@ forced = st.builds(
             forced_by=who,
             reason="fuzz",
             wall_ns=5,
+            witnesses=WITNESSES,
         )
         .sign(NODE)
         .encode()
@@ -90,7 +97,39 @@ forced = st.builds(
     st.integers(1, 2**62),
     st.text(min_size=1, max_size=20),
 )
-valid_entries = st.one_of(checkpoints, transfers, forced)
+certs = st.builds(
+    lambda slot, round_, voters: (
+        WitnessCert.build(
+            AGENT.did,
+            slot,
+            Ballot(round_, NODE.public_key, b"nonce-01"),
+            H,
+            [sign_vote(k, AGENT.did, slot, Ballot(round_, NODE.public_key, b"nonce-01"), H)
+             for k in voters],
+        ).encode()
+    ),
+    st.integers(2, 2**62),
+    st.integers(0, 2**62),
+    st.lists(st.sampled_from([NODE, WITNESS]), max_size=2),
+)  # fmt: skip
+exports = st.builds(
+    lambda epoch, tick: (
+        UnsignedExportRecord(
+            agent=AGENT.did,
+            epoch=epoch,
+            owner=NODE.public_key,
+            prev=H,
+            tick=tick,
+            go_checkpoint=H,
+            wall_ns=5,
+        )
+        .sign(NODE)
+        .encode()
+    ),
+    st.integers(1, 2**62),
+    st.integers(0, 2**62),
+)
+valid_entries = st.one_of(checkpoints, transfers, forced, certs, exports)
 entry_inputs = st.one_of(
     hostile_bytes(valid_entries),
     replaced_item(valid_entries.map(lambda b: msgpack.unpackb(b, raw=False))).map(packb),
@@ -99,7 +138,8 @@ entry_inputs = st.one_of(
 
 @fuzz(entry_inputs)
 def _entries(data: bytes) -> None:
-    """Checkpoints, transfer and forced-recovery records: decode (canonically) or CorruptEntry."""
+    """Checkpoints, transfer, forced-recovery and export records, witness certificates: decode
+    (canonically) or CorruptEntry."""
     entry = typed_only(decode_entry, data)
     if entry is not None:
         assert entry.encode() == data  # one value, one encoding

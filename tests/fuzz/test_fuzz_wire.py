@@ -1,5 +1,6 @@
-"""Fuzz: every stream message a peer can send (migrate/recover messages, info requests and
-replies, the generic message frame) decodes or fails with a typed error, never anything else."""
+"""Fuzz: every stream message a peer can send (the authority protocols' requests and replies,
+info requests, the generic message frame) decodes or fails with a typed error, never anything
+else."""
 
 from __future__ import annotations
 
@@ -8,107 +9,152 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from igor_p2p.authority.states import AuthorityState
-from igor_p2p.authority.table import ABSENT, RejectCode
-from igor_p2p.handoff.messages import (
-    MAX_EPOCH,
-    Abort,
-    Ack,
-    Commit,
-    Confirm,
-    Message,
-    MessageType,
-    Offer,
-    Reject,
-    StatusQuery,
-    StatusReply,
-    decode,
-    encode,
-    from_wire,
-)
+from igor_p2p.lineage.cert import BALLOT_NONCE_BYTES, Ballot
 from igor_p2p.net.errors import MalformedMessage
 from igor_p2p.net.framing import decode_message
 from igor_p2p.node.info import BadInfoRequest, parse_request
+from igor_p2p.wire.codec import MAX_EPOCH, Message, encode
+from igor_p2p.wire.messages import (
+    MESSAGES,
+    Abort,
+    Accept,
+    Accepted,
+    Ack,
+    Commit,
+    Confirm,
+    Done,
+    GetModule,
+    Holding,
+    Learn,
+    Module,
+    Nack,
+    NackCode,
+    Offer,
+    Prepare,
+    Promise,
+    Refused,
+    RefusedCode,
+    Reject,
+    RejectCode,
+    Status,
+    StatusReply,
+)
 
 from .fuzzing import fuzz, hostile_bytes, msgpack_values, packb, replaced_field, typed_only
 
 ids = st.text(min_size=1, max_size=60)
+nodes = st.binary(min_size=32, max_size=32)
 epochs = st.integers(1, MAX_EPOCH)
+epochs_or_zero = st.integers(0, MAX_EPOCH)
 mids = st.binary(min_size=16, max_size=16)
 digests = st.binary(min_size=32, max_size=32)
 blobs = st.binary(min_size=1, max_size=64)
-
-valid_messages: st.SearchStrategy[Message] = st.one_of(
-    st.builds(
-        Offer,
-        ids,
-        ids,
-        epochs,
-        mids,
-        blobs,
-        st.lists(blobs, max_size=3).map(tuple),
-        digests,
-        blobs,
-        st.none() | blobs,
-    ),
-    st.builds(Ack, ids, ids, epochs, mids, digests),
-    st.builds(Reject, ids, ids, mids, st.sampled_from(list(RejectCode))),
-    st.builds(Commit, ids, ids, mids, blobs),
-    st.builds(Confirm, ids, ids, mids, epochs),
-    st.builds(Abort, ids, ids, mids),
-    st.builds(StatusQuery, ids, ids, st.none() | mids, st.integers(0, MAX_EPOCH)),
-    st.builds(
-        StatusReply,
-        ids,
-        ids,
-        st.sampled_from([ABSENT, *AuthorityState]),
-        st.integers(0, MAX_EPOCH),
-        st.none(),
-        st.none(),
-        st.none() | digests,
-    ),
+chains = st.lists(blobs, max_size=3).map(tuple)
+reasons = st.text(max_size=40)
+ballots = st.builds(
+    Ballot,
+    epochs_or_zero,
+    nodes,
+    st.binary(min_size=BALLOT_NONCE_BYTES, max_size=BALLOT_NONCE_BYTES),
 )
+accepted = st.none() | st.tuples(ballots, blobs)
+
+BY_TYPE: dict[type[Message], st.SearchStrategy[Message]] = {
+    Offer: st.builds(Offer, nodes, ids, mids, epochs, epochs_or_zero, chains, blobs, digests,
+                     blobs, st.none() | blobs),
+    Ack: st.builds(Ack, nodes, ids, mids, epochs, digests),
+    Reject: st.builds(Reject, nodes, ids, mids, st.sampled_from(list(RejectCode)), reasons),
+    Commit: st.builds(Commit, nodes, ids, mids, blobs, blobs),
+    Confirm: st.builds(Confirm, nodes, ids, mids, epochs),
+    Abort: st.builds(Abort, nodes, ids, mids),
+    Done: st.builds(Done, nodes, ids),
+    Refused: st.builds(Refused, nodes, st.sampled_from(list(RefusedCode)), reasons),
+    Prepare: st.builds(Prepare, nodes, ids, epochs, ballots, epochs_or_zero, chains),
+    Promise: st.builds(
+        lambda s, a, e, b, acc: Promise(s, a, e, b, *(acc or (None, None))),
+        nodes, ids, epochs, ballots, accepted,
+    ),
+    Accept: st.builds(Accept, nodes, ids, epochs, ballots, blobs, epochs_or_zero, chains),
+    Accepted: st.builds(Accepted, nodes, ids, epochs, ballots, digests,
+                        st.binary(min_size=64, max_size=64)),
+    Nack: st.builds(Nack, nodes, ids, epochs, st.sampled_from(list(NackCode)), epochs_or_zero,
+                    st.none() | ballots, epochs_or_zero, chains),
+    Learn: st.builds(Learn, nodes, ids, epochs_or_zero, chains),
+    Status: st.builds(Status, nodes, ids, epochs_or_zero),
+    StatusReply: st.builds(
+        lambda s, a, c, ca, ch, acc, h, e, m: StatusReply(
+            s, a, c, ca, ch, *(acc or (None, None)), h, e, m
+        ),
+        nodes, ids, epochs_or_zero, epochs_or_zero, chains, accepted,
+        st.sampled_from(list(Holding)), epochs_or_zero, st.none() | mids,
+    ),
+    GetModule: st.builds(GetModule, nodes, digests),
+    Module: st.builds(Module, nodes, st.none() | blobs),
+}  # fmt: skip
+valid_messages: st.SearchStrategy[Message] = st.one_of(*BY_TYPE.values())
+
+
+def test_the_valid_message_strategy_covers_every_message_type() -> None:
+    """The mutations below start from every kind of message a peer can send."""
+    assert {t.TYPE for t in BY_TYPE} == set(MESSAGES.by_type)
 
 
 def test_the_valid_message_strategy_round_trips() -> None:
     """The mutations below start from messages that really decode."""
+    me = bytes(32)
     for message in [
-        Confirm("p", "a", bytes(16), 2),
-        StatusQuery("p", "a", None, 0),
-        Offer("p", "a", 1, bytes(16), b"c", (b"e",), bytes(32), b"{}", None),
+        Confirm(me, "a", bytes(16), 2),
+        Status(me, "a", 0),
+        Offer(me, "a", bytes(16), 1, 0, (b"e",), b"c", bytes(32), b"{}", None),
+        Promise(me, "a", 2, Ballot(1, me, bytes(8)), None, None),
     ]:
-        assert decode(encode(message)) == message
+        assert MESSAGES.decode(encode(message)) == message
 
 
-handoff_frames = st.one_of(
+@fuzz(valid_messages)
+def _valid(message: Message) -> None:
+    """Every message the strategy builds decodes back to itself (so mutations start from
+    frames a node really accepts)."""
+    assert MESSAGES.decode(encode(message)) == message
+
+
+test_valid_messages_round_trip, test_valid_messages_round_trip_soak = _valid
+
+
+authority_frames = st.one_of(
     hostile_bytes(valid_messages.map(encode)),
     replaced_field(valid_messages.map(lambda m: m.to_wire())).map(packb),
     st.builds(
         lambda kind, body: packb({"type": kind, **body}),
-        st.sampled_from([t.value for t in MessageType]),
-        st.dictionaries(st.sampled_from(["sender", "agent", "epoch", "new_epoch"]), msgpack_values),
+        st.sampled_from(sorted(MESSAGES.by_type)),
+        st.dictionaries(
+            st.sampled_from(
+                ["sender", "agent", "epoch", "slot", "ballot", "chain", "migration_id"]
+            ),
+            msgpack_values,
+        ),
     ),
 )
 
 
-@fuzz(handoff_frames)
-def _handoff(frame: bytes) -> None:
-    """A migrate/recover frame decodes to a message or fails as MalformedMessage."""
-    message = typed_only(decode, frame)
+@fuzz(authority_frames)
+def _authority(frame: bytes) -> None:
+    """A migrate/witness/module frame decodes to a message or fails as MalformedMessage."""
+    message = typed_only(MESSAGES.decode, frame)
     if message is not None:
-        assert decode(encode(message)) == message  # whatever decodes is well formed
+        assert MESSAGES.decode(encode(message)) == message  # whatever decodes is well formed
 
 
-test_handoff_frames_decode_or_fail_typed, test_handoff_frames_soak = _handoff
+test_authority_frames_decode_or_fail_typed, test_authority_frames_soak = _authority
 
 
 @fuzz(msgpack_values)
-def _handoff_maps(wire: Any) -> None:
+def _authority_maps(wire: Any) -> None:
     """A decoded value of any shape handed to from_wire fails typed or builds a message."""
-    typed_only(from_wire, wire)
+    typed_only(MESSAGES.from_wire, wire)
 
 
-test_handoff_maps_decode_or_fail_typed, test_handoff_maps_soak = _handoff_maps
+test_authority_maps_decode_or_fail_typed, test_authority_maps_soak = _authority_maps
 
 
 generic_frames = hostile_bytes(

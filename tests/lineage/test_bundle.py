@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from igor_p2p.errors import InvalidInput
 from igor_p2p.lineage.bundle import BUNDLE_TAG, AgentBundle, CorruptBundle
+from igor_p2p.lineage.custody import TransferRecord
+from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.verify import ProblemCode
 
 from .builders import AGENT_KEY, MANIFEST, WASM, happy_lineage
@@ -36,10 +38,22 @@ def test_wrong_manifest_is_module_mismatch() -> None:
     assert report.codes() == {ProblemCode.MODULE_MISMATCH}
 
 
-def test_bundle_with_a_broken_lineage_is_invalid() -> None:
+def test_bundle_with_a_tick_compacted_away_verifies_and_says_so() -> None:
     entries = happy_lineage().encoded()
     report = _bundle(entries=tuple(entries[:2] + entries[3:])).verify()
-    assert ProblemCode.ORPHAN in report.codes()
+    assert report.valid, report.problems
+    assert len(report.compacted) == 1  # the missing tick rests on the next entry's signer
+
+
+def test_bundle_missing_a_custody_record_is_invalid() -> None:
+    entries = happy_lineage().encoded()
+    transfer = next(
+        i for i, data in enumerate(entries) if isinstance(decode_entry(data), TransferRecord)
+    )
+    report = _bundle(entries=tuple(entries[:transfer] + entries[transfer + 1 :])).verify()
+    assert not report.valid
+    assert ProblemCode.BAD_GAP in report.codes()
+    assert not report.compacted
 
 
 @pytest.mark.parametrize(

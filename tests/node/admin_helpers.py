@@ -9,11 +9,14 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import trio
 
+from igor_p2p.net.faults import FaultGate
 from igor_p2p.node.admin import AdminConfig, AdminMethod, AdminServer
+from igor_p2p.node.admin_methods import register_methods
 
 T = 5.0
 """Generous bound on anything that should happen at once."""
@@ -87,3 +90,44 @@ class RawConnection:
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
+
+
+class RecordingHistory:
+    """A history writer that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.events.append({"type": kind, **fields})
+
+
+def stub_api_methods() -> tuple[dict[str, AdminMethod], FaultGate, RecordingHistory]:
+    """Every admin method registered over a stub :class:`~igor_p2p.node.api.NodeApi` whose
+    operations all succeed: what a method does with its parameters before it reaches the node
+    is all that runs. Returns the methods, the real fault gate and the history."""
+
+    async def ok(*args: Any, **kwargs: Any) -> Any:
+        return {"agent": "did:key:z6Mk", "state": "ACTIVE_OWNER", "epoch": 1}
+
+    history = RecordingHistory()
+    services = SimpleNamespace(
+        history=history, peer_id="12D3KooWstub", data=SimpleNamespace(history=Path("/nonexistent"))
+    )
+    api = SimpleNamespace(
+        services=services,
+        peers=SimpleNamespace(to_json=lambda now: []),
+        status=ok,
+        agents=ok,
+        agent_status=ok,
+        local_status=ok,
+        launch=ok,
+        halt=ok,
+        resume=ok,
+        migrate=ok,
+        force_recover=ok,
+    )
+    faults = FaultGate()
+    methods: dict[str, AdminMethod] = {}
+    register_methods(methods, api, faults, stop=lambda: None)  # type: ignore[arg-type]
+    return methods, faults, history

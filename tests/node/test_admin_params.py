@@ -3,39 +3,13 @@ parameter, never accepted as something else and never an InternalError."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from igor_p2p.net.faults import FaultGate
-from igor_p2p.node.admin_methods import BadParams, register_core_methods, register_handoff_methods
+from igor_p2p.node.admin_methods import BadParams
 
-
-class _History:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, kind: str, **fields: Any) -> None:
-        self.events.append({"type": kind, **fields})
-
-
-def _node() -> Any:
-    async def ok(*args: Any, **kwargs: Any) -> Any:
-        return SimpleNamespace(value="TRANSFERRED", did="did:key:z6Mk", epoch=1)
-
-    node = SimpleNamespace(
-        admin_methods={},
-        faults=FaultGate(),
-        handoff=SimpleNamespace(migrate=ok, force_recover=ok, resolve_agent=ok),
-        running=SimpleNamespace(services=SimpleNamespace(history=_History(), peer_id="p")),
-        launch=ok,
-        halt=ok,
-        agent_status=ok,
-    )
-    register_core_methods(node)  # type: ignore[arg-type]
-    register_handoff_methods(node)  # type: ignore[arg-type]
-    return node
+from .admin_helpers import stub_api_methods
 
 
 @pytest.mark.parametrize(
@@ -62,14 +36,14 @@ def _node() -> Any:
 async def test_bad_admin_params_are_refused_by_name(
     method: str, params: dict[str, Any], names: str
 ) -> None:
-    node = _node()
+    methods, _faults, _history = stub_api_methods()
     with pytest.raises(BadParams, match=names):
-        await node.admin_methods[method](params)
+        await methods[method](params)
 
 
 async def test_good_fault_params_are_applied() -> None:
-    node = _node()
-    result = await node.admin_methods["message_faults"]({"drop": 0.5, "delay_ms": 10, "seed": 3})
+    methods, faults, _history = stub_api_methods()
+    result = await methods["message_faults"]({"drop": 0.5, "delay_ms": 10, "seed": 3})
     assert "drop=0.5" in result["faults"]
-    assert (await node.admin_methods["skew"]({"seconds": 2}))["offset_s"] == 2.0
-    assert node.faults.clock_offset_ns == 2_000_000_000
+    assert (await methods["skew"]({"seconds": 2}))["offset_s"] == 2.0
+    assert faults.clock_offset_ns == 2_000_000_000

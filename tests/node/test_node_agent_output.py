@@ -11,7 +11,7 @@ import trio
 
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.node.config import NodeConfig
-from igor_p2p.node.log_methods import BadLogParams, NoSuchAgent
+from igor_p2p.node.log_methods import BadLogParams, NoSuchAgent, register_log_methods
 from igor_p2p.node.node import Node
 from igor_p2p.runtime.loader import LaunchRequest
 
@@ -27,8 +27,15 @@ def _config(root: Path, name: str, **extra: object) -> NodeConfig:
     )
 
 
+def _log_methods(node: Node) -> dict[str, Any]:
+    """The node's ``agent_logs`` admin method, as the node registers it on its socket."""
+    methods: dict[str, Any] = {}
+    register_log_methods(methods, node.api.services)
+    return methods
+
+
 async def _logs(node: Node, did: str, after: int = 0) -> dict[str, Any]:
-    result: dict[str, Any] = await node.admin_methods["agent_logs"]({"agent": did, "after": after})
+    result: dict[str, Any] = await _log_methods(node)["agent_logs"]({"agent": did, "after": after})
     return result
 
 
@@ -46,16 +53,16 @@ async def test_tinygo_agent_output_is_served_and_it_migrates_and_continues(
 ) -> None:
     async with trio.open_nursery() as nursery:
         a = await nursery.start(Node(_config(tmp_path, "a")).run)
-        boot = ((await a.status())["addrs"][0],)
+        boot = ((await a.api.status())["addrs"][0],)
         b = await nursery.start(Node(_config(tmp_path, "b", bootstrap=boot)).run)
-        agent = await a.launch(
+        launched = await a.api.launch(
             LaunchRequest(
                 wasm=load_agent_source("tinygo"),
                 manifest=load_agent_manifest("tinygo").canonical_bytes,
                 budget=10**12,
             )
         )
-        did = str(agent.did)
+        did = str(launched["agent"])
         lines = await _wait_for_line(a, did, "tick 3")
         assert [line["stream"] for line in lines[:3]] == ["stdout"] * 3
         page = await _logs(a, did[-12:])  # a suffix is enough
@@ -63,8 +70,8 @@ async def test_tinygo_agent_output_is_served_and_it_migrates_and_continues(
         newer = await _logs(a, did, after=page["next_after"])
         assert all(line["seq"] > page["next_after"] for line in newer["lines"])
 
-        assert a.handoff is not None
-        await a.handoff.migrate(did, b.running.services.peer_id)
+        moved = await a.api.migrate(did, b.api.services.peer_id)
+        assert moved["outcome"] == "TRANSFERRED"
         with trio.fail_after(20):
             while not (await _logs(b, did))["lines"]:
                 await trio.sleep(0.01)
@@ -86,7 +93,7 @@ async def test_agent_logs_refuses_unknown_agents_and_bad_params(tmp_path: Path) 
         with pytest.raises(NoSuchAgent):
             await _logs(node, "did:key:z6MkNoSuchAgentHere")
         with pytest.raises(BadLogParams):
-            await node.admin_methods["agent_logs"]({"agent": ""})
+            await _log_methods(node)["agent_logs"]({"agent": ""})
         with pytest.raises(BadLogParams):
-            await node.admin_methods["agent_logs"]({"agent": "x", "after": -1})
+            await _log_methods(node)["agent_logs"]({"agent": "x", "after": -1})
         node.stop()

@@ -30,39 +30,44 @@ def _config(root: Path, name: str, **extra: object) -> NodeConfig:
 
 
 async def _counter(node: Node) -> str:
-    agent = await node.launch(
+    launched = await node.api.launch(
         LaunchRequest(
             wasm=load_agent_source("counter"),
             manifest=load_agent_manifest("counter").canonical_bytes,
             budget=10**9,
         )
     )
-    return str(agent.did)
+    return str(launched["agent"])
 
 
 async def _hosting(node: Node, did: str) -> None:
     with trio.fail_after(15):
-        while did not in node.running.scheduler.agents:
+        while did not in node.api.scheduler.agents:
             await trio.sleep(0.01)
 
 
-async def test_status_follows_forwarding_tombstones_to_the_current_owner(tmp_path: Path) -> None:
+async def test_status_follows_the_custody_chain_to_the_current_owner(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         a = await nursery.start(Node(_config(tmp_path, "a")).run)
-        boot = ((await a.status())["addrs"][0],)
+        boot = ((await a.api.status())["addrs"][0],)
         b = await nursery.start(Node(_config(tmp_path, "b", bootstrap=boot)).run)
         c = await nursery.start(Node(_config(tmp_path, "c", bootstrap=boot)).run)
         did = await _counter(a)
-        assert a.handoff is not None and b.handoff is not None
-        await a.handoff.migrate(did, b.running.services.peer_id)
+        moved = await a.api.migrate(did, b.api.services.peer_id)
+        assert moved["outcome"] == "TRANSFERRED"
         await _hosting(b, did)
-        await b.handoff.migrate(did, c.running.services.peer_id)
+        moved = await b.api.migrate(did, c.api.services.peer_id)
+        assert moved["outcome"] == "TRANSFERRED"
         await _hosting(c, did)
-        tombstone = await a.running.services.committer.read(lambda s: s.tombstone(did))
-        assert tombstone is not None and tombstone.peer == b.running.services.peer_id
-        found = await a._follow_tombstones(did, tombstone.peer)
+        # a remembers whom it handed the agent to, and nothing more
+        local = await a.api.local_status(did)
+        assert local["state"] == "RETIRED"
+        assert local["owner_peer"] == b.api.services.peer_id
+        # following b's custody leads to c, proven from the genesis
+        found = await a.api.agent_status(did)
+        assert found["source"] == "network" and found["verified"] is True
         assert found["state"] == "ACTIVE_OWNER"
-        assert found["node"] == "c" and found["epoch"] == 3
+        assert found["owner_peer"] == c.api.services.peer_id and found["epoch"] == 3
         assert found["hops"] == 2
         for node in (a, b, c):
             node.stop()

@@ -13,7 +13,7 @@ from igor_p2p.authority.states import AuthorityState
 from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.node import Node
 from igor_p2p.runtime.capacity import NoCapacity
-from igor_p2p.runtime.loader import LaunchRequest, NotOwner
+from igor_p2p.runtime.loader import AgentNotFound, LaunchRequest, NotOwner
 from igor_p2p.store.sqlite import Store
 
 
@@ -38,10 +38,10 @@ COUNTER = LaunchRequest(
 async def test_a_launch_beyond_the_memory_budget_is_refused_in_words(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(Node(_config(tmp_path, memory_budget_mb=100)).run)
-        await node.launch(COUNTER)  # a 64 MiB memory cap fits in 100 MiB ...
+        await node.api.launch(COUNTER)  # a 64 MiB memory cap fits in 100 MiB ...
         with pytest.raises(NoCapacity, match="memory budget"):
-            await node.launch(COUNTER)  # ... a second one does not
-        assert len(node.running.scheduler.agents) == 1
+            await node.api.launch(COUNTER)  # ... a second one does not
+        assert len(node.api.scheduler.agents) == 1
         node.stop()
 
 
@@ -50,24 +50,28 @@ async def test_one_damaged_agent_does_not_hide_the_others_and_halt_reports_real_
 ) -> None:
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(Node(_config(tmp_path)).run)
-        healthy = (await node.launch(COUNTER)).did
-        damaged = (await node.launch(COUNTER)).did
-        await node.halt(damaged, "for the test")
+        healthy = (await node.api.launch(COUNTER))["agent"]
+        damaged = (await node.api.launch(COUNTER))["agent"]
+        halted = await node.api.halt(damaged, "for the test")
+        assert halted["state"] == "HALTED"
 
         def corrupt_head(store: Store) -> None:
-            record = store.authority(damaged)
-            assert record is not None
+            (head_seq,) = store._conn.execute(
+                "SELECT head_seq FROM authority WHERE agent = ?", (damaged,)
+            ).fetchone()
             store._conn.execute(
                 "UPDATE lineage SET blob = X'c1' WHERE agent = ? AND seq = ?",
-                (damaged, record.head_seq),
+                (damaged, head_seq),
             )
 
-        await node.running.services.committer.read(corrupt_head)
-        listed = {a["agent"]: a for a in await node.agents()}
+        await node.api.services.committer.read(corrupt_head)
+        listed = {a["agent"]: a for a in await node.api.agents()}
         assert listed[healthy]["state"] == "ACTIVE_OWNER" and "tick" in listed[healthy]
         assert "unreadable" in listed[damaged]["damaged"]
 
         with pytest.raises(NotOwner) as caught:
-            await node.halt(damaged, "again")
+            await node.api.halt(damaged, "again")
         assert caught.value.state is AuthorityState.HALTED
+        with pytest.raises(AgentNotFound):
+            await node.api.halt("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK", "x")
         node.stop()

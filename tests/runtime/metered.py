@@ -1,4 +1,4 @@
-"""Hostile agents for the metering tests, and a runner that ticks one to its end."""
+"""Hostile agents for the metering tests, and a local run that ticks one to its end."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from wasmtime import wat2wasm
 
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.runtime.datadir import DataDir
-from igor_p2p.runtime.loader import LaunchRequest, launch
-from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
+from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.local import LaunchHere, LocalRunOptions, run_local
+from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import RuntimeConfig, open_services
 
 
@@ -55,10 +56,12 @@ LOG_MANIFEST = b'{"capabilities": {"log": {"version": 1}}}'
 @dataclass
 class Ended:
     state: AuthorityState | None
+    """The agent's authority state afterwards (None: it still ticks, ACTIVE_OWNER)."""
     reason: str
     budget: int
     """The budget of the agent's last committed checkpoint."""
     ticks: int
+    """The tick of the agent's last committed checkpoint."""
 
 
 async def tick_to_end(
@@ -71,20 +74,23 @@ async def tick_to_end(
     ticks: int | None = None,
     deadline_s: float = 30.0,
 ) -> Ended:
-    """Launch ``wasm`` and tick it until it stops (or ``ticks`` ticks ran)."""
-    ended: list[tuple[AuthorityState, str]] = []
-    async with open_services(DataDir(tmp_path), runtime or RuntimeConfig()) as services:
-        agent = await launch(services, LaunchRequest(wasm=wasm, manifest=manifest, budget=budget))
-        sched = TickScheduler(
-            services,
-            SchedulerConfig(idle_interval_s=0.001, busy_interval_s=0.001),
-            SchedulerHooks(on_terminal=lambda a, s, r: ended.append((s, r))),
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(sched.run)
-            sched.add(agent, tick_limit=ticks)
-            with trio.fail_after(deadline_s):
-                await sched.idle.wait()
-            nursery.cancel_scope.cancel()
-        state, reason = ended[0] if ended else (None, "")
-        return Ended(state, reason, agent.head.budget, agent.head.tick)
+    """Launch ``wasm`` in a local run (the node core, its gate and the tick scheduler) and tick
+    it until it stops (or ``ticks`` ticks ran); what the store holds afterwards."""
+    data = DataDir(tmp_path)
+    runtime = runtime or RuntimeConfig()
+    options = LocalRunOptions(
+        data=data,
+        runtime=runtime,
+        scheduler=SchedulerConfig(idle_interval_s=0.001, busy_interval_s=0.001),
+        ticks=ticks,
+    )
+    request = LaunchRequest(wasm=wasm, manifest=manifest, budget=budget)
+    with trio.fail_after(deadline_s):
+        result = await run_local(options, LaunchHere(request), lambda event, fields: None)
+    async with open_services(data, runtime) as services:
+        record = await services.committer.read(lambda s: s.record(result.did))
+        last = await services.committer.read(lambda s: s.last_checkpoint(result.did))
+    assert record is not None and last is not None
+    assert (result.state, result.budget, result.last_tick) == (record.state, last.budget, last.tick)
+    state = None if record.state is AuthorityState.ACTIVE_OWNER else record.state
+    return Ended(state, record.detail, last.budget, last.tick)

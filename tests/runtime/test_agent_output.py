@@ -13,8 +13,8 @@ from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.runtime.agent_logs import MAX_LINE_BYTES, AgentLogBook, AgentLogLine
 from igor_p2p.runtime.datadir import DataDir
-from igor_p2p.runtime.loader import LaunchRequest, launch
-from igor_p2p.runtime.local import LocalRunOptions, run_local
+from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.local import LaunchHere, LocalRunOptions, run_local
 from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import RuntimeConfig
 
@@ -113,9 +113,7 @@ def _run(tmp_path: Path, wasm: bytes, manifest: bytes, ticks: int) -> tuple[list
         ticks=ticks,
     )
     request = LaunchRequest(wasm=wasm, manifest=manifest, budget=10**9)
-    result = trio.run(
-        run_local, options, lambda s: launch(s, request), lambda e, f: events.append((e, f))
-    )
+    result = trio.run(run_local, options, LaunchHere(request), lambda e, f: events.append((e, f)))
     return events, result
 
 

@@ -15,10 +15,12 @@ from igor_p2p.authority.states import AuthorityState
 from igor_p2p.runtime import scheduler as scheduler_module
 from igor_p2p.runtime.capacity import NodeBudget
 from igor_p2p.runtime.datadir import DataDir
-from igor_p2p.runtime.loader import LaunchRequest, launch
-from igor_p2p.runtime.scheduler import SchedulerConfig, TickScheduler
+from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.store.sqlite import Store
+
+from .hosting import launch_hosted, store_scheduler
 
 FAST = SchedulerConfig(idle_interval_s=0.001, busy_interval_s=0.001)
 
@@ -54,8 +56,8 @@ async def test_sqlite_full_suspends_ticking_with_the_store_intact_then_resumes(
         load_agent_source(name), load_agent_manifest(name).canonical_bytes, 10**12
     )
     async with open_services(DataDir(tmp_path)) as services:
-        agent = await launch(services, request)
-        sched = TickScheduler(services, FAST)
+        agent = await launch_hosted(services, request)
+        sched = store_scheduler(services, FAST)
         async with trio.open_nursery() as nursery:
             await nursery.start(sched.run)
             sched.add(agent)
@@ -66,7 +68,7 @@ async def test_sqlite_full_suspends_ticking_with_the_store_intact_then_resumes(
             rows = await services.committer.read(lambda s: len(s.lineage_rows(agent.did)))
 
             # Suspended: the agent is still owned, nothing more is written, the store is sound.
-            record = await services.committer.read(lambda s: s.authority(agent.did))
+            record = await services.committer.read(lambda s: s.record(agent.did))
             assert record is not None and record.state is AuthorityState.ACTIVE_OWNER
             assert await services.committer.read(lambda s: s.check_integrity()) == []
             assert "disk full" in (sched.suspended or "")
@@ -87,8 +89,8 @@ async def test_a_node_over_its_disk_budget_stores_nothing_until_the_budget_allow
     )
     tight = RuntimeConfig(resources=NodeBudget(disk_bytes=1))
     async with open_services(DataDir(tmp_path), tight) as services:
-        agent = await launch(services, request)
-        sched = TickScheduler(services, FAST)
+        agent = await launch_hosted(services, request)
+        sched = store_scheduler(services, FAST)
         async with trio.open_nursery() as nursery:
             await nursery.start(sched.run)
             sched.add(agent)

@@ -13,8 +13,8 @@ from igor_p2p.lineage.identity import verify_signature
 from igor_p2p.net.peerid import public_key_from_peer_id_text
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_units import go_price_per_second, price_from_go
-from igor_p2p.runtime.loader import LaunchRequest, launch, resume
-from igor_p2p.runtime.local import LocalRunOptions, run_local
+from igor_p2p.runtime.loader import LaunchRequest
+from igor_p2p.runtime.local import LaunchHere, LocalRunOptions, ResumeHere, run_local
 from igor_p2p.runtime.receipts import decode_go_receipt
 from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import RuntimeConfig
@@ -52,7 +52,7 @@ def test_price_conversion_to_go_units_and_back() -> None:
     assert go_price_per_second(2**62) == 2**63 - 1
 
 
-def _run(data: Path, start, ticks: int) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def]
+def _run(data: Path, start: LaunchHere | ResumeHere, ticks: int) -> list[tuple[str, dict]]:
     events: list[tuple[str, dict]] = []
     options = LocalRunOptions(
         data=DataDir(data),
@@ -65,16 +65,15 @@ def _run(data: Path, start, ticks: int) -> list[tuple[str, dict]]:  # type: igno
 
 
 def _state(data: Path, did: str) -> tuple[int, int, int, bytes]:
-    from igor_p2p.lineage.entries import decode_entry
     from igor_p2p.store.sqlite import Store
 
     store = Store.open(DataDir(data).database)
     try:
-        blob = store.head_blob(did)
+        last = store.last_checkpoint(did)
     finally:
         store.close()
-    assert blob is not None
-    state = decode_entry(blob).state  # type: ignore[union-attr]
+    assert last is not None
+    state = last.state
     count, price, balance, length = struct.unpack_from("<qqqq", state)
     return count, price, balance, state[32 : 32 + length] if length > 0 else b""
 
@@ -84,7 +83,7 @@ def test_a_resumed_wallet_agent_reads_its_balance_price_and_signed_receipts(
 ) -> None:
     data = tmp_path / "node"
     request = LaunchRequest(wasm=bytes(wat2wasm(WALLET_AGENT)), manifest=MANIFEST, budget=10**9)
-    first = _run(data, lambda s: launch(s, request), ticks=3)
+    first = _run(data, LaunchHere(request), ticks=3)
     did = str(first[0][1]["agent"])
     peer = str(first[0][1]["peer_id"])
     count, price, balance, _ = _state(data, did)
@@ -93,7 +92,7 @@ def test_a_resumed_wallet_agent_reads_its_balance_price_and_signed_receipts(
     committed = [f for e, f in first if e == "committed"]
     assert balance == committed[-2]["budget"]  # read during tick 3: the budget after tick 2
 
-    _run(data, lambda s: resume(s, did), ticks=1)
+    _run(data, ResumeHere(did), ticks=1)
     count, _, _, raw = _state(data, did)
     assert count == 1
     receipt = decode_go_receipt(raw)

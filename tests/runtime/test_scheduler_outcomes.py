@@ -3,45 +3,24 @@
 from pathlib import Path
 
 import pytest
-import trio
 
 from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.runtime import metering, scheduler
 from igor_p2p.runtime.clock import NodeClock
-from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.hosted import AgentEnvironment
-from igor_p2p.runtime.loader import LaunchRequest, launch
-from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
-from igor_p2p.runtime.services import open_services
+
+from .metered import tick_to_end
 
 
 async def _run_spin(tmp_path: Path, budget: int) -> tuple[AuthorityState, str, int]:
-    request = LaunchRequest(
-        wasm=load_agent_source("spin"),
-        manifest=load_agent_manifest("spin").canonical_bytes,
-        budget=budget,
-    )
-    ended: list[tuple[AuthorityState, str]] = []
-    async with open_services(DataDir(tmp_path)) as services:
-        agent = await launch(services, request)
-        sched = TickScheduler(
-            services,
-            SchedulerConfig(idle_interval_s=0, busy_interval_s=0),
-            SchedulerHooks(on_terminal=lambda a, s, r: ended.append((s, r))),
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(sched.run)
-            sched.add(agent)
-            with trio.fail_after(20):
-                await sched.idle.wait()
-            nursery.cancel_scope.cancel()
-        record = services.store.authority(agent.did)
-    assert record is not None
-    state, reason = ended[0]
-    assert record.state is state
-    return state, reason, agent.head.budget
+    """Tick ``spin`` until the scheduler stops it; the state the gate persisted for the report,
+    its reason, and the budget of the FINAL checkpoint."""
+    spin = load_agent_source("spin"), load_agent_manifest("spin").canonical_bytes
+    ended = await tick_to_end(tmp_path, *spin, budget=budget, deadline_s=20)
+    assert ended.state is not None
+    return ended.state, ended.reason, ended.budget
 
 
 async def test_a_tick_the_budget_cannot_pay_for_exhausts_the_budget(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from igor_p2p.authority.record import (
 )
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness import WitnessRecord
+from igor_p2p.lineage.export import UnsignedExportRecord
 from igor_p2p.store import (
     AppendEntries,
     AppendTicks,
@@ -126,6 +127,33 @@ def test_rows_carry_the_columns_of_their_entries(store: Store) -> None:
     assert not any(r.gap for r in rows)
     assert [r.blob for r in rows] == life.blobs()
     assert store.files(life.agent) == (life.entries[0].wasm_hash, life.entries[0].manifest_hash)
+
+
+def test_an_export_record_ends_the_lineage_as_its_own_row(store: Store) -> None:
+    """The terminal export-to-Go record is stored after the head (kind EXPORT); the last
+    checkpoint is still the one before it, and the store stays intact."""
+    life = launch(store, ticks=2)
+    head = life.entries[-1]
+    export = UnsignedExportRecord(
+        agent=life.agent,
+        epoch=1,
+        owner=life.owner.public_key,
+        prev=life.head,
+        tick=head.tick,  # type: ignore[union-attr]
+        go_checkpoint=hashlib.sha256(b"go blob").digest(),
+        wall_ns=head.wall_ns + 1,  # type: ignore[union-attr]
+    ).sign(life.owner)
+    store.apply(
+        [
+            AppendEntries(life.agent, [export.encode()]),
+            PutRecord(life.agent, AuthorityRecord(AuthorityState.EXPORTED, epoch=1, version=2)),
+        ]
+    )
+    rows = store.lineage_rows(life.agent)
+    assert [(r.kind, r.epoch, r.tick) for r in rows[-2:]] == [("TICK", 1, 2), ("EXPORT", 1, 2)]
+    assert store.head(life.agent) == export.digest()
+    assert store.last_checkpoint(life.agent) == head
+    assert store.check_integrity() == []
 
 
 def test_a_digest_that_is_not_sha256_of_the_blob_is_a_chain_break(store: Store) -> None:
