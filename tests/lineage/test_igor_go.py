@@ -24,8 +24,7 @@ from igor_p2p.lineage.igor_go import (
 )
 from igor_p2p.lineage.verify import ProblemCode
 
-from .builders import GO_AGENT, GO_WASM_HASH, go_chain, write_go_history
-from .builders import happy_lineage
+from .builders import GO_AGENT, GO_WASM_HASH, go_chain, happy_lineage, write_go_history
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "igor-go"
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "igor-go"
