@@ -691,12 +691,17 @@ SNAPSHOT_KINDS = frozenset({"HANDOFF", "FINAL"})
 
 
 def _is_snapshot_of_parent(lin: Lineage, e: _Entry) -> bool:
-    parent = None if e.is_root else lin.entries.get(e.prev)
+    """``e`` re-signs its checkpoint parent's tick and budget (less the effects between them):
+    in the same epoch, or in the next one when it is the new owner's first checkpoint, right
+    after the custody record and certificate (an offer made before the agent ticked there)."""
+    if e.kind not in SNAPSHOT_KINDS:
+        return False
+    parent, crossed = lin.checkpoint_parent(e)
     return (
-        e.kind in SNAPSHOT_KINDS
-        and parent is not None
-        and not parent.is_custody
-        and (parent.epoch, parent.tick, parent.budget) == (e.epoch, e.tick, e.budget)
+        parent is not None
+        and (e.epoch > parent.epoch if crossed else e.epoch == parent.epoch)
+        and parent.tick == e.tick
+        and parent.budget - lin.effect_charge(e) == e.budget
     )
 
 

@@ -288,10 +288,13 @@ def _same_pending(v: View, e: Event) -> bool:
 
 
 def _commit_for_pending(v: View, e: Event) -> bool:
+    """The certified record hands our pending copy (its head) to us. The migration id is not
+    compared: the record is the authority, and a stale OFFER of the same head from the same
+    source (a retry's first attempt, delivered late) may have renamed the copy."""
     assert isinstance(e, CommitReceived)
     return (
         e.start is not None
-        and _same_pending(v, e)
+        and v.record.pending is not None
         and e.start.owner == v.me
         and e.start.epoch == v.record.epoch + 1
         and not e.start.is_genesis

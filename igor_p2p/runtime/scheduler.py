@@ -52,6 +52,7 @@ from igor_p2p.agent.errors import (
 from igor_p2p.agent.sandbox import TickResult
 from igor_p2p.authority.events import BudgetExhausted, TickFailed
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.history import HistoryBatch, HistoryWriter
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.lineage.inputs import TickInputs
@@ -75,6 +76,8 @@ log = get_logger(__name__)
 ENVELOPE_ALLOWANCE_BYTES = 512
 """A checkpoint is charged and counted as its state plus this much for the envelope's fields."""
 DISK_RECHECK_S = 5.0
+OFFERED_KEPT = 64
+"""Agents whose last HANDOFF snapshot is kept for a retry (least recently made go first)."""
 """While suspended for a full disk, how often the scheduler looks for room again."""
 RESUME_HEADROOM_BYTES = 16 * 1024 * 1024
 """Ticking resumes only when this much more than the reserve fits again."""
@@ -178,6 +181,7 @@ class TickScheduler:
         """Why ticking is suspended (the disk is full), or None while agents tick."""
         self._log_drops = LogThrottle(60.0)
         self._stopped_agents: dict[str, HostedAgent] = {}
+        self._offered: BoundedLRU[str, Checkpoint] = BoundedLRU(OFFERED_KEPT)
         """Agents that stopped on their own, kept (paused) until the gate removes them."""
 
     # ---------------------------------------------------------------- membership
@@ -450,6 +454,8 @@ class TickScheduler:
         services = self.services
         if agent.ticks_since_commit and agent.inputs.pending(agent.head.tick):
             await self._commit_observed(agent)
+        if kind is CheckpointKind.HANDOFF and (again := self._offered_again(agent)) is not None:
+            return again  # a retry: a stale OFFER still in flight names the same head
 
         def snapshot_and_sign() -> Checkpoint:  # one thread hop; signing a big state is slow
             state = instance.snapshot()
@@ -457,7 +463,21 @@ class TickScheduler:
                 services.key, kind=kind, state=state, wall_ns=services.clock.wall_ns()
             )
 
-        return await trio.to_thread.run_sync(snapshot_and_sign)
+        checkpoint = await trio.to_thread.run_sync(snapshot_and_sign)
+        if kind is CheckpointKind.HANDOFF:
+            self._offered[did] = checkpoint
+        return checkpoint
+
+    def _offered_again(self, agent: HostedAgent) -> Checkpoint | None:
+        """The HANDOFF last made for ``agent``, if nothing changed since (no tick, commit or
+        charge; it may have been reloaded after an abort): a retry offers the same bytes, so an
+        OFFER of the first attempt delivered late names the same head as the retry's."""
+        o = self._offered.get(agent.did)
+        head = agent.head
+        if o is None or agent.ticks_since_commit:
+            return None
+        now = (agent.epoch, head.tick, agent.tip, agent.budget, head.state)
+        return o if (o.epoch, o.tick, o.prev, o.budget, o.state) == now else None
 
     async def _commit_observed(self, agent: HostedAgent) -> None:
         """Commit the ticks since the head with what they observed (so they stay replayable)

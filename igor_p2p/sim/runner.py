@@ -63,6 +63,7 @@ class FakeRunner:
         self.report = report
         self.nursery: trio.Nursery | None = None
         self.hosted: dict[str, _Hosted] = {}
+        self.offered: dict[str, Checkpoint] = {}
 
     def ticking(self) -> list[str]:
         return sorted(a for a, h in self.hosted.items() if not h.stopped)
@@ -182,7 +183,17 @@ class FakeRunner:
 
     async def handoff_checkpoint(self, agent: str) -> Checkpoint:
         hosted = self.hosted[agent]
-        return self._checkpoint(hosted, CheckpointKind.HANDOFF)
+        o = self.offered.get(agent)
+        if o is not None and (o.epoch, o.tick, o.prev, o.budget, o.state) == (
+            hosted.epoch,
+            hosted.tick,
+            hosted.head,
+            hosted.budget,
+            hosted.state,
+        ):
+            return o
+        self.offered[agent] = self._checkpoint(hosted, CheckpointKind.HANDOFF)
+        return self.offered[agent]
 
     async def final_checkpoint(self, agent: str) -> bytes | None:
         hosted = self.hosted.get(agent)

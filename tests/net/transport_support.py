@@ -243,7 +243,7 @@ class Libp2pLane(Lane):
 
 class SimLane(Lane):
     name = "sim"
-    refuses_forged_sender = False
+    refuses_forged_sender = True  # the sim net applies the same sender rule
     raising_handler_kills_node = True
 
     def __init__(self, nursery: trio.Nursery, seed: int = 1) -> None:
