@@ -27,20 +27,19 @@ from wasmtime import Engine, FuncType, Linker, Module, Store
 from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.agent.sandbox import AgentInstance, Sandbox
 from igor_p2p.agent.source import load_agent_source
+from igor_p2p.bench._agents import BUDGET, hosted_agents
 from igor_p2p.bench.core import BenchArea, BenchContext, BenchRow, make_row, register
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.hosted import HostedAgent
-from igor_p2p.runtime.loader import LaunchRequest, launch
 from igor_p2p.runtime.metering import fuel_allowance
 from igor_p2p.runtime.scheduler import SchedulerConfig, TickScheduler, _tick_batch
 from igor_p2p.runtime.services import NodeServices, open_services
+from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.benchmark import bench_checkpoint_commits, bench_raw_sqlite_batch_insert
 
 AREA = "foundation"
-BUDGET = 10**15
-"""µ given to every benchmark agent: never exhausted during a run."""
 NO_CHECKPOINT = 10**12
 """``checkpoint_every`` that means "never" within a run."""
 
@@ -167,35 +166,10 @@ def _median(values: list[float]) -> float:
 # --------------------------------------------------------------------------- node set-up
 
 
-async def _launch_counters(services: NodeServices, count: int) -> list[HostedAgent]:
-    wasm = load_agent_source("counter")
-    manifest = _example_manifest("counter")
-    agents: list[HostedAgent] = []
-
-    async def one() -> None:
-        agents.append(await launch(services, LaunchRequest(wasm, manifest, BUDGET)))
-
-    limiter = trio.CapacityLimiter(32)
-
-    async def limited() -> None:
-        async with limiter:
-            await one()
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(count):
-            nursery.start_soon(limited)
-    return agents
-
-
 def _example_manifest(name: str) -> bytes:
     from igor_p2p.agent.examples import example_manifest_path
 
     return example_manifest_path(name).read_bytes()
-
-
-def _close_all(agents: list[HostedAgent]) -> None:
-    for agent in agents:
-        agent.close()
 
 
 # --------------------------------------------------------------------------- rows
@@ -210,22 +184,21 @@ def tick_overhead_row(ctx: BenchContext, sizes: FoundationSizes) -> BenchRow:
     bare_us = bare_s / ticks * 1e6
 
     async def ours() -> tuple[float, int]:
-        async with open_services(DataDir(ctx.workdir / "tick-overhead")) as services:
-            agents = await _launch_counters(services, sizes.tick_agents)
-            try:
+        async with (
+            open_services(DataDir(ctx.workdir / "tick-overhead")) as services,
+            hosted_agents(services, "counter", sizes.tick_agents) as (_local, agents),
+        ):
 
-                def batch() -> None:
-                    items = [(a, fuel_allowance(a.budget, a.price)) for a in agents]
-                    _tick_batch(items, services, NO_CHECKPOINT)
+            def batch() -> None:
+                items = [(a, fuel_allowance(a.budget, a.price)) for a in agents]
+                _tick_batch(items, services, NO_CHECKPOINT)
 
+            batch()
+            batch()  # warm up
+            start = time.perf_counter()
+            for _ in range(sizes.tick_rounds):
                 batch()
-                batch()  # warm up
-                start = time.perf_counter()
-                for _ in range(sizes.tick_rounds):
-                    batch()
-                return time.perf_counter() - start, sizes.tick_agents * sizes.tick_rounds
-            finally:
-                _close_all(agents)
+            return time.perf_counter() - start, sizes.tick_agents * sizes.tick_rounds
 
     ours_s, our_ticks = trio.run(ours)
     ours_us = ours_s / our_ticks * 1e6
@@ -251,7 +224,7 @@ async def _scheduler_rate(
     config = SchedulerConfig(
         idle_interval_s=0.0, busy_interval_s=0.0, checkpoint_every=checkpoint_every
     )
-    scheduler = TickScheduler(services, config)
+    scheduler = TickScheduler(services, StoreTickSink(services.committer), config)
     for agent in agents:
         scheduler.add(agent)
     async with trio.open_nursery() as nursery:
@@ -277,16 +250,13 @@ def scheduler_rows(ctx: BenchContext, sizes: FoundationSizes) -> list[BenchRow]:
     async def ours() -> tuple[tuple[float, int], tuple[float, int], int]:
         async with open_services(DataDir(ctx.workdir / "scheduler")) as services:
             ctx.log(f"launching {n} counter agents")
-            agents = await _launch_counters(services, n)
-            try:
+            async with hosted_agents(services, "counter", n) as (_local, agents):
                 fast = await _scheduler_rate(
                     services, agents, NO_CHECKPOINT, sizes.scheduler_window_s
                 )
                 tx0 = services.store.transactions_committed
                 durable = await _scheduler_rate(services, agents, 1, sizes.scheduler_window_s)
                 return fast, durable, services.store.transactions_committed - tx0
-            finally:
-                _close_all(agents)
 
     (fast_rate, fast_ticks), (durable_rate, durable_ticks), transactions = trio.run(ours)
     ctx.log(

@@ -51,6 +51,7 @@ from igor_p2p.authority.witness_choice import choose_witnesses
 from igor_p2p.core.claims import Claimant, ClaimContext, drive
 from igor_p2p.core.gate import AgentPort, Gate
 from igor_p2p.core.offer_check import OfferInvalid, check_offer
+from igor_p2p.core.phases import PhaseTrace
 from igor_p2p.core.ports import AgentRunner, PeerUnreachable
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.custody import UnsignedTransferRecord
@@ -241,6 +242,8 @@ class HandoffSource:
         self.runner = runner
         self.claimant = claimant
         self.messenger = messenger
+        self.trace = PhaseTrace(ctx.env.now)
+        """When each step of recent migrations from here happened (bench, debugging)."""
 
     @property
     def gate(self) -> Gate:
@@ -271,7 +274,9 @@ class HandoffSource:
                 raise NotOwnerHere(f"{agent} is not ticking on this node (it is {state})")
             epoch = port.record.epoch
             mid = ctx.env.token(16)
+            self.trace.mark(mid, "begin")
             await port.handle(BeginHandoff(target, mid))
+            self.trace.mark(mid, "stopped")
             self._step(agent, epoch, mid, "begin", target)
             try:
                 outcome, pending = await self._handoff(port, epoch, mid, target)
@@ -287,6 +292,7 @@ class HandoffSource:
                 reason = AbortReason.REJECTED if outcome.code else AbortReason.TIMEOUT
                 await port.handle(HandoffAborted(mid, reason))
             self._step(agent, epoch, mid, outcome.result.value.lower(), target, outcome.reason)
+            self.trace.mark(mid, "done")
         if outcome.result is MigrationResult.TRANSFERRED:
             with trio.move_on_after(ctx.config.request_timeout_s):
                 await self.messenger.confirmation(mid).wait()
@@ -348,6 +354,7 @@ class HandoffSource:
         ctx = self.ctx
         agent = port.agent
         checkpoint = await self.runner.handoff_checkpoint(agent)
+        self.trace.mark(mid, "snapshot")
         blob = checkpoint.encode()
         custody = await ctx.store.custody(agent)
         previous = custody[-1]
@@ -376,13 +383,17 @@ class HandoffSource:
             except PeerUnreachable as exc:
                 answer[0] = None
                 log.info("offer not answered", agent=agent, step=str(exc))
+            self.trace.mark(mid, "offer_answered")
 
+        async def prepare_it() -> None:
+            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+            self.trace.mark(mid, "promised")
+
+        self.trace.mark(mid, "offer_built")
         with trio.move_on_after(ctx.config.handoff_deadline_s):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(offer_it)
-                nursery.start_soon(
-                    drive, ctx.transport, claim, claim.start(), ctx.config.claim_round_s
-                )
+                nursery.start_soon(prepare_it)
         reply = answer[0]
         if isinstance(claim.outcome, Stale):
             await port.handle(ClaimStale(claim.outcome.latest))
@@ -431,11 +442,14 @@ class HandoffSource:
         else:
             sends = []
         if claim.phase is ClaimPhase.ACCEPTING:
+            self.trace.mark(mid, "accept_sent")
             with trio.move_on_after(ctx.config.handoff_deadline_s):
                 await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
         outcome = claim.outcome
         if isinstance(outcome, Chosen):
+            self.trace.mark(mid, "chosen")
             await port.handle(ClaimResolved(outcome.start, blob))
+            self.trace.mark(mid, "retired")
             owner = outcome.start.owner
             if owner == target:
                 return MigrationOutcome(
@@ -465,6 +479,8 @@ class HandoffTarget:
     def __init__(self, ctx: ClaimContext, runner: AgentRunner) -> None:
         self.ctx = ctx
         self.runner = runner
+        self.trace = PhaseTrace(ctx.env.now)
+        """When each step of recent migrations to here happened (bench, debugging)."""
 
     @property
     def me(self) -> bytes:
@@ -473,6 +489,8 @@ class HandoffTarget:
     async def on_offer(self, sender: bytes, offer: Offer) -> Message:
         ctx = self.ctx
         agent = offer.agent
+        mid = offer.migration_id
+        self.trace.mark(mid, "offer_received")
         if offer.sender != sender:
             return Reject(self.me, agent, offer.migration_id, RejectCode.WRONG_SENDER)
         if ctx.gate.busy(agent):
@@ -481,15 +499,19 @@ class HandoffTarget:
             held = await ctx.store.custody(agent) if port.record.state is not ABSENT else []
             try:
                 copy = check_offer(offer, sender, held)
+                self.trace.mark(mid, "offer_checked")
                 wasm = await self._module(offer, sender)
+                self.trace.mark(mid, "module")
                 size = sum(len(b) for b in copy.entries) + len(wasm) + len(offer.manifest)
                 refusal = await self.runner.admit_offer(wasm, offer.manifest, size)
+                self.trace.mark(mid, "admitted")
                 if refusal is not None:
                     raise OfferInvalid(*refusal)
             except OfferInvalid as exc:
                 actions = await port.handle(OfferRefused(offer.migration_id, exc.code, exc.reason))
                 return replies(actions, self.me, agent)
             await ctx.store.put_module(wasm, offer.manifest)
+            self.trace.mark(mid, "module_stored")
             start = copy.epoch_start
             actions = await port.handle(
                 OfferPrepared(
@@ -501,6 +523,7 @@ class HandoffTarget:
                     entries=copy.entries,
                 )
             )
+            self.trace.mark(mid, "prepared")
             return replies(actions, self.me, agent)
 
     async def _module(self, offer: Offer, sender: bytes) -> bytes:
@@ -522,6 +545,7 @@ class HandoffTarget:
     async def on_commit(self, sender: bytes, commit: Commit) -> Message:
         ctx = self.ctx
         agent = commit.agent
+        self.trace.mark(commit.migration_id, "commit_received")
         async with ctx.gate.agent(agent) as port:
             record = port.record
             start: EpochStart | None = None
@@ -543,6 +567,7 @@ class HandoffTarget:
                 custody = await ctx.store.custody(agent)
                 start = custody[-1] if custody else None
             actions = await port.handle(CommitReceived(commit.migration_id, start))
+            self.trace.mark(commit.migration_id, "started")
             return replies(actions, self.me, agent)
 
     async def on_abort(self, sender: bytes, abort: Abort) -> Message:

@@ -127,6 +127,9 @@ class TickSink(Protocol):
     ) -> list[BaseException | None]:
         """Append each (agent, epoch, checkpoint); per commit, None or why it was refused."""
 
+    def take_compacted(self) -> list[str]:
+        """Agents whose stored lineage retention shrank since the last call."""
+
 
 @dataclass
 class _Slot:
@@ -312,6 +315,7 @@ class TickScheduler:
                 else:
                     raise error
             history.flush()
+            self._remeasure(self.sink.take_compacted())
             for slot, error in full:
                 # Nothing was written: roll the agent back to its committed head, pause all.
                 self._suspend(f"the store reports the disk full: {error}")
@@ -461,6 +465,13 @@ class TickScheduler:
         )
         for agent, size in zip(unknown, sizes, strict=True):
             agent.stored_bytes = size
+
+    def _remeasure(self, agents: Sequence[str]) -> None:
+        """Retention dropped rows of these agents: measure their stored size again."""
+        for did in agents:
+            slot = self._slots.get(did)
+            if slot is not None:
+                slot.agent.stored_bytes = None
 
     async def _rebuild(self, agent: HostedAgent) -> None:
         """Roll an agent back to its committed head (the host stopped it: no charge)."""

@@ -1,21 +1,95 @@
 """The scheduler's :class:`~igor_p2p.runtime.scheduler.TickSink` on the SQLite store: every
-agent's ticks of one batch in one group-committed transaction, each fenced on its own."""
+agent's ticks of one batch in one group-committed transaction, each fenced on its own.
+
+Retention runs here, in the same transactions: once an agent has committed
+:data:`COMPACT_EVERY` checkpoints since its last compaction, a
+:class:`~igor_p2p.store.ops.CompactLineage` group (at most
+:data:`~igor_p2p.store.retention.COMPACTION_BATCH` rows) rides along with the batch's ticks.
+It is a group of its own, so a failing compaction never refuses a tick, and it costs no fsync
+of its own: ticking never pauses for it. An agent's stored lineage therefore stays near the
+policy's keep-set (its last ``keep_last`` checkpoints plus custody) whatever its age.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.logs import get_logger
 from igor_p2p.store.committer import GroupCommitter
-from igor_p2p.store.ops import AppendTicks
+from igor_p2p.store.ops import AppendTicks, Compaction, CompactLineage, Op
+from igor_p2p.store.retention import COMPACTION_BATCH, Retention
+
+log = get_logger(__name__)
+
+COMPACT_EVERY = 64
+"""Checkpoints an agent commits between two compactions (so each drops about this many rows,
+well under one :data:`COMPACTION_BATCH`)."""
+TRACKED_AGENTS = 65_536
+"""Agents whose commits since their last compaction are counted (least recently ticked
+beyond this are forgotten; they are compacted again after ``COMPACT_EVERY`` more)."""
 
 
 class StoreTickSink:
-    def __init__(self, committer: GroupCommitter) -> None:
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        retention: Retention | None = None,
+        *,
+        compact_every: int = COMPACT_EVERY,
+    ) -> None:
         self.committer = committer
+        self.retention = retention if retention is not None else Retention()
+        self.compact_every = max(1, compact_every)
+        self._since: BoundedLRU[str, int] = BoundedLRU(TRACKED_AGENTS)
+        self._compacted: set[str] = set()
+        self.rows_dropped = 0
+        """Lineage rows compaction dropped so far (for tests and the bench)."""
 
     async def commit_ticks(
         self, commits: Sequence[tuple[str, int, Checkpoint]]
     ) -> list[BaseException | None]:
-        groups = [[AppendTicks.of(agent, epoch, [ck])] for agent, epoch, ck in commits]
-        return list(await self.committer.commit_groups(groups))
+        groups: list[list[Op]] = [
+            [AppendTicks.of(agent, epoch, [ck])] for agent, epoch, ck in commits
+        ]
+        due = self._due([agent for agent, _epoch, _ck in commits])
+        groups += [
+            [CompactLineage(agent, self.retention.keep_last, COMPACTION_BATCH)] for agent in due
+        ]
+        results = await self.committer.commit_each(groups)
+        ticks, compactions = results[: len(commits)], results[len(commits) :]
+        for agent, result in zip(due, compactions, strict=True):
+            self._compacted_one(agent, result)
+        return [r if isinstance(r, BaseException) else None for r in ticks]
+
+    def take_compacted(self) -> list[str]:
+        """Agents whose stored lineage shrank since the last call (their size is re-measured)."""
+        out = sorted(self._compacted)
+        self._compacted.clear()
+        return out
+
+    def _due(self, agents: Sequence[str]) -> list[str]:
+        if self.retention.retain_all:
+            return []
+        due = []
+        for agent in dict.fromkeys(agents):
+            count = self._since.get(agent, 0) + 1
+            self._since[agent] = count
+            if count >= self.compact_every:
+                due.append(agent)
+        return due
+
+    def _compacted_one(self, agent: str, result: list[object] | BaseException) -> None:
+        if isinstance(result, BaseException):
+            log.warning("compaction failed", agent=agent, step=str(result))
+            self._since[agent] = 0
+            return
+        (compaction,) = result
+        assert isinstance(compaction, Compaction)
+        if compaction.dropped:
+            self.rows_dropped += compaction.dropped
+            self._compacted.add(agent)
+        # More to drop (an agent's first compaction, or one that had fallen behind): again
+        # with the next batch; otherwise after another COMPACT_EVERY commits.
+        self._since[agent] = self.compact_every - 1 if compaction.more else 0
