@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import trio
 
-from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Stale
+from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Failed, Stale
 from igor_p2p.authority.custody import EpochStart, InvalidCustody, chain_after, next_start
 from igor_p2p.authority.events import (
     AbortReason,
@@ -48,6 +48,7 @@ from igor_p2p.authority.events import (
 from igor_p2p.authority.record import ABSENT, Phase
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness_choice import choose_witnesses
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.core.claims import Claimant, ClaimContext, drive
 from igor_p2p.core.gate import AgentPort, Gate
 from igor_p2p.core.offer_check import OfferInvalid, check_offer
@@ -55,6 +56,8 @@ from igor_p2p.core.phases import PhaseTrace
 from igor_p2p.core.ports import AgentRunner, PeerUnreachable
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.custody import UnsignedTransferRecord
+from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.logs import get_logger
 from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import (
@@ -74,6 +77,9 @@ from igor_p2p.wire.messages import (
 )
 
 log = get_logger(__name__)
+
+KNOWN_HOLDERS = 4096
+"""(node, module) pairs a source remembers as held (an OFFER to them carries no module)."""
 
 
 class MigrationResult(enum.StrEnum):
@@ -232,6 +238,19 @@ class Messenger:
                 nursery.start_soon(tell, node)
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """What a source gathered before stopping the agent."""
+
+    custody: list[EpochStart]
+    manifest: bytes
+    wasm: bytes | None
+    """The module, for a target not known to hold it (it then needs no GET_MODULE)."""
+    wasm_hash: bytes
+    claim: Claim
+    """Its phase 1 is done: promises (WAITING_VALUE), or an adopted record's outcome."""
+
+
 class HandoffSource:
     """Moves agents this node owns to other nodes."""
 
@@ -244,6 +263,8 @@ class HandoffSource:
         self.messenger = messenger
         self.trace = PhaseTrace(ctx.env.now)
         """When each step of recent migrations from here happened (bench, debugging)."""
+        self._holders: BoundedLRU[tuple[bytes, bytes], None] = BoundedLRU(KNOWN_HOLDERS)
+        """(node, wasm hash) pairs known to hold that module: an OFFER to them leaves it out."""
 
     @property
     def gate(self) -> Gate:
@@ -274,12 +295,18 @@ class HandoffSource:
                 raise NotOwnerHere(f"{agent} is not ticking on this node (it is {state})")
             epoch = port.record.epoch
             mid = ctx.env.token(16)
+            self.trace.mark(mid, "prepare")
+            ready = await self._before_pause(port, epoch, mid, target)
+            if isinstance(ready, MigrationOutcome):
+                # Nothing left this node that could be chosen, and the agent never stopped.
+                self._step(agent, epoch, mid, ready.result.value.lower(), target, ready.reason)
+                return ready
             self.trace.mark(mid, "begin")
             await port.handle(BeginHandoff(target, mid))
             self.trace.mark(mid, "stopped")
             self._step(agent, epoch, mid, "begin", target)
             try:
-                outcome, pending = await self._handoff(port, epoch, mid, target)
+                outcome, pending = await self._handoff(port, epoch, mid, target, ready)
             except BaseException:
                 if port.machine.run.phase is Phase.HANDING_OFF:
                     with trio.CancelScope(shield=True):
@@ -303,6 +330,43 @@ class HandoffSource:
                 confirmed=self.messenger.confirmation(mid).is_set(),
             )
         return outcome
+
+    async def _before_pause(
+        self, port: AgentPort, epoch: int, mid: bytes, target: bytes
+    ) -> _Ready | MigrationOutcome:
+        """What needs the agent's lock but not the agent stopped: the custody, the manifest and
+        phase 1 of the claim (a promise fixes nothing: until ACCEPT leaves, the handoff may still
+        be dropped). A MigrationOutcome when there is no point stopping the agent at all."""
+        ctx = self.ctx
+        agent = port.agent
+        custody = await ctx.store.custody(agent)
+        if not custody or custody[-1].epoch != epoch:
+            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete")
+        previous = custody[-1]
+        genesis = decode_entry(custody[0].genesis)
+        assert isinstance(genesis, Checkpoint)
+        manifest = await ctx.store.manifest(genesis.manifest_hash)
+        if manifest is None:
+            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete")
+        wasm = None
+        if (target, genesis.wasm_hash) not in self._holders:
+            wasm = await ctx.store.module(genesis.wasm_hash)
+        claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
+        with trio.move_on_after(ctx.config.handoff_deadline_s):
+            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+        self.trace.mark(mid, "promised")
+        if (
+            claim.outcome is None
+            and not claim.accept_sent
+            and claim.phase is not ClaimPhase.WAITING_VALUE
+        ):
+            return MigrationOutcome(
+                MigrationResult.ABORTED, f"no witness quorum: {claim.missing()}"
+            )
+        if isinstance(claim.outcome, Failed) and not claim.accept_sent:
+            reason = claim.missing() or claim.outcome.reason
+            return MigrationOutcome(MigrationResult.ABORTED, f"no witness quorum: {reason}")
+        return _Ready(custody, manifest, wasm, genesis.wasm_hash, claim)
 
     async def transfer_offline(self, agent: str, target: bytes) -> MigrationOutcome:
         """Hand ``agent`` to ``target`` without talking to it (a bundle carries the copy): the
@@ -348,20 +412,19 @@ class HandoffSource:
             return MigrationOutcome(MigrationResult.ABORTED, claim.missing() or "no quorum")
 
     async def _handoff(
-        self, port: AgentPort, epoch: int, mid: bytes, target: bytes
+        self, port: AgentPort, epoch: int, mid: bytes, target: bytes, ready: _Ready
     ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:
         """Everything between BeginHandoff and the outcome (the caller holds the lock)."""
         ctx = self.ctx
         agent = port.agent
+        claim = ready.claim
+        if isinstance(claim.outcome, Stale):  # phase 1 proved a later epoch
+            await port.handle(ClaimStale(claim.outcome.latest))
+            return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
         checkpoint = await self.runner.handoff_checkpoint(agent)
         self.trace.mark(mid, "snapshot")
         blob = checkpoint.encode()
-        custody = await ctx.store.custody(agent)
-        previous = custody[-1]
-        manifest = await ctx.store.manifest(checkpoint.manifest_hash)
-        if manifest is None or previous.epoch != epoch:
-            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete"), None
-        after, chain = chain_after(custody, 0)
+        after, chain = chain_after(ready.custody, 0)
         offer = Offer(
             sender=ctx.key.public_key,
             agent=agent,
@@ -371,47 +434,34 @@ class HandoffSource:
             chain=chain,
             checkpoint=blob,
             wasm_hash=checkpoint.wasm_hash,
-            manifest=manifest,
-            wasm=None,
+            manifest=ready.manifest,
+            wasm=ready.wasm,
         )
-        claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
-        answer: list[Message | None] = [None]
-
-        async def offer_it() -> None:
-            try:
-                answer[0] = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
-            except PeerUnreachable as exc:
-                answer[0] = None
-                log.info("offer not answered", agent=agent, step=str(exc))
-            self.trace.mark(mid, "offer_answered")
-
-        async def prepare_it() -> None:
-            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
-            self.trace.mark(mid, "promised")
-
         self.trace.mark(mid, "offer_built")
-        with trio.move_on_after(ctx.config.handoff_deadline_s):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(offer_it)
-                nursery.start_soon(prepare_it)
-        reply = answer[0]
-        if isinstance(claim.outcome, Stale):
-            await port.handle(ClaimStale(claim.outcome.latest))
-            return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
-        if isinstance(reply, Reject):
-            return (
-                MigrationOutcome(
-                    MigrationResult.REJECTED, reply.reason or reply.code.value, reply.code
-                ),
-                None,
-            )
-        if not isinstance(reply, Ack):
-            why = "the target did not answer" if reply is None else "the target answered oddly"
-            return MigrationOutcome(MigrationResult.ABORTED, why), None
-        if reply.prepared_digest != checkpoint.digest() or reply.migration_id != mid:
-            return MigrationOutcome(MigrationResult.ABORTED, "the target acked another copy"), None
-        self._step(agent, epoch, mid, "ack_received", target)
+        reply: Message | None = None
         if claim.phase is ClaimPhase.WAITING_VALUE:
+            with trio.move_on_after(ctx.config.handoff_deadline_s):
+                try:
+                    reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
+                except PeerUnreachable as exc:
+                    log.info("offer not answered", agent=agent, step=str(exc))
+            self.trace.mark(mid, "offer_answered")
+            if isinstance(reply, Reject):
+                return (
+                    MigrationOutcome(
+                        MigrationResult.REJECTED, reply.reason or reply.code.value, reply.code
+                    ),
+                    None,
+                )
+            if not isinstance(reply, Ack):
+                why = "the target did not answer" if reply is None else "the target answered oddly"
+                return MigrationOutcome(MigrationResult.ABORTED, why), None
+            if reply.prepared_digest != checkpoint.digest() or reply.migration_id != mid:
+                return MigrationOutcome(
+                    MigrationResult.ABORTED, "the target acked another copy"
+                ), None
+            self._holders[(target, ready.wasm_hash)] = None
+            self._step(agent, epoch, mid, "ack_received", target)
             record = UnsignedTransferRecord(
                 agent=agent,
                 from_epoch=epoch,
@@ -422,7 +472,7 @@ class HandoffSource:
                 migration_id=mid,
                 wall_ns=ctx.env.wall_ns(),
                 witnesses=choose_witnesses(
-                    previous=previous.witnesses,
+                    previous=claim.previous.witnesses,
                     new_owner=target,
                     candidates=ctx.membership.up_nodes(),
                     down=ctx.membership.down_nodes(),
@@ -432,19 +482,10 @@ class HandoffSource:
                 ),
             ).sign(ctx.key)
             sends = claim.provide_value(record.encode())
-        elif claim.phase is ClaimPhase.ACCEPTING:
-            sends = []  # phase 1 adopted an earlier record: its outcome decides
-        elif claim.outcome is None or claim.phase is ClaimPhase.PREPARING:
-            return (
-                MigrationOutcome(MigrationResult.ABORTED, f"no witness quorum: {claim.missing()}"),
-                None,
-            )
-        else:
-            sends = []
-        if claim.phase is ClaimPhase.ACCEPTING:
             self.trace.mark(mid, "accept_sent")
-            with trio.move_on_after(ctx.config.handoff_deadline_s):
-                await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
+            if claim.phase is ClaimPhase.ACCEPTING:
+                with trio.move_on_after(ctx.config.handoff_deadline_s):
+                    await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
         outcome = claim.outcome
         if isinstance(outcome, Chosen):
             self.trace.mark(mid, "chosen")

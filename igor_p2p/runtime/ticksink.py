@@ -72,9 +72,12 @@ class StoreTickSink:
     def _due(self, agents: Sequence[str]) -> list[str]:
         if self.retention.retain_all:
             return []
+        counts: dict[str, int] = {}
+        for agent in agents:
+            counts[agent] = counts.get(agent, 0) + 1
         due = []
-        for agent in dict.fromkeys(agents):
-            count = self._since.get(agent, 0) + 1
+        for agent, added in counts.items():
+            count = self._since.get(agent, 0) + added
             self._since[agent] = count
             if count >= self.compact_every:
                 due.append(agent)

@@ -820,6 +820,16 @@ class Store:
         ).fetchone()
         return Checkpoint.decode(row[0]) if row is not None else None
 
+    def tail(self, agent: str) -> list[bytes]:
+        """The agent's blobs from its last checkpoint on (that checkpoint, then whatever custody
+        entries follow it), in chain order; empty without a checkpoint."""
+        row = self._conn.execute(
+            f"SELECT seq FROM lineage WHERE agent = ? AND kind IN ({CHECKPOINT_KINDS_SQL}) "
+            "ORDER BY seq DESC LIMIT 1",
+            (agent,),
+        ).fetchone()
+        return [] if row is None else self.lineage(agent, row[0])
+
     def lineage_bytes(self, agent: str) -> int:
         """Bytes of the agent's stored lineage entries (what its storage cap counts)."""
         row = self._conn.execute(
@@ -841,6 +851,13 @@ class Store:
             cached = tuple(read_custody(rows))
             self._custody.put(agent, cached)
         return list(cached)
+
+    def cached_custody(self, agent: str) -> list[EpochStart] | None:
+        """The agent's custody if it is in the cache (no I/O: safe from any thread, and as
+        fresh as a read serialised with the commits, since the cache changes only when one
+        lands)."""
+        cached = self._custody.items.get(agent)  # a plain read: no LRU reordering
+        return None if cached is None else list(cached)
 
     def module(self, wasm_hash: bytes) -> bytes | None:
         row = self._conn.execute("SELECT wasm FROM module WHERE hash = ?", (wasm_hash,)).fetchone()
