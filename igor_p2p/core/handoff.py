@@ -2,17 +2,23 @@
 
 Source (:meth:`HandoffSource.migrate`), holding the agent's lock throughout:
 
+0. While the agent still ticks: custody, manifest (and the module, for a target not known to
+   hold it) are read, and phase 1 of the claim runs — PREPARE for the next epoch to the current
+   witnesses. A promise fixes nothing, so it needs no pause; without a quorum the agent is never
+   stopped.
 1. ``BeginHandoff`` stops ticking. The runner snapshots a HANDOFF checkpoint (in memory).
-2. At once, in parallel: OFFER (custody + checkpoint) to the target, and PREPARE for the next
-   epoch to the current witnesses (phase 1 hides behind the target's validation and fsync).
-3. With an ACK for exactly that checkpoint and a quorum of promises, the source signs the
-   transfer record and sends ACCEPT (phase 2). Until that moment any failure aborts the
-   handoff and the source ticks on: no record that could be chosen ever left it.
+2. OFFER (custody + checkpoint) to the target, which verifies it, makes it durable and acks.
+3. With an ACK for exactly that checkpoint (and the promises), the source signs the transfer
+   record and sends ACCEPT (phase 2). Until that moment any failure aborts the handoff and the
+   source ticks on: no record that could be chosen ever left it.
 4. A joint quorum of ACCEPTED votes is the certificate: the source retires (durably, with the
    checkpoint, record and certificate) and sends COMMIT; the target persists ownership and only
    then ticks, and CONFIRMs.
    Without the certificate in time the decision stays open: the claimant keeps asking the
    witnesses in the background; the target settles on its own through them too.
+
+Both sides note when each step happened (:class:`~igor_p2p.core.phases.PhaseTrace`, for the
+bench and debugging).
 
 Target (:class:`HandoffTarget`): validates an OFFER completely before persisting
 HANDOFF_PENDING and acking; takes the epoch on a COMMIT whose record and certificate verify.
