@@ -6,20 +6,20 @@ loaded single-core node). Every figure is compared with a baseline measured in t
 **The lower bound** is the physical minimum of the handoff's critical path, from the moment the
 source stops the agent to the target's first tick, each part measured raw in this run:
 
-- phase 1, OFFER → ACK: one round trip and one fsync (the target makes its copy durable
-  before it acks; the witnesses' PREPARE → PROMISE, a round trip and an fsync each, runs at the
-  same time);
-- phase 2, ACCEPT → ACCEPTED: one round trip and one fsync (each witness makes its vote durable
-  before it answers);
+- OFFER → ACK: one round trip and one fsync (the target makes its copy durable before it acks;
+  the witnesses' PREPARE → PROMISE runs before the agent stops);
+- ACCEPT → ACCEPTED: one round trip and one fsync (each witness makes its vote durable before
+  it answers);
 - COMMIT: half a round trip to the target, which makes its ownership durable (one fsync) before
   its first tick.
 
 So ``2.5 × RTT + 3 × fsync``, where RTT is a raw framed request/reply (64 bytes) on a warm stream
 over the same libp2p connection the nodes use, and fsync a raw 4 KiB append + ``fdatasync`` on
-the disk the stores are on (what one SQLite WAL commit writes and waits for). (The source's own retirement need not be durable before the target
-ticks: a source that loses it claims a new epoch at restart and learns from the witnesses that
-the agent moved. Stopping, snapshotting and verifying cost CPU, not round trips or fsyncs, so
-they are not in the bound.)
+the disk the stores are on (what one SQLite WAL commit writes and waits for). The source's own
+retirement need not be durable before the target ticks (a source that loses it claims a new
+epoch at restart and learns from the witnesses that the agent moved), and stopping,
+snapshotting and verifying cost CPU, not round trips or fsyncs: none of them is in the bound.
+See ``docs/bench.md``.
 
 **The pause** of one hop is read from the nodes' histories and phase traces: from the later of
 the source's last tick end and the moment it stopped the agent, to the start of the target's
