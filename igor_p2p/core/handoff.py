@@ -487,6 +487,9 @@ class HandoffSource:
                     proposer=ctx.key.public_key,
                 ),
             ).sign(ctx.key)
+            witnessed = {w for start in ready.custody for w in start.witnesses}
+            for node in set(record.witnesses) - witnessed:
+                claim.presume_behind(node)
             sends = claim.provide_value(record.encode())
             self.trace.mark(mid, "accept_sent")
             if claim.phase is ClaimPhase.ACCEPTING:

@@ -217,6 +217,7 @@ class Libp2pTransport:
             return MESSAGES.decode(encode(await self._handler(self.me, asked)))
         route = route_of(message)
         body = encode(message)
+        self.stats[f"request_bytes:{message.TYPE}"] += FRAME_OVERHEAD + len(body)
         try:
             peer_id = ID.from_base58(peer_id_from_public_key(peer))
         except InvalidPeerId as exc:
@@ -400,6 +401,7 @@ class Libp2pTransport:
                 raise _HandlerFailed(_describe(exc)) from exc
             answer = encode(reply)
             self.stats["reply_bytes"] += FRAME_OVERHEAD + len(answer)
+            self.stats[f"reply_bytes:{reply.TYPE}"] += FRAME_OVERHEAD + len(answer)
             await write_frame(
                 stream,
                 REQUEST_NUMBER.pack(number) + answer,
