@@ -6,16 +6,17 @@ loaded single-core node). Every figure is compared with a baseline measured in t
 **The lower bound** is the physical minimum of the handoff's critical path, from the moment the
 source stops the agent to the target's first tick, each part measured raw in this run:
 
-- OFFER → ACK: one round trip and one fsync (the target makes its copy durable before it acks;
-  the witnesses' PREPARE → PROMISE runs before the agent stops);
+- OFFER → ACK: one round trip and one durable write of the state (the target makes its copy
+  durable before it acks; the witnesses' PREPARE → PROMISE runs before the agent stops);
 - ACCEPT → ACCEPTED: one round trip and one fsync (each witness makes its vote durable before
   it answers);
 - COMMIT: half a round trip to the target, which makes its ownership durable (one fsync) before
   its first tick.
 
 So ``2.5 × RTT + 3 × fsync``, where RTT is a raw framed request/reply (64 bytes) on a warm stream
-over the same libp2p connection the nodes use, and fsync a raw 4 KiB append + ``fdatasync`` on
-the disk the stores are on (what one SQLite WAL commit writes and waits for). The source's own
+over the same libp2p connection the nodes use, and fsync a raw append + ``fdatasync`` on the
+disk the stores are on (what one SQLite WAL commit writes and waits for): 4 KiB for the small
+writes, the state's size for the target's copy. The source's own
 retirement need not be durable before the target ticks (a source that loses it claims a new
 epoch at restart and learns from the witnesses that the agent moved), and stopping,
 snapshotting and verifying cost CPU, not round trips or fsyncs: none of them is in the bound.
@@ -45,6 +46,9 @@ AREA = "handoff"
 FSYNCS_IN_BOUND = 3
 RTTS_IN_BOUND = 2.5
 BOUND_NAME = "lower bound (2.5 RTT + 3 fsync)"
+STATE_SIZES = (64 * 1024, 1024 * 1024)
+"""State sizes whose durable write is measured for the bound of their pause rows."""
+KIB64 = 64 * 1024
 MIB = 1 << 20
 
 PHASES: tuple[tuple[str, str, str], ...] = (
@@ -265,12 +269,21 @@ def where_time_goes(ctx: BenchContext, label: str, phases: dict[str, float]) -> 
 class Bound:
     rtt_s: float
     fsync_s: float
+    """A small durable write (4 KiB)."""
+    fsync_of: dict[int, float]
+    """A durable write of this many bytes (the target's copy holds the state)."""
     mib_s: float
     """One 1 MiB frame written and acknowledged on a warm stream."""
 
-    @property
-    def seconds(self) -> float:
-        return RTTS_IN_BOUND * self.rtt_s + FSYNCS_IN_BOUND * self.fsync_s
+    def write_s(self, size: int) -> float:
+        fitting = [n for n in sorted(self.fsync_of) if n >= size]
+        return self.fsync_of[fitting[0]] if fitting and size > 4096 else self.fsync_s
+
+    def seconds(self, state_bytes: int = 0) -> float:
+        """The bound for an agent of ``state_bytes``: the target's copy is one write of it, the
+        witness vote and the target's ownership are small writes."""
+        small = (FSYNCS_IN_BOUND - 1) * self.fsync_s
+        return RTTS_IN_BOUND * self.rtt_s + small + self.write_s(state_bytes)
 
 
 async def measure_bound(a: Any, b: Any, workdir: Path, rounds: int) -> Bound:
@@ -314,15 +327,22 @@ async def measure_bound(a: Any, b: Any, workdir: Path, rounds: int) -> Bound:
             mibs.append(time.perf_counter() - start)
     finally:
         await stream.reset()
-    fsyncs = await trio.to_thread.run_sync(raw_fsyncs, workdir / "fsync-probe", rounds)
-    return Bound(statistics.median(rtts), statistics.median(fsyncs), statistics.median(mibs))
+    probe = workdir / "fsync-probe"
+    fsyncs = await trio.to_thread.run_sync(raw_fsyncs, probe, rounds, 4096)
+    sized = {
+        size: statistics.median(
+            await trio.to_thread.run_sync(raw_fsyncs, probe, max(5, rounds // 4), size)
+        )
+        for size in STATE_SIZES
+    }
+    return Bound(statistics.median(rtts), statistics.median(fsyncs), sized, statistics.median(mibs))
 
 
-def raw_fsyncs(path: Path, rounds: int) -> list[float]:
-    """Seconds of one 4 KiB append + fdatasync, ``rounds`` times: what one SQLite WAL commit
-    (synchronous=FULL) writes and waits for, without SQLite."""
+def raw_fsyncs(path: Path, rounds: int, size: int) -> list[float]:
+    """Seconds of one append of ``size`` bytes + fdatasync, ``rounds`` times: what one SQLite
+    WAL commit (synchronous=FULL) of that much writes and waits for, without SQLite."""
     out = []
-    page = os.urandom(4096)
+    page = os.urandom(size)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         for _ in range(rounds):
@@ -344,14 +364,16 @@ def pause_rows(
     phases: dict[str, float],
     bound: Bound,
     *,
+    state_bytes: int,
     p99: bool,
     extra_s: float = 0.0,
     extra_name: str = "",
 ) -> list[BenchRow]:
     p50 = percentile(pauses, 0.5)
-    limit = 2 * bound.seconds if not extra_s else bound.seconds + extra_s
+    floor = bound.seconds(state_bytes)
+    limit = 2 * floor if not extra_s else floor + extra_s
     baseline = BOUND_NAME if not extra_s else f"{BOUND_NAME} + {extra_name}"
-    baseline_s = bound.seconds if not extra_s else bound.seconds + extra_s
+    baseline_s = floor if not extra_s else floor + extra_s
     target = "≤ 2× lower bound" if not extra_s else f"≤ lower bound + {extra_name}"
     rows = [
         make_row(
@@ -375,9 +397,9 @@ def pause_rows(
                 value * 1e3,
                 "ms",
                 BOUND_NAME,
-                bound.seconds * 1e3,
+                floor * 1e3,
                 target="≤ 4× lower bound",
-                met=value <= 4 * bound.seconds,
+                met=value <= 4 * floor,
                 details={"hops": len(pauses)},
             )
         )
@@ -507,22 +529,26 @@ async def _measure(ctx: BenchContext) -> list[BenchRow]:
         bound = await measure_bound(a, b, workdir, sizes.bound_rounds)
         ctx.log(
             f"bound: RTT {bound.rtt_s * 1e3:.2f} ms, fsync {bound.fsync_s * 1e3:.2f} ms, "
-            f"1 MiB {bound.mib_s * 1e3:.2f} ms -> {bound.seconds * 1e3:.2f} ms"
+            f"1 MiB {bound.mib_s * 1e3:.2f} ms -> {bound.seconds(KIB64) * 1e3:.2f} ms (64 KiB)"
         )
         rows.append(
             make_row(
                 AREA,
                 BOUND_NAME,
-                bound.seconds * 1e3,
+                bound.seconds(KIB64) * 1e3,
                 "ms",
                 "itself",
-                bound.seconds * 1e3,
+                bound.seconds(KIB64) * 1e3,
                 details={
+                    "state_bytes": KIB64,
                     "rtt_ms": round(bound.rtt_s * 1e3, 3),
                     "fsync_ms": round(bound.fsync_s * 1e3, 3),
+                    **{f"fsync_{n}_ms": round(v * 1e3, 3) for n, v in bound.fsync_of.items()},
                     "mib_stream_ms": round(bound.mib_s * 1e3, 3),
-                    "definition": "OFFER/ACK RTT + target fsync; ACCEPT/ACCEPTED RTT + witness "
-                    "fsync; COMMIT half RTT + target fsync (raw, same run)",
+                    "bound_small_state_ms": round(bound.seconds(0) * 1e3, 3),
+                    "bound_1mib_state_ms": round(bound.seconds(1 << 20) * 1e3, 3),
+                    "definition": "OFFER/ACK RTT + target write of the state; ACCEPT/ACCEPTED "
+                    "RTT + witness fsync; COMMIT half RTT + target fsync (raw, same run)",
                 },
             )
         )
@@ -539,12 +565,13 @@ async def _measure(ctx: BenchContext) -> list[BenchRow]:
                     pauses,
                     phases,
                     bound,
+                    state_bytes=1 << 20,
                     p99=False,
                     extra_s=2 * bound.mib_s,
                     extra_name="2× raw 1 MiB stream",
                 )
             else:
-                rows += pause_rows(label, pauses, phases, bound, p99=p99)
+                rows += pause_rows(label, pauses, phases, bound, state_bytes=KIB64, p99=p99)
 
         ctx.log("cold migration (no connection: dial included)")
         pauses, phases, calls = await cold_hops(ctx, a, b, sizes.cold_hops, clocks)
@@ -556,10 +583,10 @@ async def _measure(ctx: BenchContext) -> list[BenchRow]:
                 "cold migration pause p50 (dial included)",
                 cold * 1e3,
                 "ms",
-                BOUND_NAME,
-                bound.seconds * 1e3,
+                f"{BOUND_NAME}, 8-byte state",
+                bound.seconds(0) * 1e3,
                 target="≤ 3× lower bound",
-                met=cold <= 3 * bound.seconds,
+                met=cold <= 3 * bound.seconds(0),
                 details={
                     "hops": len(pauses),
                     "migrate_call_p50_ms": round(percentile(calls, 0.5) * 1e3, 3),
@@ -576,10 +603,10 @@ async def _measure(ctx: BenchContext) -> list[BenchRow]:
                 f"migrations/s, {sizes.wave_agents} agents leaving one node at once",
                 rate,
                 "1/s",
-                "1 / lower bound",
-                1 / bound.seconds,
+                "1 / lower bound (8-byte state)",
+                1 / bound.seconds(0),
                 target="≥ 0.5× (1 / lower bound)",
-                met=rate >= 0.5 / bound.seconds,
+                met=rate >= 0.5 / bound.seconds(0),
                 details={k.lower(): v for k, v in results.items()},
             )
         )
@@ -688,9 +715,16 @@ async def storage_row(node: Any, did: str, ticks: int, checkpoint_bytes: int) ->
         "B",
         f"the keep-set: {DEFAULT_KEEP_LAST} checkpoints + custody",
         keep,
-        target=f"≤ keep-set + {COMPACT_EVERY} checkpoints (one compaction interval)",
-        met=stored <= keep + COMPACT_EVERY * checkpoint_bytes,
-        details={"rows": rows, "custody_rows": custody, "checkpoint_bytes": checkpoint_bytes},
+        target=f"≤ keep-set + {2 * COMPACT_EVERY} checkpoints",
+        met=stored <= keep + 2 * COMPACT_EVERY * checkpoint_bytes,
+        details={
+            "rows": rows,
+            "custody_rows": custody,
+            "checkpoint_bytes": checkpoint_bytes,
+            "why": f"compaction runs every {COMPACT_EVERY} commits of an agent; the builder "
+            f"commits {COMPACT_EVERY} ticks per transaction, so up to twice that many are "
+            "not compacted yet when measured",
+        },
     )
 
 
