@@ -223,6 +223,7 @@ class Messenger:
 
     async def _learn(self, agent: str, start: EpochStart) -> None:
         ctx = self.ctx
+        await ctx.env.sleep(ctx.config.learn_delay_s)
         custody = await ctx.store.custody(agent)
         if not custody or custody[-1].epoch < start.epoch:
             custody = [*custody, start] if custody else []
