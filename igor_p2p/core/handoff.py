@@ -359,6 +359,10 @@ class HandoffSource:
         if (target, genesis.wasm_hash) not in self._holders:
             wasm = await ctx.store.module(genesis.wasm_hash)
         claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
+        if previous.is_genesis:  # no claim was ever chosen: no witness holds the custody yet
+            for node in previous.witnesses:
+                if node != ctx.key.public_key:
+                    claim.presume_behind(node)
         with trio.move_on_after(ctx.config.handoff_deadline_s):
             await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
         self.trace.mark(mid, "promised")
