@@ -124,10 +124,21 @@ async def start_node(
         idle_interval_s=0.02,
         busy_interval_s=0.02,
         checkpoint_every=100_000,
-        announce_interval_s=0.5,
+        announce_interval_s=1.0,
         log_level="ERROR",
     )
     return await nursery.start(Node(config).run)
+
+
+async def connect_all(nodes: Sequence[Any]) -> None:
+    """Every node dials every other one (so any of them can be a target or a witness at once;
+    peer discovery would get there too, in its own time)."""
+    from igor_p2p.net.host import dial, full_addrs
+
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                await dial(node.api.host, full_addrs(other.api.host)[0], timeout_s=10)
 
 
 def key_of(node: Any) -> bytes:
@@ -212,6 +223,7 @@ class Hop:
     migration_id: bytes
     call_s: float
     result: str
+    reason: str = ""
 
 
 def hop_figures(hop: Hop, clocks: Clocks) -> tuple[float, dict[str, float]] | None:
@@ -247,7 +259,24 @@ async def migrate(source: Any, target: Any, did: str) -> Hop:
     outcome = await core.migrate(did, key_of(target))
     call_s = time.perf_counter() - started
     mid = core.source.trace.migrations()[-1]
-    return Hop(source, target, did, epoch, mid, call_s, outcome.result.value)
+    return Hop(source, target, did, epoch, mid, call_s, outcome.result.value, outcome.reason)
+
+
+async def owner(nodes: Sequence[Any], did: str, timeout: float = 60) -> Any:
+    """The node that ticks ``did`` (waiting until one does)."""
+    with trio.fail_after(timeout):
+        while True:
+            for node in nodes:
+                if did in node.api.scheduler.agents:
+                    return node
+            await trio.sleep(0.005)
+
+
+def note_failures(ctx: BenchContext, hops: Sequence[Hop]) -> None:
+    failed = [h for h in hops if h.result != "TRANSFERRED"]
+    if failed:
+        why = "; ".join(sorted({f"{h.result} {h.reason}".strip() for h in failed}))
+        ctx.log(f"warning: {len(failed)} of {len(hops)} hops did not transfer: {why}")
 
 
 def phase_medians(all_phases: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -417,24 +446,21 @@ async def ping_pong(
     pauses: list[float] = []
     phases: list[dict[str, float]] = []
     done: list[Hop] = []
-    for n in range(hops):
-        src, dst = nodes[n % 2], nodes[(n + 1) % 2]
-        await ticking(src, did)
+    for _ in range(hops):
+        src = await owner(nodes, did)
+        dst = nodes[1] if src is nodes[0] else nodes[0]
         await trio.sleep(HOP_SPACING_S)  # each pause alone; a few ticks in the epoch
         hop = await migrate(src, dst, did)
         done.append(hop)
-    owner = nodes[hops % 2]
-    await ticking(owner, did)
+    holder = await owner(nodes, did)
     await trio.sleep(0.1)  # let the last first tick reach the history
     for hop in done:
         figures = hop_figures(hop, clocks)
         if figures is not None:
             pauses.append(figures[0])
             phases.append(figures[1])
-    await owner.api.halt(did, "benchmark done")
-    failed = len(done) - len(pauses)
-    if failed:
-        ctx.log(f"warning: {failed} of {len(done)} hops of {example} did not transfer")
+    await holder.api.halt(did, "benchmark done")
+    note_failures(ctx, done)
     return pauses, phase_medians(phases), done
 
 
@@ -445,15 +471,14 @@ async def cold_hops(
 
     did = await launch(a, "counter")
     done: list[Hop] = []
-    for n in range(hops):
-        src, dst = (a, b) if n % 2 == 0 else (b, a)
-        await ticking(src, did)
+    for _ in range(hops):
+        src = await owner((a, b), did)
+        dst = b if src is a else a
         await trio.sleep(HOP_SPACING_S)
         await src.api.host.disconnect(ID.from_base58(dst.api.services.peer_id))
         await dst.api.host.disconnect(ID.from_base58(src.api.services.peer_id))
         done.append(await migrate(src, dst, did))
-    owner = b if hops % 2 else a
-    await ticking(owner, did)
+    holder = await owner((a, b), did)
     await trio.sleep(0.1)
     pauses, phases = [], []
     for hop in done:
@@ -461,7 +486,8 @@ async def cold_hops(
         if figures is not None:
             pauses.append(figures[0])
             phases.append(figures[1])
-    await owner.api.halt(did, "benchmark done")
+    await holder.api.halt(did, "benchmark done")
+    note_failures(ctx, done)
     return pauses, phase_medians(phases), [h.call_s for h in done]
 
 
@@ -619,29 +645,29 @@ async def _measure(ctx: BenchContext) -> list[BenchRow]:
             await start_node(workdir, f"t{n}", nursery, boot) for n in range(sizes.aged_targets)
         ]
         await wait_for_peers([a, b, *targets])
+        everyone = [a, b, *targets]
+        await connect_all(everyone)
         for did in (aged.did, young.did):
-            await ticking(a, did)
+            await ticking(a, did, timeout=120)
         aged_hops: list[Hop] = []
         young_hops: list[Hop] = []
         first_bytes: dict[str, int] = {}
-        holders = {aged.did: a, young.did: a}
         for n, target in enumerate(targets):
             order = (aged.did, young.did) if n % 2 == 0 else (young.did, aged.did)
             for did in order:
-                source = holders[did]
-                await ticking(source, did)
+                source = await owner(everyone, did)
                 await trio.sleep(HOP_SPACING_S)
                 before = transport_bytes([a, b, *targets])
                 hop = await migrate(source, target, did)
                 await trio.sleep(0.2)  # LEARN to the witnesses is part of the migration
-                if did == aged.did and n == 0:
+                if did == aged.did and not first_bytes and hop.result == "TRANSFERRED":
                     after = transport_bytes([a, b, *targets])
                     first_bytes = {k: after[k] - before[k] for k in after}
                 (aged_hops if did == aged.did else young_hops).append(hop)
-                holders[did] = target
-        for did, holder in holders.items():
-            await ticking(holder, did)
+        for did in (aged.did, young.did):
+            await owner(everyone, did)
         await trio.sleep(0.1)
+        note_failures(ctx, aged_hops + young_hops)
         figures = {
             name: [f for h in hops if (f := hop_figures(h, clocks)) is not None]
             for name, hops in (("aged", aged_hops), ("young", young_hops))
