@@ -135,10 +135,9 @@ async def connect_all(nodes: Sequence[Any]) -> None:
     peer discovery would get there too, in its own time)."""
     from igor_p2p.net.host import dial, full_addrs
 
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                await dial(node.api.host, full_addrs(other.api.host)[0], timeout_s=10)
+    for i, node in enumerate(nodes):
+        for other in nodes[i + 1 :]:
+            await dial(node.api.host, full_addrs(other.api.host)[0], timeout_s=10)
 
 
 def key_of(node: Any) -> bytes:
