@@ -38,6 +38,9 @@ from igor_p2p.store.sqlite import Store
 
 KNOWN_FILES = 4096
 """Module and manifest hashes the adapter remembers as stored."""
+CACHED_MODULES = 32
+CACHED_MODULE_BYTES = 1024 * 1024
+"""Modules up to this size are kept in memory (at most CACHED_MODULES of them)."""
 
 
 class SqliteAuthorityStore:
@@ -50,6 +53,8 @@ class SqliteAuthorityStore:
         self._stored: BoundedLRU[bytes, None] = BoundedLRU(KNOWN_FILES)
         """Hashes of modules and manifests known to be durable here (they are never deleted),
         so storing one again costs no transaction."""
+        self._modules: BoundedLRU[bytes, bytes] = BoundedLRU(CACHED_MODULES)
+        """Small modules by hash (content-addressed, so never stale): no read on a handoff."""
 
     # ---------------------------------------------------------------- authority
 
@@ -114,12 +119,22 @@ class SqliteAuthorityStore:
         await self.committer.commit([PutModule(wasm), PutManifest(manifest)])
         for h in hashes:
             self._stored[h] = None
+        self._remember(hashes[0], wasm)
 
     async def module(self, wasm_hash: bytes) -> bytes | None:
+        cached = self._modules.get(wasm_hash)
+        if cached is not None:
+            await trio.lowlevel.checkpoint()
+            return cached
         wasm = await self.committer.read(lambda s: s.module(wasm_hash))
         if wasm is not None:
             self._stored[wasm_hash] = None
+            self._remember(wasm_hash, wasm)
         return wasm
+
+    def _remember(self, wasm_hash: bytes, wasm: bytes) -> None:
+        if len(wasm) <= CACHED_MODULE_BYTES:
+            self._modules[wasm_hash] = wasm
 
     async def manifest(self, manifest_hash: bytes) -> bytes | None:
         data = await self.committer.read_inline(lambda s: s.manifest(manifest_hash))
