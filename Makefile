@@ -45,8 +45,13 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m igor_p2p.bench
 
+# Long runs: the soak-marked tests (real-process testnet schedules, big fuzz budgets) and
+# 200,000 simulation schedules (it prints the schedules per second).
+SOAK_SIM_SCHEDULES ?= 200000
+
 soak: $(STAMP)
-	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider
+	$(BIN)/python -m pytest -q -s -m soak -p no:cacheprovider
+	$(BIN)/python -m igor_p2p.sim sweep --first 100001 --count $(SOAK_SIM_SCHEDULES) --procs 2
 
 clean:
 	rm -rf $(VENV) .bench .pytest_cache build *.egg-info

@@ -36,6 +36,8 @@ from testnet.history import (
 TERMINAL_STATES = frozenset({"BUDGET_EXHAUSTED", "HALTED"})
 OWNING_STATES = frozenset({"ACTIVE_OWNER", "HANDOFF_INITIATED", "HANDOFF_PENDING"})
 RECOVERY = "RECOVERY_REQUIRED"
+UNEXPECTED_ERROR = "UNEXPECTED_ERROR"
+"""The ``recovery`` of an authority event when a node's own code failed (RecoveryReason)."""
 
 # ---------------------------------------------------------------------------------------------
 # store snapshots (filled by the harness from each node's SQLite store)
@@ -151,13 +153,23 @@ def _d(digest: str) -> str:
     return digest[:12] if digest else "-"
 
 
+@dataclass(frozen=True, slots=True)
+class OwnershipWindow(TickSpan):
+    """One node's run of one epoch: from the start of its first tick (``tick``) to the end of
+    its last (``last_tick``), ``ticks`` ticks in all."""
+
+    last_tick: int = 0
+    ticks: int = 1
+
+
 @dataclass(frozen=True)
 class OverlapViolation(Violation):
-    """(a) Two nodes ticked the agent during overlapping intervals."""
+    """(a) The ownership windows of two nodes interleave: both held the agent at once, whether
+    their single ticks overlapped or they took turns."""
 
     check: ClassVar[str] = "overlap"
-    first: TickSpan
-    second: TickSpan
+    first: OwnershipWindow
+    second: OwnershipWindow
 
     @property
     def overlap_ns(self) -> int:
@@ -166,9 +178,10 @@ class OverlapViolation(Violation):
     def summary(self) -> str:
         a, b = self.first, self.second
         return (
-            f"agent {self.agent}: {a.node} ticked [{a.start_ns}, {a.end_ns}] (epoch {a.epoch} "
-            f"tick {a.tick}) while {b.node} ticked [{b.start_ns}, {b.end_ns}] (epoch {b.epoch} "
-            f"tick {b.tick}); overlap {self.overlap_ns} ns"
+            f"agent {self.agent}: {a.node} held epoch {a.epoch} over [{a.start_ns}, {a.end_ns}] "
+            f"(ticks {a.tick}..{a.last_tick}, {a.ticks} ticks) while {b.node} held epoch "
+            f"{b.epoch} over [{b.start_ns}, {b.end_ns}] (ticks {b.tick}..{b.last_tick}, "
+            f"{b.ticks} ticks); overlap {self.overlap_ns} ns"
         )
 
     def highlight_spans(self) -> tuple[TickSpan, ...]:
@@ -334,6 +347,28 @@ class LostCommitViolation(Violation):
         return (self.node,)
 
 
+@dataclass(frozen=True)
+class UnexpectedErrorViolation(Violation):
+    """(g) A node halted the agent because of an unexpected error in its own code (a bug, or
+    peer input it did not check): the node survived, but a peer must never be able to cause
+    this."""
+
+    check: ClassVar[str] = "robustness"
+    node: str
+    epoch: int
+    mono_ns: int
+    reason: str | None
+
+    def summary(self) -> str:
+        return (
+            f"agent {self.agent}: {self.node} entered RECOVERY_REQUIRED at epoch {self.epoch} "
+            f"({self.mono_ns} ns) on an unexpected error: {self.reason or 'no detail'}"
+        )
+
+    def nodes(self) -> tuple[str, ...]:
+        return (self.node,)
+
+
 @dataclass(frozen=True, slots=True)
 class FinalState:
     node: str
@@ -409,14 +444,23 @@ class CheckOutcome:
         return CheckCount(self.checked, self.violation_count, self.skipped, self.note)
 
 
-CHECK_NAMES = ("overlap", "lineage", "epochs", "budget", "durability", "liveness")
+CHECK_NAMES = (
+    "overlap",
+    "lineage",
+    "epochs",
+    "budget",
+    "durability",
+    "liveness",
+    "robustness",
+)
 CHECK_TITLES = {
-    "overlap": "(a) no overlapping ticks across nodes",
+    "overlap": "(a) ownership windows never interleave",
     "lineage": "(b) one linear lineage (no fork, no gap)",
     "epochs": "(c) epochs increase, one owner per epoch",
     "budget": "(d) budget conserved",
     "durability": "(e) no committed checkpoint lost",
     "liveness": "(f) liveness after heal",
+    "robustness": "(g) no agent halted by an unexpected error",
 }
 
 
@@ -565,30 +609,49 @@ def build_lineages(
 # (a) overlap
 
 
-def check_overlap(history: Histories, *, limit: int = 1000) -> CheckOutcome:
-    """No two nodes' tick intervals for one agent overlap (intervals sharing only an endpoint
-    do not overlap). Sort by start, sweep keeping the latest-ending interval and the
-    latest-ending interval of any *other* node: O(n log n); every tick that overlaps an
-    earlier-starting tick of another node is reported once, paired with that tick."""
-    out = CheckOutcome("overlap", limit=limit)
-    per_agent: dict[str, list[TickEvent]] = defaultdict(list)
+def ownership_windows(history: Histories) -> dict[str, list[OwnershipWindow]]:
+    """Per agent: one window per (node, epoch) from the first tick's start to the last tick's
+    end, sorted by start."""
+    spans: dict[tuple[str, str, int], list[TickEvent]] = defaultdict(list)
     for t in history.ticks:
-        per_agent[t.agent].append(t)
-    for agent, ticks in per_agent.items():
-        ticks.sort(key=lambda t: (t.start_ns, t.end_ns))
-        out.checked += len(ticks)
-        best: TickEvent | None = None  # latest end so far
-        other: TickEvent | None = None  # latest end among nodes other than best's
-        for t in ticks:
-            rival = best if best is not None and best.node != t.node else other
-            if rival is not None and t.start_ns < rival.end_ns:
-                out.add(OverlapViolation(agent, TickSpan.of(rival), TickSpan.of(t)))
-            if best is None or t.end_ns > best.end_ns:
-                if best is not None and best.node != t.node:
+        spans[(t.agent, t.node, t.epoch)].append(t)
+    windows: dict[str, list[OwnershipWindow]] = defaultdict(list)
+    for (agent, node, epoch), ticks in spans.items():
+        first = min(ticks, key=lambda t: (t.start_ns, t.tick))
+        last = max(ticks, key=lambda t: (t.end_ns, t.tick))
+        windows[agent].append(
+            OwnershipWindow(
+                node, epoch, first.tick, first.start_ns, last.end_ns, last.tick, len(ticks)
+            )
+        )
+    for agent_windows in windows.values():
+        agent_windows.sort(key=lambda w: (w.start_ns, w.end_ns, w.node))
+    return windows
+
+
+def check_overlap(history: Histories, *, limit: int = 1000) -> CheckOutcome:
+    """Ownership windows of different nodes never interleave. A node's window for an epoch
+    runs from the start of its first tick of that epoch to the end of its last; two nodes that
+    take turns (each tick alone, but both holding the agent) interleave their windows even when
+    no two ticks overlap. Windows sharing only an endpoint do not interleave. Sorted by start,
+    swept keeping the latest-ending window and the latest-ending window of any *other* node:
+    every window that overlaps an earlier-starting window of another node is reported once,
+    paired with that window."""
+    out = CheckOutcome("overlap", limit=limit)
+    for agent, windows in ownership_windows(history).items():
+        out.checked += len(windows)
+        best: OwnershipWindow | None = None  # latest end so far
+        other: OwnershipWindow | None = None  # latest end among nodes other than best's
+        for w in windows:
+            rival = best if best is not None and best.node != w.node else other
+            if rival is not None and w.start_ns < rival.end_ns:
+                out.add(OverlapViolation(agent, rival, w))
+            if best is None or w.end_ns > best.end_ns:
+                if best is not None and best.node != w.node:
                     other = best
-                best = t
-            elif t.node != best.node and (other is None or t.end_ns > other.end_ns):
-                other = t
+                best = w
+            elif w.node != best.node and (other is None or w.end_ns > other.end_ns):
+                other = w
     return out
 
 
@@ -596,11 +659,31 @@ def check_overlap(history: Histories, *, limit: int = 1000) -> CheckOutcome:
 # (b) lineage
 
 
+SNAPSHOT_KINDS = frozenset({"HANDOFF", "FINAL"})
+"""Checkpoints that re-sign their parent's state without a tick (an offer, a stop)."""
+
+
+def _is_snapshot_of_parent(lin: Lineage, e: _Entry) -> bool:
+    parent = None if e.is_root else lin.entries.get(e.prev)
+    return (
+        e.kind in SNAPSHOT_KINDS
+        and parent is not None
+        and not parent.is_custody
+        and (parent.epoch, parent.tick, parent.budget) == (e.epoch, e.tick, e.budget)
+    )
+
+
 def check_lineage(lineages: Mapping[str, Lineage], *, limit: int = 1000) -> CheckOutcome:
-    """Per agent: no two different entries with the same ``prev`` (fork), except that one
-    childless custody record may sit beside one checkpoint (a transfer record links to the
-    last checkpoint of its epoch, as does the first checkpoint of the next epoch); every
-    non-root entry's ``prev`` was committed or stored somewhere (gap)."""
+    """Per agent: no two different entries with the same ``prev`` (fork), with two kinds of
+    dead ends tolerated beside the one chain that continues:
+
+    * one childless custody record (a transfer record links to the last checkpoint of its
+      epoch, as does the first checkpoint of the next epoch);
+    * childless snapshots of the parent — a HANDOFF or FINAL checkpoint of the same epoch, tick
+      and budget: an offer a target still holds after the source aborted the handoff and ticked
+      on. It carries no tick, and no custody record ever followed it.
+
+    Every non-root entry's ``prev`` was committed or stored somewhere (gap)."""
     out = CheckOutcome("lineage", limit=limit)
     for agent, lin in lineages.items():
         children: dict[str, list[_Entry]] = defaultdict(list)
@@ -613,8 +696,10 @@ def check_lineage(lineages: Mapping[str, Lineage], *, limit: int = 1000) -> Chec
         for prev, kids in children.items():
             if len(kids) < 2:
                 continue
-            side = [k for k in kids if k.is_custody and k.digest not in has_child]
-            chain = [k for k in kids if k not in side]
+            dead = [k for k in kids if k.digest not in has_child]
+            side = [k for k in dead if k.is_custody]
+            offers = [k for k in dead if _is_snapshot_of_parent(lin, k)]
+            chain = [k for k in kids if k not in side and k not in offers]
             if len(chain) > 1 or len(side) > 1:
                 refs = tuple(k.ref() for k in sorted(kids, key=lambda k: (k.epoch, k.digest)))
                 out.add(ForkViolation(agent, prev or GENESIS_PREV, refs))
@@ -791,6 +876,20 @@ def _commit_time(history: Histories, agent: str, digest: str, node: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# (g) robustness
+
+
+def check_robustness(history: Histories, *, limit: int = 1000) -> CheckOutcome:
+    """No agent was halted by an unexpected error (``RecoveryReason.UNEXPECTED_ERROR``)."""
+    out = CheckOutcome("robustness", limit=limit)
+    for a in history.authority:
+        out.checked += 1
+        if a.recovery == UNEXPECTED_ERROR:
+            out.add(UnexpectedErrorViolation(a.agent, a.node, a.epoch, a.mono_ns, a.reason))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # (f) liveness
 
 
@@ -898,6 +997,7 @@ def check(
         check_budget(history, lineages, limit=limit),
         check_durability(history, lineages, stores, limit=limit),
         check_liveness(history, stores, config, limit=limit),
+        check_robustness(history, limit=limit),
     ]
     violations = tuple(v for o in outcomes for v in o.violations)
     return CheckResult(
@@ -953,9 +1053,11 @@ __all__ = [
     "LostCommitViolation",
     "OverlapViolation",
     "OwnerClaim",
+    "OwnershipWindow",
     "StoreEntry",
     "StoreSnapshot",
     "TickSpan",
+    "UnexpectedErrorViolation",
     "Violation",
     "bench_checker",
     "check",

@@ -23,7 +23,7 @@ GENESIS_PREV = "00" * 32
 """The ``prev`` of a genesis entry: 32 zero bytes, hex."""
 
 CHECKPOINT_KINDS = frozenset({"GENESIS", "TICK", "HANDOFF", "FINAL", "IMPORT"})
-CUSTODY_KINDS = frozenset({"TRANSFER", "FORCED", "CERT"})
+CUSTODY_KINDS = frozenset({"TRANSFER", "FORCED", "CERT", "EXPORT"})
 """Kinds of lineage entries that are custody records, not checkpoints."""
 
 
@@ -82,6 +82,8 @@ class AuthorityEvent(Event):
     from_state: str | None
     to_state: str
     reason: str | None
+    recovery: str | None = None
+    """For RECOVERY_REQUIRED: why, as a ``RecoveryReason`` value (e.g. ``UNEXPECTED_ERROR``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +157,7 @@ _SCHEMAS: dict[str, tuple[type[Event], dict[str, tuple[Any, ...]]]] = {
             "from_state": (str, None),
             "to_state": (str,),
             "reason": (str, None),
+            "recovery": (str, None),
         },
     ),
     "handoff": (
@@ -171,7 +174,7 @@ _SCHEMAS: dict[str, tuple[type[Event], dict[str, tuple[Any, ...]]]] = {
     "fault": (FaultEvent, {"fault": (str,), "detail": ("json",)}),
     "node": (NodeEvent, {"event": (str,), "detail": ("json",)}),
 }
-_OPTIONAL = frozenset({"reason", "from_state", "detail", "peer", "migration_id"})
+_OPTIONAL = frozenset({"reason", "recovery", "from_state", "detail", "peer", "migration_id"})
 _HEX = frozenset("0123456789abcdef")
 
 

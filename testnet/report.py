@@ -43,7 +43,8 @@ PALETTE = (
     "#7f7f7f",
     "#393b79",
 )
-SOURCE_STEPS = ("retired", "commit_sent")
+SOURCE_STEPS = ("transferred",)
+"""The source's step when its transfer is certified; the target's ``committed`` follows."""
 TARGET_STEP = "committed"
 STATE_FILE = "testnet.json"
 RUN_FILE = "run.json"

@@ -206,7 +206,7 @@ def unmet_expectations(scenario: Scenario, history: Histories, result: CheckResu
         problems.append(f"verdict {result.verdict}, expected {e.verdict}")
     seen = {h.step for h in history.handoffs} | {a.to_state for a in history.authority}
     problems += [f"never saw {s!r}" for s in e.sometimes if s not in seen]
-    done = sum(1 for h in history.handoffs if h.step == "committed")
+    done = sum(1 for h in history.handoffs if h.step == "transferred")
     if done < e.min_handoffs:
         problems.append(f"{done} completed handoffs, expected ≥ {e.min_handoffs}")
     return problems

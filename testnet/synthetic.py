@@ -142,8 +142,8 @@ class _AgentRun:
             mig = f"{self.agent}-m{epoch}"
             self.now += 1000
             self.commit(epoch, "HANDOFF")
-            self.handoff(self.node, epoch, mig, "retired", target)
-            self.authority(self.node, epoch, "HANDOFF_INITIATED", "RETIRED")
+            self.handoff(self.node, epoch, mig, "transferred", target)
+            self.authority(self.node, epoch, "ACTIVE_OWNER", "RETIRED")
             self.now += spec.handoff_ns
             self.handoff(target, epoch + 1, mig, "committed", self.node)
             self.authority(target, epoch + 1, "HANDOFF_PENDING", "ACTIVE_OWNER")

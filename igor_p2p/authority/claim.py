@@ -325,6 +325,8 @@ class Claim:
         return self._refuse(node, f"{nack.code.value} from a witness")
 
     def _refuse(self, node: bytes, reason: str) -> list[SendTo]:
+        if self.phase is ClaimPhase.ACCEPTING and node in self.votes:
+            return []  # a signed vote already held stays counted (a later NACK is stale news)
         self.refused.add(node)
         if self.phase is ClaimPhase.PREPARING:
             possible = self._eligible(self.old_set) - self.refused

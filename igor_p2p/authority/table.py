@@ -161,6 +161,10 @@ def _bump(record: AuthorityRecord, **changes: object) -> AuthorityRecord:
     return replace(record, version=record.version + 1, **changes)  # type: ignore[arg-type]
 
 
+_IDLE: dict[str, object] = {"phase": Phase.IDLE, "claim": None, "certified": 0, "handoff": None}
+"""The volatile run after a rule that leaves ticking, claiming and handing off behind."""
+
+
 def _owner_record(view: View, start: EpochStart, **changes: object) -> AuthorityRecord:
     return _bump(
         view.record,
@@ -214,8 +218,36 @@ def _handing_off(v: View, e: Event) -> bool:
 
 
 def _resolved_for_me(v: View, e: Event) -> bool:
+    """The claim chose a record naming this node for the next epoch, made from the head this
+    node holds (its own proposal, or an earlier incarnation's from the same copy)."""
     assert isinstance(e, ClaimResolved)
-    return e.start.owner == v.me and e.start.epoch == v.record.epoch + 1
+    return (
+        e.start.owner == v.me
+        and e.start.epoch == v.record.epoch + 1
+        and _made_from_our_head(v, e.start)
+    )
+
+
+def _resolved_for_a_lost_copy(v: View, e: Event) -> bool:
+    """The claim adopted a record naming this node that an earlier incarnation made from a head
+    this copy does not hold: the copy was restored and lost committed ticks."""
+    assert isinstance(e, ClaimResolved)
+    return (
+        e.start.owner == v.me
+        and e.start.epoch == v.record.epoch + 1
+        and not _made_from_our_head(v, e.start)
+    )
+
+
+def _made_from_our_head(v: View, start: EpochStart) -> bool:
+    if start.is_genesis or "head" not in v.run.extra:
+        return True  # a genesis has no prev; a machine never told its head trusts the record
+    return decode_record(start.record).prev == v.run.extra["head"]
+
+
+def _runs(v: View, e: Event) -> bool:
+    """The runner may be ticking the agent: a rule leaving that phase stops it first."""
+    return v.run.phase is Phase.TICKING
 
 
 def _handoff_chosen(v: View, e: Event) -> bool:
@@ -422,7 +454,7 @@ def _retire_to(v: View, e: Event) -> Out:
     if v.run.phase is Phase.TICKING:
         actions.append(StopTicking())
     actions.append(PersistAuthority(record, discard_copy=v.record.pending is not None))
-    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+    return Out(record, actions, _IDLE)
 
 
 def _retire_adopted(v: View, e: Event) -> Out:
@@ -441,21 +473,24 @@ def _stale_but_ours(v: View, e: Event) -> Out:
     assert isinstance(e, ClaimStale | Superseded)
     latest = e.latest
     record = _owner_record(v, latest)
+    stop: list[Action] = [StopTicking()] if v.run.phase is Phase.TICKING else []
     return Out(
         record,
         [
+            *stop,
             PersistAuthority(record, latest.links()),
             StartClaim(ClaimPurpose.RESUME, latest.epoch + 1),
         ],
-        {"phase": Phase.CLAIMING, "claim": ClaimPurpose.RESUME, "certified": 0},
+        {"phase": Phase.CLAIMING, "claim": ClaimPurpose.RESUME, "certified": 0, "handoff": None},
     )
 
 
 def _restored(v: View, e: Event) -> Out:
     """The witnesses say we own a later epoch than our copy holds: we were restored."""
-    assert isinstance(e, ClaimStale | Superseded)
+    assert isinstance(e, ClaimStale | Superseded | ClaimResolved)
+    latest = e.start if isinstance(e, ClaimResolved) else e.latest
     detail = (
-        f"the witnesses certify epoch {e.latest.epoch} to this node, but its copy is older: "
+        f"the witnesses certify epoch {latest.epoch} to this node, but its copy is older: "
         "it was restored from a backup and lost what it committed since"
     )
     record = _bump(
@@ -463,13 +498,13 @@ def _restored(v: View, e: Event) -> Out:
         state=S.RECOVERY_REQUIRED,
         reason=RecoveryReason.RESTORED_COPY,
         detail=detail,
-        successor=Successor(e.latest.epoch, e.latest.owner),
+        successor=Successor(latest.epoch, latest.owner),
     )
     actions: list[Action] = []
     if v.run.phase is Phase.TICKING:
         actions.append(StopTicking())
     actions += [PersistAuthority(record), EnterRecovery(RecoveryReason.RESTORED_COPY, detail)]
-    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+    return Out(record, actions, _IDLE)
 
 
 def _begin_handoff(v: View, e: Event) -> Out:
@@ -525,6 +560,15 @@ def _handoff_became_resume(v: View, e: Event) -> Out:
     return out
 
 
+def _handoff_found_restore(v: View, e: Event) -> Out:
+    """Phase 1 of our handoff adopted a record of ours made from a head we no longer hold."""
+    assert isinstance(e, ClaimResolved) and v.run.handoff is not None
+    mid, target = v.run.handoff
+    out = _restored(v, e)
+    out.actions.insert(0, SendAbort(target, mid))
+    return out
+
+
 def _to_terminal(state: AuthorityState) -> Effect:
     def effect(v: View, e: Event) -> Out:
         final = getattr(e, "final", None)
@@ -537,7 +581,7 @@ def _to_terminal(state: AuthorityState) -> Effect:
         actions.append(
             PersistAuthority(record, (final,) if final else (), final_checkpoint=take_final)
         )
-        return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+        return Out(record, actions, _IDLE)
 
     return effect
 
@@ -557,7 +601,7 @@ def _integrity(v: View, e: Event) -> Out:
         PersistAuthority(record),
         EnterRecovery(RecoveryReason.INTEGRITY_FAILURE, e.reason),
     ]
-    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+    return Out(record, actions, _IDLE)
 
 
 def _conflict(v: View, e: Event) -> Out:
@@ -576,7 +620,7 @@ def _conflict(v: View, e: Event) -> Out:
         PersistAuthority(record),
         EnterRecovery(RecoveryReason.CONFLICTING_CUSTODY, detail),
     ]
-    return Out(record, actions, {"phase": Phase.IDLE, "claim": None, "certified": 0})
+    return Out(record, actions, _IDLE)
 
 
 def _prepare(v: View, e: Event) -> Out:
@@ -715,6 +759,12 @@ _STALE_RULES = (
 _CLAIM_RESULT_RULES = (
     Rule(_g("chosen for us, claiming", _resolved_for_me), S.ACTIVE_OWNER, _OWN, _own_chosen),
     Rule(
+        _g("chosen for us from a copy this node lost", _resolved_for_a_lost_copy),
+        S.RECOVERY_REQUIRED,
+        (_PERSIST, EnterRecovery),
+        _restored,
+    ),
+    Rule(
         _g("the next epoch chosen for another node", _next_epoch_chosen_for_another),
         S.RETIRED,
         (_PERSIST, Learn),
@@ -769,22 +819,65 @@ _SUPERSEDED_OWNER = (
 )
 
 
-def _failure_rules() -> dict[tuple[Holding, type[Event]], tuple[Rule, ...]]:
-    """Every held state: an unexpected error halts the agent in RECOVERY_REQUIRED."""
-    held = [s for s in AuthorityState if s is not S.HANDOFF_INITIATED]
-    return {
-        (state, AgentFailed): (
+def _TICK_ENDED(state: AuthorityState) -> tuple[Rule, ...]:
+    """A tick ended the agent (budget spent, trap, timeout): terminal, unless a handoff is in
+    flight — then its checkpoint is the last committed state and the handoff decides; if it
+    aborts, the agent ticks again and the same end comes back."""
+    return (
+        Rule(_g("ticking", _runs), state, (StopTicking, _PERSIST), _to_terminal(state)),
+        Rule(_g("claiming", _claiming), state, (_PERSIST,), _to_terminal(state)),
+        Rule(
+            OTHERWISE,
+            None,
+            (LogRejected,),
+            _ignore("a tick ended while a handoff is in flight: the handoff decides"),
+        ),
+    )
+
+
+def _split_on_running(*rules: Rule) -> tuple[Rule, ...]:
+    """Each rule twice: while the runner may be ticking (StopTicking comes first), and not."""
+    out: list[Rule] = []
+    for r in rules:
+        test = r.guard.test
+        name = r.guard.name or "otherwise"
+        out.append(
             Rule(
-                _g(
-                    "ticking or handing off",
-                    lambda v, e: v.run.phase in (Phase.TICKING, Phase.HANDING_OFF),
-                ),
-                S.RECOVERY_REQUIRED,
-                (StopTicking, _PERSIST, EnterRecovery),
-                _failed,
-            ),
-            Rule(OTHERWISE, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _failed),
+                _g(f"ticking, {name}", lambda v, e, t=test: _runs(v, e) and t(v, e)),
+                r.next_state,
+                (StopTicking, *r.actions),
+                r.effect,
+            )
         )
+        out.append(
+            Rule(
+                _g(f"not ticking, {name}", lambda v, e, t=test: not _runs(v, e) and t(v, e)),
+                r.next_state,
+                r.actions,
+                r.effect,
+            )
+        )
+    return tuple(out)
+
+
+def _failure_rules() -> dict[tuple[Holding, type[Event]], tuple[Rule, ...]]:
+    """Every held state: an unexpected error halts the agent in RECOVERY_REQUIRED (an owner
+    that is ticking or handing off stops first; no other state ticks)."""
+    held = [s for s in AuthorityState if s is not S.HANDOFF_INITIATED]
+    ticking_or_handing = Rule(
+        _g(
+            "ticking or handing off",
+            lambda v, e: v.run.phase in (Phase.TICKING, Phase.HANDING_OFF),
+        ),
+        S.RECOVERY_REQUIRED,
+        (StopTicking, _PERSIST, EnterRecovery),
+        _failed,
+    )
+    otherwise = Rule(OTHERWISE, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _failed)
+    return {
+        (state, AgentFailed): (ticking_or_handing, otherwise)
+        if state is S.ACTIVE_OWNER
+        else (otherwise,)
         for state in held
     }
 
@@ -839,6 +932,15 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
             S.ACTIVE_OWNER,
             (SendAbort, _PERSIST, StartTicking, PublishClaim, Learn),
             _handoff_became_resume,
+        ),
+        Rule(
+            _g(
+                "handing off, a record of ours from a lost copy was chosen",
+                lambda v, e: _handing_off(v, e) and _resolved_for_a_lost_copy(v, e),
+            ),
+            S.RECOVERY_REQUIRED,
+            (SendAbort, _PERSIST, EnterRecovery),
+            _handoff_found_restore,
         ),
         *_only_claiming(*_CLAIM_RESULT_RULES),
     ),
@@ -902,21 +1004,24 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
     ),
     (S.ACTIVE_OWNER, AbortReceived): _ABORT_IGNORED,
     (S.ACTIVE_OWNER, Halt): (
+        Rule(_g("ticking", _runs), S.HALTED, (StopTicking, _PERSIST), _to_terminal(S.HALTED)),
         Rule(
-            _g("not handing off", lambda v, e: v.run.phase is not Phase.HANDING_OFF),
+            _g("claiming (the claim is dropped)", _claiming),
             S.HALTED,
-            (StopTicking, _PERSIST),
+            (_PERSIST,),
             _to_terminal(S.HALTED),
         ),
     ),
-    (S.ACTIVE_OWNER, BudgetExhausted): (
-        Rule(ALWAYS, S.BUDGET_EXHAUSTED, (StopTicking, _PERSIST), _to_terminal(S.BUDGET_EXHAUSTED)),
-    ),
-    (S.ACTIVE_OWNER, TickFailed): (
-        Rule(ALWAYS, S.HALTED, (StopTicking, _PERSIST), _to_terminal(S.HALTED)),
-    ),
+    (S.ACTIVE_OWNER, BudgetExhausted): _TICK_ENDED(S.BUDGET_EXHAUSTED),
+    (S.ACTIVE_OWNER, TickFailed): _TICK_ENDED(S.HALTED),
     (S.ACTIVE_OWNER, IntegrityFailure): (
-        Rule(ALWAYS, S.RECOVERY_REQUIRED, (StopTicking, _PERSIST, EnterRecovery), _integrity),
+        Rule(
+            _g("ticking", _runs),
+            S.RECOVERY_REQUIRED,
+            (StopTicking, _PERSIST, EnterRecovery),
+            _integrity,
+        ),
+        Rule(OTHERWISE, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _integrity),
     ),
     (S.ACTIVE_OWNER, Superseded): (
         Rule(
@@ -925,7 +1030,7 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
             (),
             _nothing,
         ),
-        *_SUPERSEDED_OWNER,
+        *_split_on_running(*_SUPERSEDED_OWNER),
     ),
     # ---- target, prepared, waiting for the decision
     (S.HANDOFF_PENDING, Restarted): (Rule(ALWAYS, None, (StartClaim,), _settle),),
@@ -1065,7 +1170,20 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
     (S.RETIRED, ClaimStale): (Rule(ALWAYS, None, (LogRejected,), _ignore("retired")),),
     # ---- recovery required
     (S.RECOVERY_REQUIRED, ForceRecover): (
-        Rule(ALWAYS, None, (StartClaim,), _claim(ClaimPurpose.FORCE)),
+        Rule(
+            _g(
+                "this copy is behind a proven later epoch",
+                lambda v, e: v.record.fence > v.record.epoch,
+            ),
+            None,
+            (LogRejected,),
+            _ignore(
+                "refused: this copy is older than an epoch the witnesses proved; forcing it "
+                "would fork the lineage (bring back the lost data, or force on the node that "
+                "holds the latest epoch)"
+            ),
+        ),
+        Rule(OTHERWISE, None, (StartClaim,), _claim(ClaimPurpose.FORCE)),
     ),
     (S.RECOVERY_REQUIRED, ClaimResolved): _only_claiming(*_CLAIM_RESULT_RULES),
     (S.RECOVERY_REQUIRED, ClaimStale): (
@@ -1088,8 +1206,8 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
     (S.RECOVERY_REQUIRED, Superseded): (
         Rule(
             _g(
-                "a later epoch for another node",
-                lambda v, e: _later_epoch(v, e) and not _stale_names_us(v, e),
+                "an epoch beyond the fence, for another node",
+                lambda v, e: e.latest.epoch > v.record.fence and not _stale_names_us(v, e),  # type: ignore[attr-defined]
             ),
             S.RETIRED,
             (_PERSIST,),

@@ -35,6 +35,7 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
+from igor_p2p.core.handoff import MigrationResult
 from igor_p2p.errors import IgorError
 from igor_p2p.files import read_regular_file
 from igor_p2p.logs import configure_logging
@@ -471,19 +472,22 @@ class ForceNotConfirmed(IgorError):
 
 
 OUTCOME_EXIT: dict[str, ExitCode] = {
-    "TRANSFERRED": ExitCode.OK,
-    "ABORTED": ExitCode.FAILED,
-    "REJECTED": ExitCode.REFUSED,
-    "REFUSED": ExitCode.REFUSED,
-    "HALTED": ExitCode.SAFETY_HALT,
+    MigrationResult.TRANSFERRED.value: ExitCode.OK,
+    MigrationResult.ABORTED.value: ExitCode.FAILED,
+    MigrationResult.REJECTED.value: ExitCode.REFUSED,
+    MigrationResult.SUPERSEDED.value: ExitCode.REFUSED,
+    MigrationResult.UNRESOLVED.value: ExitCode.SAFETY_HALT,
 }
 OUTCOME_WORDS: dict[str, str] = {
-    "TRANSFERRED": "the target owns the agent now",
-    "ABORTED": "the handoff was aborted before the decision; the agent ticks on here again",
-    "REJECTED": "the target refused the offer; the agent ticks on here",
-    "REFUSED": "this node could not begin the handoff (not the owner, or one is in flight)",
-    "HALTED": "the handoff could not be resolved: the agent is in RECOVERY_REQUIRED here "
-    "(see `igor agent recover`)",
+    MigrationResult.TRANSFERRED.value: "the target owns the agent now",
+    MigrationResult.ABORTED.value: "the handoff was aborted before the decision; "
+    "the agent ticks on here again",
+    MigrationResult.REJECTED.value: "the target refused the offer; the agent ticks on here",
+    MigrationResult.SUPERSEDED.value: "the agent's witnesses proved a later owner: "
+    "this node no longer holds it",
+    MigrationResult.UNRESOLVED.value: "the transfer may have been decided but no certificate "
+    "came in time: nobody ticks the agent until its witnesses answer (this node keeps asking; "
+    "see `igor agent status`)",
 }
 
 
@@ -587,6 +591,8 @@ def follow_migration(
     outcome = str(result.get("outcome"))
     code = OUTCOME_EXIT.get(outcome, ExitCode.FAILED)
     reason = result.get("reason") or _reason_from(steps) or OUTCOME_WORDS.get(outcome, outcome)
+    if result.get("code"):  # the target's reject code, in words
+        reason = f"{str(result['code']).lower().replace('_', ' ')}: {reason}"
     if as_json:
         emit_json(
             {

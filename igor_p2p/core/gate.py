@@ -30,6 +30,7 @@ from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.events import (
     Action,
     AgentFailed,
+    ClaimResolved,
     ClaimStale,
     EnterRecovery,
     Event,
@@ -52,7 +53,7 @@ from igor_p2p.authority.table import AuthorityMachine, IllegalTransition
 from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.cert import WitnessCert
-from igor_p2p.lineage.custody import TransferRecord
+from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
@@ -81,10 +82,14 @@ def authored_entries(blobs: Sequence[bytes], me: bytes) -> list[dict[str, object
             ours, mine_record = mine_record, False
             fields = {"epoch": entry.slot, "tick": tick, "kind": "CERT"}
             budget = 0
-        else:
+        elif isinstance(entry, TransferRecord | ForcedRecovery):
             ours = mine_record = entry.signer == me
             kind = "TRANSFER" if isinstance(entry, TransferRecord) else "FORCED"
             fields = {"epoch": entry.to_epoch, "tick": tick, "kind": kind}
+            budget = 0
+        else:  # a terminal export record (igor_p2p/lineage/export.py)
+            ours, mine_record = entry.signer == me, False
+            fields = {"epoch": getattr(entry, "epoch", 0), "tick": tick, "kind": "EXPORT"}
             budget = 0
         if ours:
             out.append({**fields, "digest": entry.digest(), "prev": entry.prev, "budget": budget})
@@ -123,6 +128,13 @@ class AgentPort:
         return await self._gate._handle(self.agent, self.machine, event)
 
 
+def _recovery(record: AuthorityRecord) -> str | None:
+    """Why a record is RECOVERY_REQUIRED (its ``RecoveryReason`` value), else None."""
+    if record.state is AuthorityState.RECOVERY_REQUIRED and record.reason is not None:
+        return record.reason.value
+    return None
+
+
 class Gate:
     """Per-agent locks, machines and the action interpreter of one node."""
 
@@ -153,7 +165,8 @@ class Gate:
         return lock
 
     def busy(self, agent: str) -> bool:
-        return self.lock(agent).locked()
+        lock = self._locks.get(agent)
+        return lock is not None and lock.locked()
 
     def peek(self, agent: str) -> AuthorityMachine | None:
         """The cached machine, read without the lock (for status answers only)."""
@@ -164,16 +177,28 @@ class Gate:
 
     @asynccontextmanager
     async def agent(self, agent: str) -> AsyncIterator[AgentPort]:
-        async with self.lock(agent):
-            machine = self._machines.get(agent)
-            if machine is None:
-                record = await self.store.record(agent)
-                machine = AuthorityMachine(self.me, record or NO_RECORD)
-                if record is not None:
+        lock = self.lock(agent)
+        try:
+            async with lock:
+                machine = self._machines.get(agent)
+                if machine is None:
+                    record = await self.store.record(agent)
+                    machine = AuthorityMachine(self.me, record or NO_RECORD)
+                    if record is not None:
+                        self._machines[agent] = machine
+                yield AgentPort(self, agent, machine)
+                if machine.record.state is not ABSENT:
                     self._machines[agent] = machine
-            yield AgentPort(self, agent, machine)
-            if machine.record.state is not ABSENT:
-                self._machines[agent] = machine
+        finally:
+            # Locks of agents this node holds nothing of (a peer named them in a request) do
+            # not outlive their last user: the lock table stays bounded by the agents held.
+            if (
+                agent not in self._machines
+                and self._locks.get(agent) is lock
+                and not lock.locked()
+                and lock.statistics().tasks_waiting == 0
+            ):
+                del self._locks[agent]
 
     async def feed(self, agent: str, event: Event) -> list[Action]:
         async with self.agent(agent) as port:
@@ -182,7 +207,7 @@ class Gate:
     # ---------------------------------------------------------------- interpreter
 
     async def _handle(self, agent: str, machine: AuthorityMachine, event: Event) -> list[Action]:
-        if isinstance(event, ClaimStale | Superseded):
+        if isinstance(event, ClaimStale | Superseded | ClaimResolved):
             machine.note_head(await self.store.head(agent))
         before = machine.record.state
         actions = machine.handle(event)  # IllegalTransition propagates, typed, untouched
@@ -227,6 +252,7 @@ class Gate:
                     from_state=None if before is ABSENT else str(before),
                     to_state=str(action.record.state),
                     reason=action.record.detail or type(event).__name__,
+                    recovery=_recovery(action.record),
                 )
         elif isinstance(action, StopTicking):
             await self.runner.stop(agent)

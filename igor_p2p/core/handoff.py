@@ -510,6 +510,11 @@ class HandoffSource:
                 return MigrationOutcome(
                     MigrationResult.TRANSFERRED, epoch=outcome.start.epoch
                 ), None
+            if owner == self.ctx.key.public_key:
+                return MigrationOutcome(
+                    MigrationResult.ABORTED,
+                    "an earlier claim of this node won the epoch; it ticks on here",
+                ), None
             return MigrationOutcome(
                 MigrationResult.SUPERSEDED, "another record won the epoch"
             ), None
@@ -621,8 +626,19 @@ class HandoffTarget:
             elif record.last_migration == commit.migration_id:
                 custody = await ctx.store.custody(agent)
                 start = custody[-1] if custody else None
+            before = port.record.state
             actions = await port.handle(CommitReceived(commit.migration_id, start))
             self.trace.mark(commit.migration_id, "started")
+            if before is AuthorityState.HANDOFF_PENDING and port.record.state is not before:
+                ctx.env.history.emit(
+                    "handoff",
+                    agent=agent,
+                    epoch=port.record.epoch,
+                    migration_id=commit.migration_id.hex(),
+                    step="committed",
+                    peer=sender.hex(),
+                    detail=str(port.record.state),
+                )
             return replies(actions, self.me, agent)
 
     async def on_abort(self, sender: bytes, abort: Abort) -> Message:

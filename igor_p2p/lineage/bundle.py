@@ -84,7 +84,7 @@ class AgentBundle:
 
     def verify(self, *, expected_agent: str | None = None) -> VerifyReport:
         """Verify the lineage, and that the wasm and manifest hash to what its checkpoints name."""
-        report = verify_lineage(self.entries, expected_agent=expected_agent)
+        report = verify_lineage(self.entries, expected_agent=expected_agent, ordered=True)
         wasm_hash, manifest_hash = sha256(self.wasm), sha256(self.manifest)
         for raw in self.entries:
             try:

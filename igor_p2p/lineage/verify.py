@@ -503,7 +503,12 @@ def _check_gap(entry: LineageEntry, digest: bytes, walk: _Walk, report: VerifyRe
     if walk.pending is not None or isinstance(entry, WitnessCert | ForcedRecovery):
         report.add(ProblemCode.BAD_GAP, f"{name}: entries missing around a custody record", digest)
         return
-    epoch = entry.epoch if isinstance(entry, Checkpoint) else entry.from_epoch
+    if isinstance(entry, Checkpoint):
+        epoch = entry.epoch
+    elif isinstance(entry, TransferRecord):
+        epoch = entry.from_epoch
+    else:  # an export record (or any other terminal record): it names its epoch
+        epoch = getattr(entry, "epoch", -1)
     if epoch != walk.epoch:
         report.add(
             ProblemCode.BAD_GAP,

@@ -131,6 +131,10 @@ class MessageFaults:
     seed: int | None = None
     reorder_probability: float = 1.0  # with reorder=True: chance that a frame is held back
     reorder_timeout_ms: int = 200  # a held frame is sent anyway after this long
+    kinds: frozenset[str] | None = None
+    """Only requests of these message types (``COMMIT``, ``OFFER``, …) are dropped, whole,
+    before they are sent (:meth:`FaultGate.drops_request`); the frame faults above then apply
+    to no frame. ``None``: frame faults on every frame."""
 
     def __post_init__(self) -> None:
         _probability("drop", self.drop)
@@ -148,6 +152,12 @@ class MessageFaults:
             raise InvalidFaultSpec("seed must be an int or None")
         if self.peers is not None:
             object.__setattr__(self, "peers", parse_peer_ids(self.peers))
+        if self.kinds is not None:
+            if isinstance(self.kinds, str | bytes) or not all(
+                isinstance(k, str) and 0 < len(k) <= 32 for k in self.kinds
+            ):
+                raise InvalidFaultSpec("kinds must be message type names")
+            object.__setattr__(self, "kinds", frozenset(self.kinds))
 
     def applies_to(self, peer_id: str) -> bool:
         return self.peers is None or peer_id in self.peers
@@ -311,7 +321,18 @@ class FaultGate:
 
     def message_faults_apply_to(self, peer_id: str) -> bool:
         faults = self._faults
-        return faults is not None and faults.applies_to(peer_id)
+        return faults is not None and faults.kinds is None and faults.applies_to(peer_id)
+
+    def drops_request(self, peer_id: str, kind: str) -> bool:
+        """Whether to drop a request of message type ``kind`` to ``peer_id`` (faults with
+        ``kinds``): the sender sees it unanswered, as if lost on the way."""
+        faults = self._faults
+        if faults is None or faults.kinds is None or kind not in faults.kinds:
+            return False
+        if not faults.applies_to(peer_id) or self._rng(faults, peer_id).random() >= faults.drop:
+            return False
+        self._record("drop", peer=peer_id, message=kind)
+        return True
 
     def _rng(self, faults: MessageFaults, peer_id: str) -> random.Random:
         rng = self._rngs.get(peer_id)

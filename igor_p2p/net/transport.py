@@ -222,6 +222,8 @@ class Libp2pTransport:
             peer_id = ID.from_base58(peer_id_from_public_key(peer))
         except InvalidPeerId as exc:
             raise PeerUnreachable(f"not a node key: {exc}") from None
+        if _drops(self.gate, peer_id, message.TYPE):
+            raise PeerUnreachable(f"{message.TYPE} to {peer_id} dropped by a test fault")
         with trio.move_on_after(timeout):
             async with self._slots.hold(peer_id):
                 return await self._exchange(peer_id, route, body)
@@ -459,6 +461,11 @@ class Libp2pTransport:
             while await stream.read(DRAIN_CHUNK):
                 pass
         await reset_quietly(stream)
+
+
+def _drops(gate: OutboundFaults | None, peer_id: ID, kind: str) -> bool:
+    drops_request = getattr(gate, "drops_request", None)
+    return drops_request is not None and bool(drops_request(str(peer_id), kind))
 
 
 def _blocks(gate: OutboundFaults, peer_id: ID) -> bool:

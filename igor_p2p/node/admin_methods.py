@@ -106,7 +106,8 @@ def register_methods(
 
     async def message_faults(params: dict[str, Any]) -> Any:
         P.expect_only(
-            params, ("clear", "drop", "duplicate", "delay_ms", "reorder", "peers", "seed")
+            params,
+            ("clear", "drop", "duplicate", "delay_ms", "reorder", "peers", "seed", "kinds"),
         )
         if P.flag(params, "clear"):
             faults.clear_message_faults()
@@ -122,6 +123,7 @@ def register_methods(
             seed=P.integer(params, "seed", lo=-P.INT64_MAX, hi=P.INT64_MAX)
             if params.get("seed") is not None
             else None,
+            kinds=frozenset(P.text_list(params, "kinds")) if "kinds" in params else None,
         )
         faults.set_message_faults(spec)
         history.emit("fault", fault="message_faults", detail={k: v for k, v in params.items()})

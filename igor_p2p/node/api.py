@@ -25,10 +25,12 @@ from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.net.dht import DhtService, get_location
 from igor_p2p.net.host import full_addrs
 from igor_p2p.net.peerid import peer_id_from_public_key, public_key_from_peer_id_text
+from igor_p2p.node.claims import ClaimCounts
 from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.lookup import describe_found, locate
 from igor_p2p.node.peers import PROTOCOL_VERSION, PeerTable
 from igor_p2p.node.placement import HopHistory
+from igor_p2p.node.request_limits import RequestLimits
 from igor_p2p.runtime.capacity import Demand, NodeUsage, ResourceCheck, admit
 from igor_p2p.runtime.loader import LaunchRequest, prepare_launch
 from igor_p2p.runtime.scheduler import ENVELOPE_ALLOWANCE_BYTES, TickScheduler, node_disk_usage
@@ -55,6 +57,9 @@ class NodeApi:
     host: IHost
     dht: DhtService
     hops: HopHistory = field(default_factory=HopHistory)
+    claim_counts: ClaimCounts = field(default_factory=ClaimCounts)
+    limits: RequestLimits | None = None
+    """The per-peer request limits (None in tests that build an API without a network)."""
     started_ns: int = field(default_factory=time.time_ns)
 
     # ---------------------------------------------------------------- agents
@@ -145,6 +150,8 @@ class NodeApi:
             "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3),
             "version": PROTOCOL_VERSION,
             "peers": self.peers.to_json(now),
+            "claims": self.claim_counts.to_json(),
+            "limits": self.limits.to_json() if self.limits is not None else {},
         }
 
     async def agents(self) -> list[dict[str, Any]]:

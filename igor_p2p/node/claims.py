@@ -24,10 +24,17 @@ from typing import Any
 
 import trio
 
-from igor_p2p.authority.custody import EpochStart, InvalidCustody, next_start, read_chain
+from igor_p2p.authority.custody import (
+    EpochStart,
+    InvalidCustody,
+    genesis_start,
+    next_start,
+    read_chain,
+)
 from igor_p2p.core.node_core import NodeCore
 from igor_p2p.core.ports import AuthorityStore, PeerUnreachable, Transport
 from igor_p2p.errors import IgorError
+from igor_p2p.lineage.entries import Checkpoint, decode_entry
 from igor_p2p.logs import get_logger
 from igor_p2p.net.gossip import GossipService, publish_message, subscribe_messages
 from igor_p2p.wire.messages import Status, StatusReply
@@ -67,6 +74,27 @@ class Claim:
         return cls(agent, epoch, record, cert)
 
 
+@dataclass
+class ClaimCounts:
+    """What became of the claims this node heard (``igor node status`` shows them)."""
+
+    heard: int = 0
+    ignored: int = 0
+    """Malformed, or unproven for the very next epoch: dropped, nothing changed."""
+    asked: int = 0
+    """Claims of a later epoch that made this node ask the agent's witnesses (rate-limited)."""
+    proven: int = 0
+    """Claims whose proof verified against the custody this node holds (fed to the gate)."""
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "heard": self.heard,
+            "ignored": self.ignored,
+            "asked": self.asked,
+            "proven": self.proven,
+        }
+
+
 class ClaimGossip:
     """Publishes this node's claims and checks others' against proof."""
 
@@ -78,8 +106,10 @@ class ClaimGossip:
         transport: Transport,
         gossip: GossipService,
         interval_s: Callable[[], float],
+        counts: ClaimCounts | None = None,
         query_interval_s: float = 10.0,
     ) -> None:
+        self.counts = counts if counts is not None else ClaimCounts()
         self.core = core
         self.store = store
         self.transport = transport
@@ -88,18 +118,22 @@ class ClaimGossip:
         self.query_interval_s = query_interval_s
         self.mine: OrderedDict[str, Claim] = OrderedDict()
         self._asked: OrderedDict[str, float] = OrderedDict()
-        self.ignored = 0
-        self.proven = 0
         self._nursery: trio.Nursery | None = None
 
     # ---------------------------------------------------------------- publishing
 
     def publish(self, agent: str, start: EpochStart | None, epoch: int) -> None:
-        """The gate's PublishClaim: remember our claim and gossip it soon."""
-        if start is None or start.is_genesis:
+        """The gate's PublishClaim: remember our claim and gossip it soon. Epoch 1's proof is
+        the genesis itself (signed by the agent key), so that two geneses of one agent (a
+        launcher that reused a key) meet and both halt."""
+        if start is None:
             self.mine.pop(agent, None)
             return
-        self.mine[agent] = Claim(agent, epoch, start.record, start.cert)
+        proof = (start.genesis, b"") if start.is_genesis else (start.record, start.cert)
+        if len(proof[0]) > MAX_BLOB or len(proof[1]) > MAX_BLOB:
+            self.mine.pop(agent, None)  # an imported genesis with a big state: not gossiped
+            return
+        self.mine[agent] = Claim(agent, epoch, *proof)
         while len(self.mine) > MAX_TRACKED_AGENTS:
             self.mine.popitem(last=False)
         if self._nursery is not None:
@@ -135,19 +169,24 @@ class ClaimGossip:
                 message = gossip.message
                 claims = message.get("claims") if isinstance(message, dict) else None
                 if not isinstance(claims, list):
-                    self.ignored += 1
+                    self.counts.heard += 1
+                    self.counts.ignored += 1
                     continue
                 for raw in claims[:MAX_CLAIMS_PER_MESSAGE]:
+                    self.counts.heard += 1
                     claim = Claim.from_wire(raw)
                     if claim is None:
-                        self.ignored += 1
+                        self.counts.ignored += 1
                         continue
                     await self.observe(claim)
 
     async def observe(self, claim: Claim) -> None:
         """Act on a claim only with proof (never raises)."""
         view = self.core.describe(claim.agent)
-        if view is None or claim.epoch <= view["epoch"]:
+        if view is None or claim.epoch < view["epoch"]:
+            return
+        if claim.epoch == view["epoch"]:
+            await self._same_epoch(claim)
             return
         try:
             custody = await self.store.custody(claim.agent)
@@ -155,14 +194,41 @@ class ClaimGossip:
                 try:
                     start = next_start(custody[-1], claim.record, claim.cert)
                 except InvalidCustody:
-                    self.ignored += 1
+                    self.counts.ignored += 1
                     return
                 await self._prove(claim.agent, start)
                 return
             if custody and self._may_ask(claim.agent) and self._nursery is not None:
+                self.counts.asked += 1
                 self._nursery.start_soon(self._ask_witnesses, claim.agent, custody)
+            else:
+                self.counts.ignored += 1
         except IgorError as exc:
             log.debug("claim check failed: %s", exc, agent=claim.agent)
+
+    async def _same_epoch(self, claim: Claim) -> None:
+        """A claim for the epoch this node holds: if it proves a *different* start of that
+        epoch (another genesis, another certified record), the gate halts the agent."""
+        try:
+            custody = await self.store.custody(claim.agent)
+            mine = custody[-1] if custody and custody[-1].epoch == claim.epoch else None
+            if mine is None or claim.record in (mine.genesis, mine.record):
+                return
+            if claim.epoch == 1:
+                genesis = decode_entry(claim.record)
+                if not isinstance(genesis, Checkpoint) or genesis.agent != claim.agent:
+                    self.counts.ignored += 1
+                    return
+                other = genesis_start(genesis)
+            elif len(custody) >= 2:
+                other = next_start(custody[-2], claim.record, claim.cert)
+            else:
+                return
+        except (InvalidCustody, IgorError):
+            self.counts.ignored += 1
+            return
+        if other.digest != mine.digest:
+            await self._prove(claim.agent, other)
 
     def _may_ask(self, agent: str) -> bool:
         now = trio.current_time()
@@ -203,7 +269,7 @@ class ClaimGossip:
             await self._prove(agent, best[-1])
 
     async def _prove(self, agent: str, latest: EpochStart) -> None:
-        self.proven += 1
+        self.counts.proven += 1
         try:
             await self.core.superseded(agent, latest)
         except IgorError as exc:

@@ -42,6 +42,7 @@ from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.log_methods import register_log_methods
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerEntry, PeerTable
 from igor_p2p.node.placement import choose_target
+from igor_p2p.node.request_limits import LimitedTransport, RequestLimits
 from igor_p2p.runtime.capacity import NodeBudget
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.env import NodeEnv
@@ -176,7 +177,10 @@ class Node:
             services, StoreTickSink(services.committer), config.scheduler, hooks
         )
         runner = SchedulerRunner(services, store, scheduler)
-        transport = Libp2pTransport(host, services.key.public_key, gate=faults)
+        limits = RequestLimits(services.key.public_key, now=trio.current_time)
+        transport = LimitedTransport(
+            Libp2pTransport(host, services.key.public_key, gate=faults), limits
+        )
         env = NodeEnv(services.clock, services.history)
         membership = PeerMembership(services.key.public_key, peers)
         publisher = _Publisher()
@@ -201,6 +205,7 @@ class Node:
             peers=peers,
             host=host,
             dht=dht,
+            limits=limits,
         )
         discovery = Discovery(
             host, gossip, peers, lambda: _announcement(api), config.announce_interval_s
@@ -211,6 +216,7 @@ class Node:
             transport=transport,
             gossip=gossip,
             interval_s=lambda: config.announce_interval_s,
+            counts=api.claim_counts,
         )
         locations = _Locations(services, dht)
         publisher.targets = [claims.publish, locations.publish]
@@ -392,3 +398,12 @@ class _Wanderer:
         except IgorError as exc:
             self.api.hops.record(target, completed=False)
             log.info("wander failed: %s", exc, agent=did, peer=target)
+        except Exception as exc:  # a bug must not end the node: the gate already halted the agent
+            self.api.hops.record(target, completed=False)
+            log.error(
+                "wander failed unexpectedly",
+                agent=did,
+                peer=target,
+                step=f"{type(exc).__name__}: {exc}",
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )

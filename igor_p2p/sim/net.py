@@ -21,7 +21,7 @@ import trio
 from igor_p2p.core.ports import Handler, PeerUnreachable
 from igor_p2p.sim.disk import NodeCrashed
 from igor_p2p.wire.codec import MalformedMessage, Message, encode
-from igor_p2p.wire.messages import MESSAGES
+from igor_p2p.wire.messages import MESSAGES, Refused, RefusedCode
 
 
 @dataclass
@@ -40,9 +40,15 @@ class SimNet:
         self.faults = faults
         self.endpoints: dict[bytes, SimTransport] = {}
         self.liars: dict[bytes, Callable[[Message], Message]] = {}
-        """Byzantine nodes: every reply they send goes through their lie."""
+        """Byzantine nodes: every request and reply they send goes through their lie."""
         self.seq = itertools.count()
-        self.stats: dict[str, int] = {"sent": 0, "dropped": 0, "duplicated": 0, "cut": 0}
+        self.stats: dict[str, int] = {
+            "sent": 0,
+            "dropped": 0,
+            "duplicated": 0,
+            "cut": 0,
+            "refused_sender": 0,
+        }
 
     def endpoint(self, me: bytes, nursery_of: Callable[[], trio.Nursery | None]) -> SimTransport:
         transport = SimTransport(self, me, nursery_of)
@@ -66,7 +72,7 @@ class SimNet:
             return False
         return True
 
-    async def deliver(
+    def deliver(
         self, src: bytes, dst: bytes, data: bytes, reply_to: Callable[[bytes], None]
     ) -> None:
         """One request's flight, handling at ``dst``, and its reply's flight back."""
@@ -98,7 +104,13 @@ class SimNet:
             message = MESSAGES.decode(data)
         except MalformedMessage:
             return
-        reply = await handler(src, message)
+        if getattr(message, "sender", None) != src:  # the real transport's sender rule
+            self.stats["refused_sender"] += 1
+            reply: Message = Refused(
+                target.me, RefusedCode.MALFORMED, "the message names another sender"
+            )
+        else:
+            reply = await handler(src, message)
         lie = self.liars.get(target.me)
         if lie is not None:
             reply = lie(reply)
@@ -126,6 +138,9 @@ class SimTransport:
     async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
         if self.nursery_of() is None:
             raise NodeCrashed()
+        lie = self.net.liars.get(self.me)
+        if lie is not None:
+            message = lie(message)
         data = encode(message)
         if peer == self.me:
             if self.handler is None:
@@ -143,7 +158,7 @@ class SimTransport:
         nursery = self.nursery_of()
         if nursery is None:
             raise NodeCrashed()
-        nursery.start_soon(self.net.deliver, self.me, peer, data, reply_to)
+        self.net.deliver(self.me, peer, data, reply_to)
         with trio.move_on_after(timeout if math.isfinite(timeout) else 3600):
             await arrived.wait()
         if not box:

@@ -13,7 +13,10 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SIM_VERSION = 1
+SIM_VERSION = 2
+
+LIAR_SHARE = 0.15
+"""Share of random plans in which one node lies in every message it sends (sim/lies.py)."""
 
 FAULT_KINDS = (
     "partition",
@@ -115,6 +118,9 @@ def make_plan(seed: int, *, restores: bool = True) -> Plan:
     restore_nodes = {p["node"] for _, k, p in events if k == "restore"}
     if len(restore_nodes) > 1:  # pragma: no cover - prevented above
         raise AssertionError("one restored node per run")
+    notes: dict[str, Any] = {}
+    if rng.random() < LIAR_SHARE:  # one node lies in what it sends
+        notes["liars"] = {str(rng.randrange(1, n)): "every_field"}
     return Plan(
         seed=seed,
         n_nodes=n,
@@ -127,4 +133,5 @@ def make_plan(seed: int, *, restores: bool = True) -> Plan:
         buggify=rng.random() < 0.5,
         events=tuple(events),
         tick_time=rng.choice([0.5, 1.0]),
+        notes=notes,
     )

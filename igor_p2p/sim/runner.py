@@ -50,7 +50,10 @@ class FakeRunner:
         wall_ns: Callable[[], int],
         tick_time: float,
         report: Callable[[str, BudgetExhausted], None],
+        capacity: int | None = None,
     ) -> None:
+        self.capacity = capacity
+        """Offers beyond this many held agents are refused NO_CAPACITY (None: no limit)."""
         self.key = key
         self.store = store
         self.record = record
@@ -188,4 +191,11 @@ class FakeRunner:
     async def admit_offer(
         self, wasm: bytes, manifest: bytes, incoming_bytes: int
     ) -> tuple[RejectCode, str] | None:
+        if self.capacity is not None and len(self.store_agents()) >= self.capacity:
+            return RejectCode.NO_CAPACITY, f"this node holds {self.capacity} agents already"
         return None
+
+    def store_agents(self) -> list[str]:
+        """Agents this node holds any record of, other than retired ones."""
+        state = self.store.disk.state
+        return [a for a, r in state.records.items() if str(r.state) != "RETIRED"]

@@ -15,7 +15,7 @@ import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from igor_p2p.sim.plan import Plan, make_plan
@@ -31,6 +31,8 @@ class SeedResult:
     digest: str
     coverage: dict[str, int]
     seconds: float
+    checked: dict[str, int] = field(default_factory=dict)
+    """Per check of the testnet checker: how many items it examined (0: skipped)."""
 
 
 def _one(seed: int, restores: bool) -> SeedResult:
@@ -48,6 +50,7 @@ def _one(seed: int, restores: bool) -> SeedResult:
         out.digest,
         dict(out.coverage),
         time.perf_counter() - started,
+        {name: 0 if c.skipped else c.checked for name, c in out.result.counts.items()},
     )
 
 
@@ -69,6 +72,13 @@ class SweepReport:
     @property
     def per_second(self) -> float:
         return len(self.results) / self.seconds if self.seconds else math.inf
+
+    def checked(self) -> Counter[str]:
+        """Items each check examined over the whole sweep."""
+        total: Counter[str] = Counter()
+        for r in self.results:
+            total.update(r.checked)
+        return total
 
     def coverage(self) -> Counter[str]:
         total: Counter[str] = Counter()

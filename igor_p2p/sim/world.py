@@ -30,6 +30,7 @@ from igor_p2p.lineage._codec import ZERO_HASH
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.sim.disk import NodeCrashed, SimDisk, SimStore
+from igor_p2p.sim.lies import FieldLiar, OneLie
 from igor_p2p.sim.net import NetFaults, SimNet
 from igor_p2p.sim.plan import Plan
 from igor_p2p.sim.runner import FakeRunner
@@ -124,9 +125,32 @@ class World:
             SimNode(i, f"n{i + 1}", _key(plan.seed, f"node{i}")) for i in range(plan.n_nodes)
         ]
         self.membership = StaticMembership([n.key.public_key for n in self.nodes])
+        self.field_liars: list[FieldLiar] = []
+        self.one_lies: list[OneLie] = []
         for index, behaviour in plan.notes.get("liars", {}).items():
             liar = self.nodes[int(index)]
-            self.net.liars[liar.key.public_key] = LIES[behaviour](liar.key.public_key)
+            if behaviour.startswith("one:"):  # one:TYPE.field.variant (the lie matrix)
+                kind, name, variant = behaviour[4:].split(".")
+                one = OneLie(
+                    liar.key.public_key,
+                    kind,
+                    name,
+                    int(variant),
+                    [n.key.public_key for n in self.nodes],
+                )
+                self.one_lies.append(one)
+                self.net.liars[liar.key.public_key] = one
+            elif behaviour == "every_field":
+                told = FieldLiar(
+                    liar.key.public_key,
+                    random.Random(f"{plan.seed}/lies"),
+                    [n.key.public_key for n in self.nodes],
+                    rate=0.5,
+                )
+                self.field_liars.append(told)
+                self.net.liars[liar.key.public_key] = told
+            else:
+                self.net.liars[liar.key.public_key] = LIES[behaviour](liar.key.public_key)
         self.agents: list[str] = []
         self.agent_keys: list[Keypair] = []
         self.rng = random.Random(f"{plan.seed}/world")
@@ -204,6 +228,7 @@ class World:
                     wall_ns=env.wall_ns,
                     tick_time=self.plan.tick_time,
                     report=lambda agent, event: _report(node, agent, event),
+                    capacity=self.plan.notes.get("capacity", {}).get(str(node.index)),
                 )
                 runner.nursery = nursery
                 core = NodeCore(
@@ -435,6 +460,9 @@ class World:
             await self._backup(node, params)
         elif kind == "restore":
             node = nodes[params["node"] % len(nodes)]
+            if "backup" in params and params["backup"] not in self.backups:
+                self.fault(node.name, "restore_skipped", params["backup"])  # never taken
+                return
             self.crash(node)
             versions = len(node.disk.versions)
             if "backup" in params:

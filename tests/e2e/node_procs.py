@@ -84,6 +84,8 @@ class NodeProc:
     port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    launcher: tuple[str, ...] = tuple(IGOR)
+    """The command before ``node run`` (a lying node runs its own script)."""
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ class NodeProc:
 
     def start(self, bootstrap: Sequence[str] = ()) -> None:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} already running"
-        args = [*IGOR, "node", "run", "-d", str(self.data), "--name", self.name]
+        args = [*self.launcher, "node", "run", "-d", str(self.data), "--name", self.name]
         args += ["--listen", self.listen, *self.extra_args]
         for addr in bootstrap:
             args += ["--bootstrap", addr]

@@ -1,8 +1,8 @@
 """Crash injection at every durable step and every send of a migration (IGOR_CRASH_AT).
 
 For each point the armed process dies by SIGKILL, is restarted without the variable, and the
-recover exchange must settle the agent: exactly one node ticks it afterwards, on the side the
-failure matrix of protocols/igor-migrate-1.0.0.md names (before the decision the source keeps
+witnesses must settle the agent: exactly one node ticks it afterwards, on the side the failure
+matrix of protocols/igor-p2p-migrate-2.0.0.md names (before the decision the source keeps
 authority, FS-1; after it the target owns the next epoch), and the checker finds no overlap
 and one chain. The scenarios run concurrently (a few at a time) in a module fixture; each
 point is reported by its own parametrized test.

@@ -1,4 +1,9 @@
-"""Small helpers that build signed lineages for the lineage tests (fixed seeds, no randomness)."""
+"""Small helpers that build signed lineages for the lineage tests (fixed seeds, no randomness).
+
+Lineages are v2: the genesis names the first epoch's witness set, and every custody record is
+followed by the :class:`WitnessCert` of a joint quorum of the old and the new witness sets (the
+builder signs the votes with the witnesses' keys unless a test asks otherwise).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from igor_p2p.lineage._codec import ZERO_HASH
+from igor_p2p.lineage.cert import Ballot, WitnessCert, sign_vote
 from igor_p2p.lineage.custody import (
     ForcedRecovery,
     TransferRecord,
     UnsignedForcedRecovery,
     UnsignedTransferRecord,
 )
-from igor_p2p.lineage.entries import LineageEntry
+from igor_p2p.lineage.entries import EpochRecord, LineageEntry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.export import ExportRecord, UnsignedExportRecord
 from igor_p2p.lineage.identity import Keypair
@@ -31,6 +37,16 @@ MANIFEST = b'{"capabilities":["clock","log"]}'
 WASM_HASH = hashlib.sha256(WASM).digest()
 MANIFEST_HASH = hashlib.sha256(MANIFEST).digest()
 
+WITNESSES = (NODE_A, NODE_B, NODE_C)
+"""The default witness set of every epoch: the three nodes of a small network."""
+KEYS_BY_PUBLIC = {k.public_key: k for k in (AGENT_KEY, NODE_A, NODE_B, NODE_C, MALLORY)}
+BALLOT_NONCE = b"ballot-1"
+
+
+def node_keys(members: tuple[Keypair, ...]) -> tuple[bytes, ...]:
+    """A witness set as it is encoded: sorted, distinct node keys."""
+    return tuple(sorted({k.public_key for k in members}))
+
 
 @dataclass
 class LineageBuilder:
@@ -39,6 +55,8 @@ class LineageBuilder:
     agent_key: Keypair = AGENT_KEY
     first_owner: Keypair = NODE_A
     budget: int = 1_000_000
+    witnesses: tuple[Keypair, ...] = WITNESSES
+    """The witness set of the current epoch (the genesis names it; custody records change it)."""
     entries: list[LineageEntry] = field(default_factory=list)
     custodian: Keypair = field(init=False)
     epoch: int = field(init=False, default=1)
@@ -84,6 +102,8 @@ class LineageBuilder:
             state=f"state@{self.tick + advance}".encode(),
             owner=self.custodian.public_key,
         )
+        if kind in (CheckpointKind.GENESIS, CheckpointKind.IMPORT):
+            values["witnesses"] = node_keys(self.witnesses)
         values.update(overrides)
         ck = UnsignedCheckpoint(**values).sign(signer or self.custodian)
         if append:
@@ -107,8 +127,17 @@ class LineageBuilder:
         return self.checkpoint(CheckpointKind.FINAL, **overrides)
 
     def transfer(
-        self, to: Keypair, *, signer: Keypair | None = None, **overrides: Any
+        self,
+        to: Keypair,
+        *,
+        signer: Keypair | None = None,
+        witnesses: tuple[Keypair, ...] | None = None,
+        certify: bool = True,
+        **overrides: Any,
     ) -> TransferRecord:
+        """Append a transfer to ``to`` (naming ``witnesses``, by default the current set) and,
+        unless ``certify`` is false, the certificate that makes it count."""
+        new_set = self.witnesses if witnesses is None else witnesses
         values: dict[str, Any] = dict(
             agent=self.agent,
             from_epoch=self.epoch,
@@ -118,16 +147,23 @@ class LineageBuilder:
             prev=self.head,
             migration_id=bytes([len(self.entries)]) * 16,
             wall_ns=self._next_wall(),
+            witnesses=node_keys(new_set),
         )
         values.update(overrides)
         rec = UnsignedTransferRecord(**values).sign(signer or self.custodian)
-        self.entries.append(rec)
-        self.custodian, self.epoch = to, rec.to_epoch
+        self._start_epoch(rec, to, new_set, certify)
         return rec
 
     def forced(
-        self, node: Keypair, *, signer: Keypair | None = None, **overrides: Any
+        self,
+        node: Keypair,
+        *,
+        signer: Keypair | None = None,
+        witnesses: tuple[Keypair, ...] | None = None,
+        certify: bool = True,
+        **overrides: Any,
     ) -> ForcedRecovery:
+        new_set = self.witnesses if witnesses is None else witnesses
         values: dict[str, Any] = dict(
             agent=self.agent,
             from_epoch=self.epoch,
@@ -137,12 +173,51 @@ class LineageBuilder:
             forced_by="operator@example",
             reason="source unreachable",
             wall_ns=self._next_wall(),
+            witnesses=node_keys(new_set),
         )
         values.update(overrides)
         rec = UnsignedForcedRecovery(**values).sign(signer or node)
-        self.entries.append(rec)
-        self.custodian, self.epoch = node, rec.to_epoch
+        self._start_epoch(rec, node, new_set, certify)
         return rec
+
+    def _start_epoch(
+        self, rec: EpochRecord, owner: Keypair, new_set: tuple[Keypair, ...], certify: bool
+    ) -> None:
+        self.entries.append(rec)
+        previous_set = self.witnesses
+        self.custodian, self.epoch, self.witnesses = owner, rec.to_epoch, new_set
+        if certify:
+            self.cert(rec, previous=previous_set)
+
+    def cert(
+        self,
+        record: EpochRecord,
+        *,
+        previous: tuple[Keypair, ...] | None = None,
+        voters: tuple[Keypair, ...] | None = None,
+        proposer: Keypair | None = None,
+        append: bool = True,
+        **overrides: Any,
+    ) -> WitnessCert:
+        """The certificate of ``record``: by default every member of the previous and the new
+        witness set except the proposer (the record's signer) votes."""
+        proposer_key = proposer.public_key if proposer else record.signer
+        if voters is None:
+            members = {*(previous or ()), *self.witnesses}
+            voters = tuple(k for k in members if k.public_key != proposer_key)
+        slot = overrides.pop("slot", record.to_epoch)
+        ballot = overrides.pop("ballot", Ballot(1, proposer_key, BALLOT_NONCE))
+        digest = overrides.pop("prev", record.digest())
+        votes = [
+            sign_vote(k, overrides.get("agent", self.agent), slot, ballot, digest) for k in voters
+        ]
+        agent = overrides.pop("agent", self.agent)
+        if overrides:
+            raise TypeError(f"unknown certificate overrides: {sorted(overrides)}")
+        cert = WitnessCert.build(agent, slot, ballot, digest, votes)
+        if append:
+            self.entries.append(cert)
+        return cert
 
     def export(self, *, signer: Keypair | None = None, **overrides: Any) -> ExportRecord:
         """The terminal export-to-Go record, signed by the custodian."""
@@ -169,7 +244,8 @@ class LineageBuilder:
 
 
 def happy_lineage() -> LineageBuilder:
-    """Genesis on A, ticks, migrate A→B, ticks, forced recovery by C, ticks, final."""
+    """Genesis on A, ticks, migrate A→B (+ cert), ticks, forced recovery by C (+ cert), ticks,
+    final: 11 entries, witnesses {A, B, C} throughout."""
     b = LineageBuilder()
     b.genesis()
     b.tick_checkpoint()

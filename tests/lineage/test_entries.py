@@ -18,11 +18,12 @@ from igor_p2p.lineage.custody import (
     ForcedRecovery,
     TransferRecord,
 )
-from igor_p2p.lineage.entries import CorruptEntry, decode_entry
+from igor_p2p.lineage.entries import CorruptEntry, WitnessCert, decode_entry, entry_signer
 from igor_p2p.lineage.envelope import Checkpoint, CorruptCheckpoint
 from igor_p2p.lineage.identity import BadSignature
+from igor_p2p.lineage.verify import ProblemCode, verify_lineage
 
-from .builders import NODE_B, NODE_C, happy_lineage
+from .builders import NODE_A, NODE_B, NODE_C, WITNESSES, LineageBuilder, happy_lineage, node_keys
 
 
 def _records() -> tuple[TransferRecord, ForcedRecovery]:
@@ -164,3 +165,61 @@ def test_mutated_entries_decode_canonically_or_raise_corrupt_entry(
     except CorruptEntry:
         return
     assert entry.encode() == bytes(mutated)
+
+
+# --- v2: witnesses and resumes ------------------------------------------------------------------
+
+
+def test_every_custody_record_names_the_witness_set_of_the_epoch_it_starts() -> None:
+    transfer, forced = _records()
+    for record in (transfer, forced):
+        assert record.witnesses == node_keys(WITNESSES)
+        with pytest.raises(BadSignature):
+            dataclasses.replace(record, witnesses=record.witnesses[1:]).verify_signature()
+
+
+def test_a_self_transfer_is_a_resume_and_a_handoff_is_not() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    resume = b.transfer(NODE_A)
+    b.handoff()
+    handoff = b.transfer(NODE_B)
+    assert resume.is_resume and resume.owner == NODE_A.public_key
+    assert not handoff.is_resume and handoff.owner == NODE_B.public_key
+    assert verify_lineage(b.entries).valid
+
+
+def test_a_resume_may_not_directly_follow_another_custody_record() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    b.transfer(NODE_A, certify=False)
+    b.transfer(NODE_A, certify=False, from_epoch=1, to_epoch=2)
+    assert ProblemCode.TRANSFER_MISMATCH in verify_lineage(b.entries).codes()
+
+
+def test_a_forced_recovery_is_owned_by_its_node() -> None:
+    _, forced = _records()
+    assert forced.owner == forced.node == forced.signer == NODE_C.public_key
+
+
+@pytest.mark.parametrize(
+    "witnesses",
+    [
+        [b"\x01" * 32, b"\x00" * 32],  # unsorted
+        [b"\x01" * 32] * 2,  # duplicate
+        [bytes([i]) * 32 for i in range(8)],  # eight
+        b"\x01" * 32,  # not a list
+    ],
+)
+def test_a_malformed_witness_set_in_a_record_is_corrupt(witnesses: object) -> None:
+    transfer, _ = _records()
+    items = msgpack.unpackb(transfer.encode())
+    items[9] = witnesses
+    with pytest.raises(CorruptCustodyRecord):
+        decode_entry(msgpack.packb(items, use_bin_type=True))
+
+
+def test_a_certificate_round_trips_through_decode_entry_and_names_no_signer() -> None:
+    cert = next(e for e in happy_lineage().entries if isinstance(e, WitnessCert))
+    assert decode_entry(cert.encode()) == cert
+    assert entry_signer(cert) == b""

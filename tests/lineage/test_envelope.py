@@ -23,7 +23,7 @@ from igor_p2p.lineage.envelope import (
 )
 from igor_p2p.lineage.identity import BadSignature
 
-from .builders import NODE_A, LineageBuilder
+from .builders import NODE_A, WITNESSES, LineageBuilder, node_keys
 
 
 def _sample() -> Checkpoint:
@@ -40,9 +40,9 @@ def test_checkpoint_round_trips_and_digest_is_sha256_of_encoding() -> None:
     assert Checkpoint.decode(data).kind is CheckpointKind.TICK
 
 
-def test_encoding_starts_with_fixarray_so_never_a_go_version_byte() -> None:
+def test_encoding_starts_with_an_array16_header_so_never_a_go_version_byte() -> None:
     data = _sample().encode()
-    assert data[0] == 0x9F
+    assert data[:3] == b"\xdc\x00\x10"  # 16 fields: one past what a fixarray holds
     assert data[0] not in (0x02, 0x03, 0x04)
     assert msgpack.unpackb(data)[0] == FORMAT_TAG
 
@@ -123,7 +123,10 @@ def _with(index: int, value: object) -> bytes:
         ("unknown kind", _with(5, 9)),
         ("negative budget", _with(8, -5)),
         ("state as list", _with(11, [1, 2])),
-        ("short signature", _with(14, b"\x00" * 63)),
+        ("witnesses not a list", _with(13, b"\x00" * 32)),
+        ("short witness key", _with(13, [b"\x00" * 31])),
+        ("short signer", _with(14, b"\x00" * 63)),
+        ("short signature", _with(15, b"\x00" * 63)),
         ("ext type", _with(10, msgpack.ExtType(1, b"x"))),
         ("map inside", _with(11, {})),
         ("nested deep", b"\x91" * 100_000),
@@ -138,7 +141,7 @@ def test_non_canonical_integer_encoding_is_rejected() -> None:
     data = _sample().encode()
     epoch_canonical = b"\x01"  # positive fixint 1, right after the agent string
     agent = _items()[1].encode()
-    prefix = b"\x9f" + msgpack.packb(FORMAT_TAG) + msgpack.packb(agent.decode())
+    prefix = b"\xdc\x00\x10" + msgpack.packb(FORMAT_TAG) + msgpack.packb(agent.decode())
     assert data.startswith(prefix + epoch_canonical)
     wide = prefix + b"\xcf" + (1).to_bytes(8, "big") + data[len(prefix) + 1 :]
     assert msgpack.unpackb(wide) == msgpack.unpackb(data)  # same value...
@@ -148,7 +151,7 @@ def test_non_canonical_integer_encoding_is_rejected() -> None:
 
 def test_oversized_input_is_rejected_before_parsing() -> None:
     with pytest.raises(CorruptCheckpoint):
-        Checkpoint.decode(b"\x9f" + bytes(MAX_ENTRY_BYTES))
+        Checkpoint.decode(b"\xdc\x00\x10" + bytes(MAX_ENTRY_BYTES))
 
 
 def test_state_larger_than_cap_cannot_be_built() -> None:
@@ -203,3 +206,61 @@ def test_mutated_encodings_decode_canonically_or_raise_corrupt_checkpoint(data: 
     if data != _VALID:
         with pytest.raises(BadSignature):
             ck.verify_signature()
+
+
+# --- witnesses (v2) ----------------------------------------------------------------------------
+
+
+def _genesis_values(**changes: object) -> dict:
+    b = LineageBuilder()
+    values = {f: getattr(b.genesis(), f) for f in UnsignedCheckpoint.__dataclass_fields__}
+    values.update(changes)
+    return values
+
+
+def test_genesis_names_the_first_witness_set_sorted_and_signs_it() -> None:
+    b = LineageBuilder()
+    genesis = b.genesis()
+    assert genesis.witnesses == node_keys(WITNESSES)
+    assert list(genesis.witnesses) == sorted(genesis.witnesses)
+    decoded = Checkpoint.decode(genesis.encode())
+    assert decoded.witnesses == genesis.witnesses
+    with pytest.raises(BadSignature):
+        dataclasses.replace(genesis, witnesses=genesis.witnesses[:2]).verify_signature()
+
+
+@pytest.mark.parametrize(
+    "kind", [CheckpointKind.TICK, CheckpointKind.HANDOFF, CheckpointKind.FINAL]
+)
+def test_only_a_genesis_or_import_checkpoint_names_witnesses(kind: CheckpointKind) -> None:
+    with pytest.raises(CorruptCheckpoint, match="only a GENESIS or IMPORT"):
+        UnsignedCheckpoint(**_genesis_values(kind=kind, epoch=1))
+
+
+def test_an_import_checkpoint_may_name_witnesses() -> None:
+    values = _genesis_values(kind=CheckpointKind.IMPORT, prev=b"\x5a" * 32)
+    assert UnsignedCheckpoint(**values).witnesses == node_keys(WITNESSES)
+
+
+@pytest.mark.parametrize(
+    ("label", "witnesses"),
+    [
+        ("unsorted", tuple(reversed(node_keys(WITNESSES)))),
+        ("duplicate", (NODE_A.public_key, NODE_A.public_key)),
+        ("eight members", tuple(bytes([i]) * 32 for i in range(8))),
+        ("short key", (b"\x01" * 31,)),
+        ("a list, not a tuple", list(node_keys(WITNESSES))),
+    ],
+)
+def test_a_witness_set_is_at_most_seven_distinct_sorted_node_keys(
+    label: str, witnesses: object
+) -> None:
+    with pytest.raises(CorruptCheckpoint):
+        UnsignedCheckpoint(**_genesis_values(witnesses=witnesses))
+
+
+def test_a_tick_checkpoint_carrying_witnesses_does_not_decode() -> None:
+    items = _items()
+    items[13] = list(node_keys(WITNESSES))
+    with pytest.raises(CorruptCheckpoint):
+        Checkpoint.decode(_pack(items))

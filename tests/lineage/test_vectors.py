@@ -11,9 +11,10 @@ from types import ModuleType
 import pytest
 
 from igor_p2p.lineage.bundle import AgentBundle
+from igor_p2p.lineage.cert import WitnessCert, vote_bytes
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CorruptCheckpoint
-from igor_p2p.lineage.identity import BadSignature, Keypair
+from igor_p2p.lineage.identity import BadSignature, Keypair, verify_signature
 from igor_p2p.lineage.igor_go import parse_go_checkpoint, verify_go_history, verify_go_signature
 from igor_p2p.lineage.verify import verify_lineage
 
@@ -30,8 +31,11 @@ def _generator() -> ModuleType:
 
 
 def test_stored_vectors_are_exactly_what_the_generator_produces() -> None:
-    for name, data in _generator().build_vectors().items():
+    generator = _generator()
+    files = generator.build_vectors()
+    for name, data in files.items():
         assert (VECTORS / name).read_bytes() == data, f"{name} is stale: rerun generate.py"
+    assert generator.stored_vector_names() == set(files), "stray vector files: rerun generate.py"
 
 
 def test_stored_lineage_vectors_decode_and_match_their_index() -> None:
@@ -40,9 +44,27 @@ def test_stored_lineage_vectors_decode_and_match_their_index() -> None:
         entry = decode_entry(data)
         assert type(entry).__name__ == item["type"]
         assert entry.digest().hex() == item["digest"] == hashlib.sha256(data).hexdigest()
-        assert entry.signing_bytes().hex() == item["signing_bytes"]
+        assert entry.prev.hex() == item["prev"]
         assert entry.signer.hex() == item["signer"]
+        if isinstance(entry, WitnessCert):
+            assert entry.slot == item["slot"]
+            for vote, indexed in zip(entry.votes, item["votes"], strict=True):
+                assert vote.witness.hex() == indexed["witness"]
+                message = bytes.fromhex(indexed["signing_bytes"])
+                assert message == vote_bytes(entry.agent, entry.slot, entry.ballot, entry.prev)
+                verify_signature(vote.witness, message, bytes.fromhex(indexed["signature"]))
+        else:
+            assert entry.signing_bytes().hex() == item["signing_bytes"]
         entry.verify_signature()
+
+
+def test_stored_lineage_is_v2_with_a_certificate_after_every_custody_record() -> None:
+    types = [item["type"] for item in INDEX["lineage"]]
+    for i, kind in enumerate(types):
+        if kind in ("TransferRecord", "ForcedRecovery"):
+            assert types[i + 1] == "WitnessCert", INDEX["lineage"][i]["file"]
+    genesis = decode_entry((VECTORS / INDEX["lineage"][0]["file"]).read_bytes())
+    assert isinstance(genesis, Checkpoint) and len(genesis.witnesses) == 3
 
 
 def test_stored_lineage_verifies_valid_with_the_indexed_head() -> None:
@@ -51,6 +73,7 @@ def test_stored_lineage_verifies_valid_with_the_indexed_head() -> None:
     assert report.valid, report.problems
     assert report.head.hex() == INDEX["head"]
     assert len(report.forced) == 1
+    assert report.certs == 2 and report.pending_record is None
 
 
 def test_indexed_keys_derive_the_indexed_public_keys_and_did() -> None:

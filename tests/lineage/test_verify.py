@@ -23,6 +23,7 @@ from .builders import (
     AGENT_KEY,
     GO_AGENT,
     GO_WASM_HASH,
+    KEYS_BY_PUBLIC,
     MALLORY,
     MANIFEST,
     NODE_A,
@@ -30,9 +31,11 @@ from .builders import (
     NODE_C,
     OTHER_AGENT_KEY,
     WASM,
+    WITNESSES,
     LineageBuilder,
     go_chain,
     happy_lineage,
+    node_keys,
     resign,
     write_go_history,
 )
@@ -46,9 +49,13 @@ def test_happy_lineage_verifies_valid_in_any_order() -> None:
     assert report.valid, report.problems
     assert report.problems == []
     assert report.agent == AGENT_KEY.did
-    assert report.entries == len(b.entries) == 9
+    assert report.entries == len(b.entries) == 11
     assert report.checkpoints == 7
     assert report.transfers == 1
+    assert report.certs == 2
+    assert report.custodian == NODE_C.public_key
+    assert report.witnesses == node_keys(WITNESSES)
+    assert report.pending_record is None
     assert [f.node for f in report.forced] == [NODE_C.public_key]
     assert report.head == b.head
     assert (report.first_epoch, report.last_epoch) == (1, 4)
@@ -145,6 +152,7 @@ def bad_signature(tmp_path: Path) -> VerifyReport:
 
 
 def _relink(entry: object, prev: bytes) -> object:
+    from igor_p2p.lineage.cert import WitnessCert, sign_vote
     from igor_p2p.lineage.custody import (
         TransferRecord,
         UnsignedForcedRecovery,
@@ -152,9 +160,14 @@ def _relink(entry: object, prev: bytes) -> object:
     )
     from igor_p2p.lineage.envelope import Checkpoint
 
-    signer = {k.public_key: k for k in (AGENT_KEY, NODE_A, NODE_B, NODE_C)}
+    signer = KEYS_BY_PUBLIC
     if isinstance(entry, Checkpoint):
         return resign(entry, signer[entry.signer], prev=prev)
+    if isinstance(entry, WitnessCert):  # the votes are over the record digest: vote again
+        votes = [
+            sign_vote(signer[w], entry.agent, entry.slot, entry.ballot, prev) for w in entry.voters
+        ]
+        return WitnessCert.build(entry.agent, entry.slot, entry.ballot, prev, votes)
     names = [f.name for f in dataclasses.fields(entry) if f.name != "signature"]  # type: ignore[arg-type]
     fields = {name: getattr(entry, name) for name in names} | {"prev": prev}
     if isinstance(entry, TransferRecord):
@@ -260,6 +273,22 @@ def after_export(tmp_path: Path) -> VerifyReport:
     return _lineage(b)
 
 
+def bad_gap(tmp_path: Path) -> VerifyReport:
+    entries = happy_lineage().entries
+    handoff_index = 3  # genesis, tick, tick, HANDOFF, transfer, cert, ...
+    compacted = entries[: handoff_index + 1] + entries[handoff_index + 2 :]  # transfer missing
+    return verify_lineage(compacted, ordered=True)
+
+
+def uncertified(tmp_path: Path) -> VerifyReport:
+    b = LineageBuilder()
+    b.genesis()
+    b.handoff()
+    b.transfer(NODE_B, certify=False)
+    b.tick_checkpoint()  # the new owner ticks with no certificate for its epoch
+    return _lineage(b)
+
+
 SCENARIOS: dict[ProblemCode, Callable[[Path], VerifyReport]] = {
     ProblemCode.CORRUPT_ENTRY: corrupt_entry,
     ProblemCode.NO_GENESIS: no_genesis,
@@ -281,6 +310,8 @@ SCENARIOS: dict[ProblemCode, Callable[[Path], VerifyReport]] = {
     ProblemCode.MODULE_MISMATCH: module_mismatch,
     ProblemCode.UNSIGNED_CHECKPOINT: unsigned_checkpoint,
     ProblemCode.AFTER_EXPORT: after_export,
+    ProblemCode.BAD_GAP: bad_gap,
+    ProblemCode.UNCERTIFIED: uncertified,
 }
 
 
@@ -368,7 +399,7 @@ def test_transfer_epochs_must_step_by_one_from_the_current(change: dict, code: P
     b = LineageBuilder()
     b.genesis()
     b.handoff()
-    b.transfer(NODE_B, **change)
+    b.transfer(NODE_B, certify=False, **change)
     assert code in _lineage(b).codes()
 
 
@@ -387,7 +418,7 @@ def test_forced_recovery_is_reported_but_valid() -> None:
 def test_forced_recovery_must_raise_the_epoch() -> None:
     b = LineageBuilder()
     b.genesis()
-    b.forced(NODE_B, to_epoch=1)
+    b.forced(NODE_B, to_epoch=1, certify=False)
     assert ProblemCode.EPOCH_DECREASED in _lineage(b).codes()
 
 
@@ -465,3 +496,182 @@ def test_go_signed_v4_blob_in_a_lineage_is_a_corrupt_entry() -> None:
     blob = encode_go_v4(GoCheckpointFields(1, 1, 0, GO_WASM_HASH), GO_AGENT)
     report = verify_lineage([*happy_lineage().encoded(), blob])
     assert report.codes() == {ProblemCode.CORRUPT_ENTRY}
+
+
+# --- witness certificates ----------------------------------------------------------------------
+
+
+def _transfer_with_cert(**cert_args: object) -> LineageBuilder:
+    b = LineageBuilder()
+    b.genesis()
+    b.handoff()
+    rec = b.transfer(NODE_B, certify=False)
+    b.cert(rec, previous=WITNESSES, **cert_args)  # type: ignore[arg-type]
+    b.tick_checkpoint()
+    return b
+
+
+def test_a_record_followed_by_its_quorum_certificate_moves_custody() -> None:
+    report = _lineage(_transfer_with_cert(voters=(NODE_B, NODE_C)))
+    assert report.valid, report.problems
+    assert report.custodian == NODE_B.public_key and report.last_epoch == 2
+    assert report.certs == 1
+
+
+def test_a_single_vote_of_three_witnesses_is_uncertified() -> None:
+    report = _lineage(_transfer_with_cert(voters=(NODE_C,)))
+    assert report.codes() == {ProblemCode.UNCERTIFIED}
+    assert any("1 of 2 votes" in p.message for p in report.problems)
+
+
+def test_the_proposers_own_vote_does_not_count_among_three_witnesses() -> None:
+    # A signs the transfer and proposes it: A + C is two votes, but only C counts (2q < k + 2).
+    report = _lineage(_transfer_with_cert(voters=(NODE_A, NODE_C)))
+    assert report.codes() == {ProblemCode.UNCERTIFIED}
+
+
+def test_the_proposers_own_vote_counts_when_the_quorum_is_large_enough() -> None:
+    # Two witnesses: q = 2 and 2q >= k + 2, so the proposer's vote is one of the two needed.
+    b = LineageBuilder(witnesses=(NODE_A, NODE_B))
+    b.genesis()
+    b.handoff()
+    rec = b.transfer(NODE_B, certify=False)
+    b.cert(rec, voters=(NODE_A, NODE_B))
+    assert _lineage(b).valid
+
+
+def test_a_changed_witness_set_needs_a_quorum_of_the_old_and_of_the_new_set() -> None:
+    new_set = (NODE_B, NODE_C, MALLORY)
+    for voters, valid in [
+        ((NODE_B, NODE_C), True),  # two of {A,B,C} and two of {B,C,M}
+        ((NODE_C, MALLORY), False),  # only one of the old set
+        ((NODE_B, NODE_C, NODE_A), True),
+        ((NODE_A, MALLORY), False),  # one of each
+    ]:
+        b = LineageBuilder()
+        b.genesis()
+        b.handoff()
+        rec = b.transfer(NODE_B, witnesses=new_set, certify=False)
+        b.cert(rec, previous=WITNESSES, voters=voters, proposer=NODE_A)
+        report = _lineage(b)
+        assert report.valid is valid, (voters, report.problems)
+        if valid:
+            assert report.witnesses == node_keys(new_set)
+
+
+def test_a_vote_with_a_bad_signature_is_reported_and_does_not_count() -> None:
+    b = _transfer_with_cert(voters=(NODE_B, NODE_C))
+    cert_index = next(i for i, e in enumerate(b.entries) if type(e).__name__ == "WitnessCert")
+    cert = b.entries[cert_index]
+    forged_votes = (cert.votes[0], dataclasses.replace(cert.votes[1], signature=bytes(64)))
+    b.entries[cert_index] = dataclasses.replace(cert, votes=forged_votes)
+    b.entries[cert_index + 1] = _relink(b.entries[cert_index + 1], b.entries[cert_index].digest())
+    report = _lineage(b)
+    assert {ProblemCode.BAD_SIGNATURE, ProblemCode.UNCERTIFIED} <= report.codes()
+
+
+def test_a_trusted_certificate_counts_its_votes_without_checking_them() -> None:
+    b = _transfer_with_cert(voters=(NODE_B, NODE_C))
+    report = verify_lineage(b.entries, trusted={e.digest() for e in b.entries})
+    assert report.valid
+
+
+def test_a_certificate_for_another_slot_is_uncertified() -> None:
+    report = _lineage(_transfer_with_cert(voters=(NODE_B, NODE_C), slot=3))
+    assert ProblemCode.UNCERTIFIED in report.codes()
+
+
+def test_a_certificate_after_a_checkpoint_is_uncertified() -> None:
+    other = LineageBuilder()
+    other.genesis()
+    other.handoff()
+    stray = other.transfer(NODE_B, certify=False)
+    b = LineageBuilder()
+    b.genesis()
+    b.handoff()
+    b.entries.append(other.cert(stray, append=False, prev=b.head))  # follows no custody record
+    report = _lineage(b)
+    assert ProblemCode.UNCERTIFIED in report.codes()
+
+
+def test_a_record_still_waiting_for_its_certificate_is_reported_as_pending() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    b.handoff()
+    rec = b.transfer(NODE_B, certify=False)
+    report = _lineage(b)
+    assert report.valid
+    assert report.pending_record == rec.digest()
+    assert report.custodian == NODE_A.public_key and report.last_epoch == 1
+
+
+def test_the_walk_follows_the_certificate_of_a_pending_record_at_a_fork() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    b.handoff()
+    rec = b.transfer(NODE_B, certify=False)
+    rival = b.checkpoint(CheckpointKind.TICK, advance=1, append=False)  # A ticks on, wrongly
+    cert = b.cert(rec, previous=WITNESSES)
+    report = verify_lineage([*b.entries, rival])
+    assert ProblemCode.FORK in report.codes()
+    assert report.head == cert.digest() and report.custodian == NODE_B.public_key
+
+
+# --- compacted lineages (ordered=True) ---------------------------------------------------------
+
+
+def test_ordered_lineage_may_skip_ticks_inside_one_epoch() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    first = b.tick_checkpoint()
+    b.tick_checkpoint()
+    b.tick_checkpoint()
+    last = b.tick_checkpoint()
+    kept = [b.entries[0], first, last]
+    report = verify_lineage(kept, ordered=True)
+    assert report.valid, report.problems
+    assert report.head == last.digest()
+    [gap] = report.compacted
+    assert (gap.after, gap.before, gap.epoch) == (first.digest(), last.digest(), 1)
+    assert gap.signer == NODE_A.public_key and gap.missing_prev == last.prev
+
+
+def test_unordered_input_with_a_gap_is_an_orphan_not_a_compaction() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    b.tick_checkpoint()
+    b.tick_checkpoint()
+    last = b.tick_checkpoint()
+    report = verify_lineage([b.entries[0], last])
+    assert ProblemCode.ORPHAN in report.codes() and report.compacted == []
+
+
+def test_a_gap_across_epochs_is_a_bad_gap() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    b.tick_checkpoint()
+    b.migrate(NODE_B)
+    b.tick_checkpoint()
+    last = b.tick_checkpoint()
+    report = verify_lineage([b.entries[0], b.entries[1], last], ordered=True)
+    assert ProblemCode.BAD_GAP in report.codes()
+
+
+def test_a_gap_before_a_certificate_is_a_bad_gap() -> None:
+    entries = happy_lineage().entries
+    # genesis, tick, tick, HANDOFF, transfer, cert: drop the transfer, keep its certificate
+    report = verify_lineage([*entries[:4], *entries[5:]], ordered=True)
+    assert ProblemCode.BAD_GAP in report.codes()
+
+
+def test_a_transfer_after_a_gap_in_its_epoch_is_allowed() -> None:
+    b = LineageBuilder()
+    b.genesis()
+    first = b.tick_checkpoint()
+    b.tick_checkpoint()
+    b.handoff()  # compacted away with the tick before it
+    b.transfer(NODE_B)
+    kept = [b.entries[0], first, *b.entries[4:]]
+    report = verify_lineage(kept, ordered=True)
+    assert report.valid, report.problems
+    assert report.custodian == NODE_B.public_key

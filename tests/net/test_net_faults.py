@@ -494,6 +494,19 @@ async def test_message_faults_only_hit_the_chosen_peers() -> None:
     assert await receive_until_end(rx) == [2, 3, 4]
 
 
+async def test_kind_faults_drop_only_requests_of_those_types_and_no_frames() -> None:
+    gate = FaultGate()
+    gate.set_message_faults(MessageFaults(drop=1.0, kinds=frozenset({"COMMIT"}), seed=1))
+    assert gate.drops_request(PEER_X, "COMMIT")
+    assert not gate.drops_request(PEER_X, "OFFER")
+    assert not gate.message_faults_apply_to(PEER_X)  # whole requests, never frames
+    assert gate.stats()["drop"] == 1
+    gate.set_message_faults(MessageFaults(drop=0.0, kinds=frozenset({"COMMIT"})))
+    assert not gate.drops_request(PEER_X, "COMMIT")
+    with pytest.raises(InvalidFaultSpec):
+        MessageFaults(kinds="COMMIT")  # type: ignore[arg-type]
+
+
 async def test_message_faults_on_a_real_stream_use_its_peer_and_protocol(
     spawn_hosts: HostSpawner, nursery: trio.Nursery
 ) -> None:

@@ -17,11 +17,14 @@ def scenario(
     n_agents: int = 1,
     launch_on: list[int] | None = None,
     liars: dict[str, str] | None = None,
+    capacity: dict[str, int] | None = None,
     drop: float = 0.0,
 ) -> Plan:
     notes: dict[str, Any] = {"launch_on": launch_on or [0] * n_agents}
     if liars:
         notes["liars"] = liars
+    if capacity:
+        notes["capacity"] = capacity
     return Plan(
         seed=seed,
         n_nodes=n_nodes,
@@ -93,4 +96,34 @@ def forged_higher_epochs(seed: int = 1) -> Plan:
         n_agents=2,
         launch_on=[0, 2],
         liars={"1": "forged_higher"},
+    )
+
+
+def lie_matrix(kind: str, field: str, variant: int = 0, seed: int = 1) -> Plan:
+    """A liar (n2, room for one agent) tells one lie — ``field`` of every ``kind`` message it
+    sends is wrong — while it is a handoff target that fetches a module and refuses an offer, a
+    handoff source that serves a module and aborts, a witness of claims and handoffs, and a
+    restored pending target that settles; honest nodes settle through it too."""
+    return scenario(
+        seed,
+        [
+            (0.5, "backup", {"node": 1, "agent": 0, "when": "HANDOFF_PENDING", "name": "liar"}),
+            (1.0, "migrate", {"agent": 0, "target": 1}),
+            (2.0, "migrate", {"agent": 1, "target": 1}),
+            (2.5, "backup", {"node": 2, "agent": 0, "when": "HANDOFF_PENDING", "name": "n3"}),
+            (3.0, "migrate", {"agent": 0, "target": 2}),
+            (5.0, "migrate", {"agent": 0, "target": 1}),
+            (6.9, "clog", {"node": 3, "duration": 3.0}),
+            (7.0, "migrate", {"agent": 0, "target": 3}),
+            (10.5, "halt_resume", {"agent": 1, "pause": 0.5}),
+            (12.0, "restore", {"node": 2, "backup": "n3", "down": 0.5}),
+            (13.0, "restore", {"node": 1, "backup": "liar", "down": 0.5}),
+            (15.0, "crash", {"node": 3, "down": 0.5}),
+            (16.0, "migrate", {"agent": 0, "target": 2}),
+            (17.0, "force", {"agent": 1, "node": 0}),
+        ],
+        n_agents=2,
+        launch_on=[0, 3],
+        liars={"1": f"one:{kind}.{field}.{variant}"},
+        capacity={"1": 1},
     )

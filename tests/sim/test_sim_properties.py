@@ -16,17 +16,29 @@ import trio._core._run as trio_run
 
 from igor_p2p.sim.plan import Plan, make_plan
 from igor_p2p.sim.run import run_schedule
-from igor_p2p.sim.sweep import sweep
+from igor_p2p.sim.sweep import SweepReport, sweep
 
 SCHEDULES = int(os.environ.get("IGOR_SIM_SCHEDULES", "2000"))
 FIRST_SEED = int(os.environ.get("IGOR_SIM_FIRST_SEED", "1"))
 CORPUS = Path(__file__).parent / "corpus"
 
 
-def test_seeded_schedules_with_rollbacks_never_violate_an_invariant() -> None:
-    report = sweep(FIRST_SEED, SCHEDULES, procs=2)
-    assert not report.failures, report.text()
-    coverage = report.coverage()
+@pytest.fixture(scope="module")
+def swept() -> SweepReport:
+    """One sweep of seeded schedules (with rollbacks, liars, every fault), shared by the
+    property tests below; each asserts its check held in every schedule and examined enough."""
+    return sweep(FIRST_SEED, SCHEDULES, procs=2)
+
+
+def _held(swept: SweepReport, check: str) -> None:
+    failed = [r for r in swept.failures if r.check in (check, "crash")]
+    assert failed == [], "\n".join(f"seed {r.seed}: {r.violation}" for r in failed[:10])
+    assert swept.checked()[check] >= SCHEDULES // 10, (check, swept.checked()[check])
+
+
+def test_seeded_schedules_with_rollbacks_never_violate_an_invariant(swept: SweepReport) -> None:
+    assert not swept.failures, swept.text()
+    coverage = swept.coverage()
     # Non-vacuity: the sweep reached the paths it claims to test.
     minimum = max(1, SCHEDULES // 200)
     for probe in (
@@ -40,6 +52,36 @@ def test_seeded_schedules_with_rollbacks_never_violate_an_invariant() -> None:
         "authority:HALTED->ACTIVE_OWNER",
     ):
         assert coverage[probe] >= minimum, (probe, coverage[probe])
+    assert sum(v for k, v in coverage.items() if k.startswith("lie:")) >= minimum
+
+
+def test_no_two_nodes_hold_an_agent_at_once(swept: SweepReport) -> None:
+    """Ownership windows (first to last tick of each node's run of an epoch) never interleave."""
+    _held(swept, "overlap")
+
+
+def test_every_agent_keeps_one_linear_lineage(swept: SweepReport) -> None:
+    _held(swept, "lineage")
+
+
+def test_epochs_strictly_increase_and_each_has_one_owner(swept: SweepReport) -> None:
+    _held(swept, "epochs")
+
+
+def test_budget_is_conserved_across_ticks_and_transfers(swept: SweepReport) -> None:
+    _held(swept, "budget")
+
+
+def test_no_committed_checkpoint_is_lost(swept: SweepReport) -> None:
+    _held(swept, "durability")
+
+
+def test_agents_tick_again_after_heal_when_nothing_was_rolled_back(swept: SweepReport) -> None:
+    _held(swept, "liveness")
+
+
+def test_no_agent_is_halted_by_an_unexpected_error(swept: SweepReport) -> None:
+    _held(swept, "robustness")
 
 
 def test_one_seed_replays_to_the_same_history() -> None:

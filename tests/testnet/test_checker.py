@@ -16,6 +16,7 @@ from testnet.checker import (
     LostCommitViolation,
     OverlapViolation,
     StoreSnapshot,
+    UnexpectedErrorViolation,
     bench_checker,
     check,
 )
@@ -51,16 +52,68 @@ def test_overlapping_ticks_on_two_nodes_are_a_violation_with_both_intervals():
     assert v.overlap_ns == 5 and "n1" in v.summary() and "n2" in v.summary()
 
 
-def test_overlap_hidden_behind_a_long_same_node_tick_is_found():
-    # n2's long tick ends last; n1's second tick overlaps n2's, not only n1's own
+def test_overlap_hidden_behind_a_long_window_of_another_node_is_found():
+    # n1's two ticks make one window [0, 500] that n2's window [200, 1000] starts inside
     r = run(
         tick("n1", 0, 100, n=1),
-        tick("n2", 50, 200, n=1),
-        tick("n2", 210, 220, n=2),
-        tick("n1", 150, 160, n=2),
+        tick("n2", 200, 300, n=1, epoch=2),
+        tick("n2", 900, 1000, n=2, epoch=2),
+        tick("n1", 400, 500, n=2),
     )
     pairs = {(v.first.node, v.second.node) for v in r.by_check("overlap")}
-    assert pairs == {("n1", "n2"), ("n2", "n1")}
+    assert pairs == {("n1", "n2")}
+    (v,) = r.by_check("overlap")
+    assert (v.first.start_ns, v.first.end_ns, v.first.ticks) == (0, 500, 2)
+    assert (v.second.start_ns, v.second.end_ns, v.second.ticks) == (200, 1000, 2)
+
+
+def test_owners_taking_turns_interleave_their_windows_though_no_ticks_overlap():
+    # issue 9 case 4: two owners alternate; each tick is alone, both hold the agent
+    events = []
+    for i in range(5):
+        events.append(tick("n1", 100 * i, 100 * i + 40, n=i + 1, epoch=2))
+        events.append(tick("n2", 100 * i + 50, 100 * i + 90, n=i + 1, epoch=3))
+    (v,) = only(run(*events), OverlapViolation)
+    assert {v.first.node, v.second.node} == {"n1", "n2"}
+    assert (v.first.ticks, v.second.ticks) == (5, 5)
+    assert "held epoch" in v.summary()
+
+
+def test_a_node_that_holds_the_agent_again_later_opens_a_new_window():
+    r = run(
+        tick("n1", 0, 10, n=1, epoch=1),
+        tick("n2", 20, 30, n=2, epoch=2),
+        tick("n1", 40, 50, n=3, epoch=3),
+    )
+    assert r.counts["overlap"].violations == 0 and r.counts["overlap"].checked == 3
+
+
+def test_a_restored_node_ticking_its_old_epoch_again_spans_the_new_owners_window():
+    # issue 9 case 2 shape: n1 owned epoch 1, the agent moved on, n1 came back from a backup
+    r = run(
+        tick("n1", 0, 10, n=1, epoch=1),
+        tick("n2", 20, 30, n=2, epoch=2),
+        tick("n3", 40, 50, n=3, epoch=3),
+        tick("n1", 60, 70, n=2, epoch=1),
+    )
+    found = r.by_check("overlap")
+    assert {(v.first.node, v.second.node) for v in found} == {("n1", "n2"), ("n1", "n3")}
+
+
+# (g) robustness ----------------------------------------------------------------------------
+
+
+def test_an_agent_halted_by_an_unexpected_error_is_a_robustness_violation():
+    events = (
+        auth("n1", 1, "ACTIVE_OWNER"),
+        auth("n2", 2, "RECOVERY_REQUIRED", reason="restored", recovery="RESTORED_COPY"),
+        auth(
+            "n1", 3, "RECOVERY_REQUIRED", reason="unexpected KeyError", recovery="UNEXPECTED_ERROR"
+        ),
+    )
+    (v,) = only(run(*events), UnexpectedErrorViolation)
+    assert (v.node, v.mono_ns) == ("n1", 3) and "KeyError" in v.summary()
+    assert run(*events[:2]).ok
 
 
 # (b) lineage -------------------------------------------------------------------------------
@@ -293,10 +346,10 @@ def test_result_json_and_text_carry_verdict_counts_and_evidence():
     assert "FAIL" in r.to_text() and "overlap" in str(r)
 
 
-def test_checker_handles_ten_thousand_events_well_under_a_second():
+def test_checker_passes_a_synthesised_correct_history_of_ten_thousand_events():
+    # Its speed is a `make bench` row, not a timed test.
     stats = bench_checker(10_000)
     assert stats["ok"] and stats["events"] >= 9_000
-    assert stats["seconds"] < 0.5
 
 
 # properties --------------------------------------------------------------------------------

@@ -53,9 +53,17 @@ def commit(
     )
 
 
-def auth(node: str, t: int, to: str, *, agent="a1", epoch=1, reason=None) -> AuthorityEvent:
+def auth(
+    node: str, t: int, to: str, *, agent="a1", epoch=1, reason=None, recovery=None
+) -> AuthorityEvent:
     return AuthorityEvent(
-        **_c(node, t), agent=agent, epoch=epoch, from_state=None, to_state=to, reason=reason
+        **_c(node, t),
+        agent=agent,
+        epoch=epoch,
+        from_state=None,
+        to_state=to,
+        reason=reason,
+        recovery=recovery,
     )
 
 
