@@ -2,10 +2,9 @@
 
 Source (:meth:`HandoffSource.migrate`), holding the agent's lock throughout:
 
-0. While the agent still ticks: custody, manifest (and the module, for a target not known to
-   hold it) are read, and phase 1 of the claim runs — PREPARE for the next epoch to the current
-   witnesses. A promise fixes nothing, so it needs no pause; without a quorum the agent is never
-   stopped.
+0. While the agent still ticks: custody and manifest are read, and phase 1 of the claim runs —
+   PREPARE for the next epoch to the current witnesses. A promise fixes nothing, so it needs no
+   pause; without a quorum the agent is never stopped.
 1. ``BeginHandoff`` stops ticking. The runner snapshots a HANDOFF checkpoint (in memory).
 2. OFFER (custody + checkpoint) to the target, which verifies it, makes it durable and acks.
 3. With an ACK for exactly that checkpoint (and the promises), the source signs the transfer
@@ -54,7 +53,6 @@ from igor_p2p.authority.events import (
 from igor_p2p.authority.record import ABSENT, Phase
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness_choice import choose_witnesses
-from igor_p2p.bounded import BoundedLRU
 from igor_p2p.core.claims import Claimant, ClaimContext, drive
 from igor_p2p.core.gate import AgentPort, Gate
 from igor_p2p.core.offer_check import OfferInvalid, check_offer
@@ -83,9 +81,6 @@ from igor_p2p.wire.messages import (
 )
 
 log = get_logger(__name__)
-
-KNOWN_HOLDERS = 4096
-"""(node, module) pairs a source remembers as held (an OFFER to them carries no module)."""
 
 
 class MigrationResult(enum.StrEnum):
@@ -251,9 +246,6 @@ class _Ready:
 
     custody: list[EpochStart]
     manifest: bytes
-    wasm: bytes | None
-    """The module, for a target not known to hold it (it then needs no GET_MODULE)."""
-    wasm_hash: bytes
     claim: Claim
     """Its phase 1 is done: promises (WAITING_VALUE), or an adopted record's outcome."""
 
@@ -270,8 +262,6 @@ class HandoffSource:
         self.messenger = messenger
         self.trace = PhaseTrace(ctx.env.now)
         """When each step of recent migrations from here happened (bench, debugging)."""
-        self._holders: BoundedLRU[tuple[bytes, bytes], None] = BoundedLRU(KNOWN_HOLDERS)
-        """(node, wasm hash) pairs known to hold that module: an OFFER to them leaves it out."""
 
     @property
     def gate(self) -> Gate:
@@ -355,9 +345,6 @@ class HandoffSource:
         manifest = await ctx.store.manifest(genesis.manifest_hash)
         if manifest is None:
             return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete")
-        wasm = None
-        if (target, genesis.wasm_hash) not in self._holders:
-            wasm = await ctx.store.module(genesis.wasm_hash)
         claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
         if previous.is_genesis:  # no claim was ever chosen: no witness holds the custody yet
             for node in previous.witnesses:
@@ -377,7 +364,7 @@ class HandoffSource:
         if isinstance(claim.outcome, Failed) and not claim.accept_sent:
             reason = claim.missing() or claim.outcome.reason
             return MigrationOutcome(MigrationResult.ABORTED, f"no witness quorum: {reason}")
-        return _Ready(custody, manifest, wasm, genesis.wasm_hash, claim)
+        return _Ready(custody, manifest, claim)
 
     async def transfer_offline(self, agent: str, target: bytes) -> MigrationOutcome:
         """Hand ``agent`` to ``target`` without talking to it (a bundle carries the copy): the
@@ -446,7 +433,7 @@ class HandoffSource:
             checkpoint=blob,
             wasm_hash=checkpoint.wasm_hash,
             manifest=ready.manifest,
-            wasm=ready.wasm,
+            wasm=None,  # a target that lacks the module asks for it (GET_MODULE)
         )
         self.trace.mark(mid, "offer_built")
         reply: Message | None = None
@@ -471,7 +458,6 @@ class HandoffSource:
                 return MigrationOutcome(
                     MigrationResult.ABORTED, "the target acked another copy"
                 ), None
-            self._holders[(target, ready.wasm_hash)] = None
             self._step(agent, epoch, mid, "ack_received", target)
             record = UnsignedTransferRecord(
                 agent=agent,
