@@ -1,14 +1,15 @@
 """Bench helper: agents with long lineages, built fast by signing entries directly.
 
 Running 100,000 ticks through wasmtime, one fsync each, takes minutes; the bench needs only the
-lineage a node holds after them. :func:`build_agents` writes, into a node's data directory
-before the node starts, what ``agent launch`` and that many ticks would have left: the module,
-the manifest, an ACTIVE_OWNER record of epoch 1, a genesis signed by a fresh agent key and
-``ticks`` TICK checkpoints signed by the node key. Every checkpoint carries a real snapshot of
-the example agent (taken once from a real instance) and goes through the tick path's own sink
-(:class:`~igor_p2p.runtime.ticksink.StoreTickSink`), so the default retention compacts the
-lineage exactly as it would on a node. When the node starts, it claims a new epoch for each
-agent (a restart) and ticks it.
+lineage a node holds after them. :func:`build_agents` makes, in a node's data directory before
+the node starts, what ``agent launch`` and that many ticks would have left: each agent is
+launched through a node core's authority gate (a genesis signed by a fresh agent key, the
+``Launched`` event: module, manifest, an ACTIVE_OWNER record of epoch 1), then ``ticks`` TICK
+checkpoints signed by the node key are committed through the tick path's own sink
+(:class:`~igor_p2p.runtime.ticksink.StoreTickSink`, fenced on that record), so the default
+retention compacts the lineage exactly as it would on a node. Every checkpoint carries a real
+snapshot of the example agent (taken once from a real instance). When the node starts, it claims
+a new epoch for each agent (a restart) and ticks it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import trio
 
@@ -24,9 +25,7 @@ from igor_p2p.agent.examples import example_manifest_path
 from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.agent.source import load_agent_source
-from igor_p2p.authority.record import NO_RECORD
-from igor_p2p.authority.states import AuthorityState
-from igor_p2p.bench._agents import BUDGET
+from igor_p2p.bench._agents import BUDGET, LocalCore, local_core
 from igor_p2p.lineage._codec import ZERO_HASH
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
@@ -34,10 +33,8 @@ from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.hosted import AgentEnvironment
 from igor_p2p.runtime.metering import DEFAULT_PRICE
+from igor_p2p.runtime.services import open_services
 from igor_p2p.runtime.ticksink import COMPACT_EVERY, StoreTickSink
-from igor_p2p.store.committer import GroupCommitter
-from igor_p2p.store.ops import AppendEntries, PutManifest, PutModule, PutRecord
-from igor_p2p.store.sqlite import Store
 
 TICKS_PER_BATCH = COMPACT_EVERY
 """Checkpoints per tick-sink call: one compaction interval, so retention keeps up with them as
@@ -82,26 +79,25 @@ async def build_agents(
     wasm = load_agent_source(example)
     manifest = parse_manifest(example_manifest_path(example).read_bytes()).canonical_bytes
     state = await trio.to_thread.run_sync(real_state, example)
-    witnesses = witnesses if witnesses is not None else (node.public_key,)
-    store = await trio.to_thread.run_sync(Store.open, data.database)
+    named = tuple(sorted(witnesses if witnesses is not None else (node.public_key,)))
     built: list[BuiltAgent] = []
-    try:
-        committer = GroupCommitter(store)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(committer.run)
-            sink = StoreTickSink(committer)
+    async with open_services(data) as services:
+        local = local_core(services)
+        sink = StoreTickSink(services.committer)
+        try:
             for count in ticks:
                 built.append(
-                    await _build_one(committer, sink, node, wasm, manifest, state, count, witnesses)
+                    await _build_one(local, sink, node, wasm, manifest, state, count, named)
                 )
-            await committer.aclose()
-    finally:
-        store.close()
+        finally:
+            for did, agent in list(local.scheduler.agents.items()):
+                local.scheduler.remove(did)
+                agent.close()
     return built
 
 
 async def _build_one(
-    committer: GroupCommitter,
+    local: LocalCore,
     sink: StoreTickSink,
     node: Keypair,
     wasm: bytes,
@@ -117,23 +113,9 @@ async def _build_one(
         agent=did, epoch=1, tick=0, prev=ZERO_HASH, kind=CheckpointKind.GENESIS,
         wasm_hash=hashlib.sha256(wasm).digest(), manifest_hash=hashlib.sha256(manifest).digest(),
         budget=BUDGET, price=DEFAULT_PRICE, wall_ns=wall, state=b"", owner=node.public_key,
-        witnesses=tuple(sorted(witnesses)),
+        witnesses=witnesses,
     ).sign(agent_key)  # fmt: skip
-    record = replace(
-        NO_RECORD,
-        state=AuthorityState.ACTIVE_OWNER,
-        epoch=1,
-        witnesses=tuple(sorted(witnesses)),
-        version=1,
-    )
-    await committer.commit(
-        [
-            PutModule(wasm),
-            PutManifest(manifest),
-            PutRecord(did, record),
-            AppendEntries(did, (genesis.encode(),)),
-        ]
-    )
+    await local.core.launched(did, genesis.encode(), witnesses, wasm, manifest)
     prev = genesis.digest()
     last: Checkpoint = genesis
     tick = 0

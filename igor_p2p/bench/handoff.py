@@ -142,6 +142,12 @@ async def connect_all(nodes: Sequence[Any]) -> None:
             await dial(node.api.host, full_addrs(other.api.host)[0], timeout_s=10)
 
 
+def libp2p_transport(node: Any) -> Any:
+    """The node's Libp2pTransport (under the request limits the node puts in front of it)."""
+    transport = node.running.core.ports.transport
+    return getattr(transport, "inner", transport)
+
+
 def key_of(node: Any) -> bytes:
     return bytes(node.running.core.me)
 
@@ -525,7 +531,7 @@ def transport_bytes(nodes: Sequence[Any]) -> dict[str, int]:
     """Frame bytes written by the nodes' transports, in all and per message family."""
     out = {"total": 0, **{family: 0 for family in BYTE_FAMILIES}, "other": 0}
     for node in nodes:
-        stats = node.running.core.ports.transport.stats
+        stats = libp2p_transport(node).stats
         out["total"] += stats["request_bytes"] + stats["reply_bytes"]
         for key, count in stats.items():
             if ":" not in key:

@@ -9,7 +9,13 @@ import pytest
 import trio
 
 from igor_p2p.bench._lineage import build_agents
-from igor_p2p.bench.handoff import key_of, start_node, ticking, wait_for_peers
+from igor_p2p.bench.handoff import (
+    key_of,
+    libp2p_transport,
+    start_node,
+    ticking,
+    wait_for_peers,
+)
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.runtime.datadir import DataDir
 
@@ -30,7 +36,7 @@ async def test_an_agent_with_20001_committed_ticks_moves_to_a_fresh_node_and_ver
         fresh = await start_node(tmp_path, "fresh", nursery, boot)
         await wait_for_peers([a, b, fresh])
         await ticking(a, aged.did, timeout=60)
-        stats = a.running.core.ports.transport.stats
+        stats = libp2p_transport(a).stats
         offered_before = stats["request_bytes:OFFER"]
 
         outcome = await a.running.core.migrate(aged.did, key_of(fresh))
