@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from testnet.history import (
     CUSTODY_KINDS,
     GENESIS_PREV,
+    OWNER_KINDS,
     CommitEvent,
     Histories,
     TickEvent,
@@ -53,6 +54,8 @@ class StoreEntry:
     tick: int
     kind: str
     budget: int
+    charge: int = 0
+    """An EFFECT row: what it adds to the agent's charges (see ``CommitEvent.charge``)."""
 
 
 @dataclass(frozen=True)
@@ -527,6 +530,8 @@ class _Entry:
     tick: int
     kind: str
     budget: int
+    charge: int = 0
+    """An EFFECT entry: what it adds to the agent's charges (see ``CommitEvent.charge``)."""
     committed_on: set[str] = field(default_factory=set)
     stored_on: set[str] = field(default_factory=set)
     first_commit: CommitEvent | None = None
@@ -538,6 +543,11 @@ class _Entry:
     @property
     def is_custody(self) -> bool:
         return self.kind in CUSTODY_KINDS
+
+    @property
+    def is_owned(self) -> bool:
+        """An effect or tick-input record: neither a checkpoint nor custody."""
+        return self.kind in OWNER_KINDS
 
     @property
     def author(self) -> str | None:
@@ -569,13 +579,24 @@ class Lineage:
         crossed = False
         seen = {e.digest}
         p = None if e.is_root else self.entries.get(e.prev)
-        while p is not None and p.is_custody:
-            crossed = True
+        while p is not None and (p.is_custody or p.is_owned):
+            crossed = crossed or p.is_custody
             if p.is_root or p.prev in seen:
                 return None, crossed
             seen.add(p.digest)
             p = self.entries.get(p.prev)
         return p, crossed
+
+    def effect_charge(self, e: _Entry) -> int:
+        """What the effects between ``e`` and its checkpoint parent cost the agent."""
+        total = 0
+        seen = {e.digest}
+        p = None if e.is_root else self.entries.get(e.prev)
+        while p is not None and (p.is_custody or p.is_owned) and p.digest not in seen:
+            seen.add(p.digest)
+            total += p.charge
+            p = None if p.is_root else self.entries.get(p.prev)
+        return total
 
 
 def build_lineages(
@@ -583,15 +604,20 @@ def build_lineages(
 ) -> dict[str, Lineage]:
     lineages: dict[str, Lineage] = {}
 
-    def entry(agent: str, digest: str, prev: str, epoch: int, tick: int, kind: str, budget: int):
+    def entry(
+        agent: str, digest: str, prev: str, epoch: int, tick: int, kind: str, budget: int,
+        charge: int | None = None,
+    ):  # fmt: skip
         lin = lineages.setdefault(agent, Lineage(agent))
         e = lin.entries.get(digest)
         if e is None:
             e = lin.entries[digest] = _Entry(digest, prev, epoch, tick, kind, budget)
+        if charge is not None:
+            e.charge = charge
         return e
 
     for c in history.commits:  # already in mono order
-        e = entry(c.agent, c.digest, c.prev, c.epoch, c.tick, c.kind, c.budget)
+        e = entry(c.agent, c.digest, c.prev, c.epoch, c.tick, c.kind, c.budget, c.charge)
         e.committed_on.add(c.node)
         if e.first_commit is None or c.mono_ns < e.first_commit.mono_ns:
             e.first_commit = c
@@ -599,8 +625,9 @@ def build_lineages(
         for agent, st in snap.agents.items():
             for s in st.entries:
                 e = entry(
-                    agent, s.digest.lower(), s.prev.lower(), s.epoch, s.tick, s.kind, s.budget
-                )
+                    agent, s.digest.lower(), s.prev.lower(), s.epoch, s.tick, s.kind, s.budget,
+                    s.charge if s.kind == "EFFECT" else None,
+                )  # fmt: skip
                 e.stored_on.add(node)
     return lineages
 
@@ -719,7 +746,7 @@ def check_epochs(
     out = CheckOutcome("epochs", limit=limit)
     for agent, lin in lineages.items():
         for e in lin.entries.values():
-            if e.is_custody or e.is_root:
+            if e.is_custody or e.is_owned or e.is_root:
                 continue
             parent, crossed = lin.checkpoint_parent(e)
             if parent is None:
@@ -762,11 +789,13 @@ def check_budget(
       tick number the *counted* tick event is the latest one for (agent, epoch, tick) recorded
       on C's author that ended no later than C's first commit (any node, any time if C was
       never reported committed). Each must exist, and their costs must sum to exactly
-      ``P.budget − C.budget``.
+      ``P.budget − C.budget`` less what the effects recorded between P and C cost (http
+      requests and payments: the charges of their EFFECT entries).
 
     Tick events no checkpoint of the lineage covers (rolled back by a crash, or after the
     last commit) are not counted. Summed over the chain from the root to its tip, this
-    proves ``Σ cost(counted ticks) = budget(root) − budget(tip)``.
+    proves ``Σ cost(counted ticks) + Σ effect charges = budget(root) − budget(tip)``: spent = tick
+    costs (fuel, hostcalls, storage, logs) + what effects cost (http fees, payments).
     """
     out = CheckOutcome("budget", limit=limit)
     index: dict[tuple[str, int, int], list[TickEvent]] = defaultdict(list)
@@ -776,7 +805,7 @@ def check_budget(
         ticks_per_agent[t.agent] += 1
     for agent, lin in lineages.items():
         for e in lin.entries.values():
-            if e.is_custody or e.is_root:
+            if e.is_custody or e.is_owned or e.is_root:
                 continue
             parent, _ = lin.checkpoint_parent(e)
             if parent is None:
@@ -812,7 +841,7 @@ def check_budget(
                         tuple(missing_list),
                     )
                 )
-            elif cost != parent.budget - e.budget:
+            elif cost + lin.effect_charge(e) != parent.budget - e.budget:
                 out.add(
                     BudgetViolation(agent, "cost_mismatch", parent.ref(), e.ref(), cost, spans, ())
                 )

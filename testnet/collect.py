@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from igor_p2p.errors import IgorError
+from igor_p2p.lineage.effect import EffectPhase, EffectRecord
 from igor_p2p.lineage.entries import decode_entry
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.store.records import LineageRow
@@ -39,17 +40,31 @@ def _open_read_only(path: Path) -> Store:
     return Store(conn, path)
 
 
-def _entry(row: LineageRow) -> StoreEntry:
-    """A store row as the checker sees it; the budget comes from the decoded checkpoint
-    (custody records carry none: 0, and the checker uses budgets of checkpoints only)."""
-    budget = 0
-    try:
-        decoded = decode_entry(row.blob)
-    except IgorError:
-        decoded = None
-    if isinstance(decoded, Checkpoint):
-        budget = decoded.budget
-    return StoreEntry(row.digest.hex(), row.prev.hex(), row.epoch, row.tick, row.kind, budget)
+def _entries(rows: list[LineageRow]) -> tuple[StoreEntry, ...]:
+    """Store rows as the checker sees them; the budget comes from the decoded checkpoint
+    (custody records carry none: 0, and the checker uses budgets of checkpoints only); an
+    EFFECT row's charge from the decoded record (an OUTCOME's, less its INTENT's reserve)."""
+    out: list[StoreEntry] = []
+    reserved: dict[bytes, int] = {}
+    for row in rows:
+        budget = charge = 0
+        try:
+            decoded = decode_entry(row.blob)
+        except IgorError:
+            decoded = None
+        if isinstance(decoded, Checkpoint):
+            budget = decoded.budget
+        elif isinstance(decoded, EffectRecord):
+            if decoded.phase is EffectPhase.INTENT:
+                charge = reserved[decoded.key] = decoded.charge
+            else:
+                charge = decoded.charge - reserved.pop(decoded.key, 0)
+        out.append(
+            StoreEntry(
+                row.digest.hex(), row.prev.hex(), row.epoch, row.tick, row.kind, budget, charge
+            )
+        )
+    return tuple(out)
 
 
 def snapshot_store(node: str, data_dir: Path) -> StoreSnapshot | None:
@@ -64,7 +79,7 @@ def snapshot_store(node: str, data_dir: Path) -> StoreSnapshot | None:
             for agent, record in store.records():
                 rows = store.lineage_rows(agent)
                 agents[agent] = AgentStore(
-                    tuple(_entry(r) for r in rows),
+                    _entries(rows),
                     str(record.state),
                     record.detail or (record.reason.value if record.reason else None),
                 )

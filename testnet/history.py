@@ -25,6 +25,9 @@ GENESIS_PREV = "00" * 32
 CHECKPOINT_KINDS = frozenset({"GENESIS", "TICK", "HANDOFF", "FINAL", "IMPORT"})
 CUSTODY_KINDS = frozenset({"TRANSFER", "FORCED", "CERT", "EXPORT"})
 """Kinds of lineage entries that are custody records, not checkpoints."""
+OWNER_KINDS = frozenset({"EFFECT", "INPUTS"})
+"""Entries the owner of an epoch appends between its checkpoints: effect records (an http
+request's or payment's INTENT and OUTCOME) and tick-input records."""
 
 
 class HistoryError(InvalidInput):
@@ -71,6 +74,9 @@ class CommitEvent(Event):
     digest: str
     prev: str
     budget: int
+    charge: int | None = None
+    """An ``EFFECT`` entry: what it adds to what the agent was charged (an INTENT its reserve,
+    an OUTCOME its cost minus that reserve); None for every other kind."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +153,7 @@ _SCHEMAS: dict[str, tuple[type[Event], dict[str, tuple[Any, ...]]]] = {
             "digest": ("hex",),
             "prev": ("hex",),
             "budget": (int,),
+            "charge": (int, None),
         },
     ),
     "authority": (
@@ -174,7 +181,9 @@ _SCHEMAS: dict[str, tuple[type[Event], dict[str, tuple[Any, ...]]]] = {
     "fault": (FaultEvent, {"fault": (str,), "detail": ("json",)}),
     "node": (NodeEvent, {"event": (str,), "detail": ("json",)}),
 }
-_OPTIONAL = frozenset({"reason", "recovery", "from_state", "detail", "peer", "migration_id"})
+_OPTIONAL = frozenset(
+    {"reason", "recovery", "from_state", "detail", "peer", "migration_id", "charge"}
+)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -472,6 +481,7 @@ __all__ = [
     "GENESIS_PREV",
     "INSTANT_FAULTS",
     "NEMESIS_LOG",
+    "OWNER_KINDS",
     "AnyEvent",
     "AuthorityEvent",
     "CommitEvent",

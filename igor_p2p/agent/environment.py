@@ -8,9 +8,19 @@ from __future__ import annotations
 import enum
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol, runtime_checkable
+
+from igor_p2p.agent.effects import (
+    HttpCode,
+    HttpRequest,
+    HttpResult,
+    PayCode,
+    PaymentRequest,
+    PaymentResult,
+)
 
 
 class ResumeReason(IntEnum):
@@ -74,6 +84,20 @@ class HostEnvironment(Protocol):
         """Receipt ``index`` in Go Igor's byte layout; ``None`` for an index out of range."""
         ...
 
+    def http_request(self, request: HttpRequest) -> HttpResult:
+        """Perform an HTTP request (``igor.http_request``) if this node may, recorded as an
+        effect; blocks the calling (worker) thread."""
+        ...
+
+    def wallet_pay(self, request: PaymentRequest) -> PaymentResult:
+        """Pay (``igor.wallet_pay``) if this node may, recorded as an effect; blocks."""
+        ...
+
+    def unresolved_effects(self) -> bytes:
+        """``igor.effect_unresolved``: the effects recorded before the agent's state was saved
+        (their outcome is unknown to the agent), in the hostcall's layout."""
+        ...
+
 
 @dataclass
 class LocalEnvironment:
@@ -87,6 +111,10 @@ class LocalEnvironment:
     logs: list[bytes] = field(default_factory=list)
     streams: list[tuple[LogStream, bytes]] = field(default_factory=list)
     migration_requests: list[bytes] = field(default_factory=list)
+    http: Callable[[HttpRequest], HttpResult] | None = None
+    """Answers ``http_request`` (None: effects are refused with NOT_OWNER)."""
+    pay: Callable[[PaymentRequest], PaymentResult] | None = None
+    unresolved: bytes = b"\x00\x00\x00\x00"
 
     def now_ns(self) -> int:
         return time.time_ns()
@@ -118,3 +146,12 @@ class LocalEnvironment:
 
     def receipt(self, index: int) -> bytes | None:
         return self.receipts[index] if 0 <= index < len(self.receipts) else None
+
+    def http_request(self, request: HttpRequest) -> HttpResult:
+        return self.http(request) if self.http else HttpResult(HttpCode.NOT_OWNER)
+
+    def wallet_pay(self, request: PaymentRequest) -> PaymentResult:
+        return self.pay(request) if self.pay else PaymentResult(PayCode.NOT_OWNER)
+
+    def unresolved_effects(self) -> bytes:
+        return self.unresolved

@@ -80,20 +80,6 @@ class CapabilityNotOffered(SandboxError, InvalidInput):
         self.capability = capability
 
 
-class CapabilityNotSupportedYet(CapabilityNotOffered):
-    """A Go Igor capability (``http``, ``x402``) whose effects Igor-P2P does not offer yet."""
-
-    def __init__(self, capability: str, import_name: str | None = None) -> None:
-        what = f"import igor.{import_name} needs" if import_name else "the manifest declares"
-        SandboxError.__init__(
-            self,
-            f"{what} capability {capability!r}, which is not supported yet "
-            "(Go Igor's http and x402 effects come in a later release)",
-        )
-        self.capability = capability
-        self.import_name = import_name
-
-
 class MemoryLimitExceeded(SandboxError):
     """The agent needs more linear memory than its cap allows."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from igor_p2p.agent.effect_policy import HttpPolicy, PaymentPolicy
 from igor_p2p.agent.environment import HostEnvironment, LogStream
 from igor_p2p.agent.hostfuel import FuelMeter
 
@@ -63,6 +64,10 @@ class HostcallState:
     last_monotonic_ns: int = 0
     stdout: LineBuffer = field(default_factory=lambda: LineBuffer(LogStream.STDOUT))
     stderr: LineBuffer = field(default_factory=lambda: LineBuffer(LogStream.STDERR))
+    http_policy: HttpPolicy | None = None
+    """The manifest's ``http`` options (None: not declared)."""
+    payment_policy: PaymentPolicy | None = None
+    """The manifest's ``x402`` options (None: not declared)."""
 
     def record_fault(self, hostcall: str, cause: BaseException) -> None:
         if self.fault is None:

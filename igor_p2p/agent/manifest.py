@@ -25,10 +25,8 @@ UINT64_MAX = 2**64 - 1
 
 #: Capabilities Igor-P2P offers (each maps to hostcalls in module ``igor``).
 KNOWN_CAPABILITIES: frozenset[str] = frozenset(
-    {"clock", "rand", "log", "budget", "lifecycle", "migrate", "wallet", "pricing"}
+    {"clock", "rand", "log", "budget", "lifecycle", "migrate", "wallet", "pricing", "http", "x402"}
 )
-#: Go Igor capabilities that parse but are refused at load with ``CapabilityNotSupportedYet``.
-PENDING_CAPABILITIES: frozenset[str] = frozenset({"http", "x402"})
 
 
 class ManifestError(InvalidInput):

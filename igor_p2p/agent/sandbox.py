@@ -47,6 +47,7 @@ from wasmtime import (
 )
 from wasmtime import _ffi as wasmtime_ffi
 
+from igor_p2p.agent.effect_policy import http_policy, payment_policy
 from igor_p2p.agent.environment import HostEnvironment
 from igor_p2p.agent.errors import (
     AgentExited,
@@ -54,7 +55,6 @@ from igor_p2p.agent.errors import (
     BadSnapshot,
     CallOrderError,
     CapabilityNotOffered,
-    CapabilityNotSupportedYet,
     ExportSignatureMismatch,
     GuestStopped,
     HostFault,
@@ -75,12 +75,11 @@ from igor_p2p.agent.errors import (
 from igor_p2p.agent.hostcalls import (
     HOST_MODULE,
     HOSTCALLS,
-    PENDING_HOSTCALLS,
     HostcallState,
     define_hostcalls,
 )
 from igor_p2p.agent.hostfuel import HOSTCALL_BASE_FUEL, HOSTCALL_FUEL_PER_BYTE, FuelMeter
-from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, PENDING_CAPABILITIES, Manifest
+from igor_p2p.agent.manifest import KNOWN_CAPABILITIES, Manifest
 from igor_p2p.agent.wasi import WASI_FUNCTIONS, WASI_MODULE, define_wasi
 
 MIB = 1024 * 1024
@@ -223,8 +222,6 @@ def _inspect_module(module: Module, wasm: bytes) -> CompiledModule:
                 raise ImportSignatureMismatch(name, WASI_MODULE)
             wasi_imports.append(name)
             continue
-        if imp.module == HOST_MODULE and name in PENDING_HOSTCALLS:
-            raise CapabilityNotSupportedYet(PENDING_HOSTCALLS[name], name)
         if imp.module != HOST_MODULE or name not in HOSTCALLS:
             raise UnknownImport(imp.module, name)
         spec = HOSTCALLS[name]
@@ -390,14 +387,14 @@ class Sandbox:
         """
         self.check_open()
         for capability in manifest.capabilities:
-            if capability in PENDING_CAPABILITIES:
-                raise CapabilityNotSupportedYet(capability)
             if capability not in KNOWN_CAPABILITIES:
                 raise CapabilityNotOffered(capability)
         for name in module.hostcall_imports:
-            capability = HOSTCALLS[name].capability
-            if not manifest.declares(capability):
-                raise UndeclaredCapability(capability, name)
+            spec = HOSTCALLS[name]
+            if not spec.granted_by(manifest):
+                raise UndeclaredCapability(spec.capability, name)
+        http_policy(manifest)  # ManifestError on bad options
+        payment_policy(manifest)
         cap = self.memory_cap(manifest)
         if module.min_memory_bytes > cap:
             raise MemoryLimitExceeded(
@@ -446,6 +443,8 @@ class AgentInstance:
         self._hoststate = HostcallState(
             env=env,
             migration_enabled=manifest.migration_policy.enabled,
+            http_policy=http_policy(manifest),
+            payment_policy=payment_policy(manifest),
             meter=FuelMeter(
                 sandbox.config.hostcall_base_fuel, sandbox.config.hostcall_fuel_per_byte
             ),
@@ -485,6 +484,11 @@ class AgentInstance:
             self._stop_cause = "interrupt"
         err = wasmtime_ffi.wasmtime_error_new(b"igor: guest stopped by host")
         return ctypes.cast(err, ctypes.c_void_p).value or 0
+
+    @property
+    def call_deadline(self) -> float:
+        """``time.monotonic()`` at which the watchdog stops the current call."""
+        return self._deadline
 
     def interrupt(self) -> None:
         """Stop the running call (if any) promptly with ``TickInterrupted``. Thread-safe.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 import trio
 import typer
 
-from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES
+from igor_p2p.agent.manifest import MAX_MANIFEST_BYTES, parse_manifest
 from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.cli.common import (
@@ -25,13 +25,16 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
+from igor_p2p.effects.replay import ReplayReport, replay_lineage
 from igor_p2p.files import read_regular_file
 from igor_p2p.lineage.bundle import MAX_BUNDLE_BYTES, AgentBundle
 from igor_p2p.lineage.entries import (
     Checkpoint,
+    EffectRecord,
     ExportRecord,
     ForcedRecovery,
     LineageEntry,
+    TickInputs,
     TransferRecord,
     decode_entry,
 )
@@ -43,7 +46,7 @@ from igor_p2p.lineage.igor_go import (
     parse_go_checkpoint,
     verify_go_history,
 )
-from igor_p2p.lineage.verify import VerifyReport, verify_lineage
+from igor_p2p.lineage.verify import ProblemCode, VerifyReport, verify_lineage
 from igor_p2p.net.peerid import peer_id_from_public_key
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.go_export import export_to_go
@@ -149,6 +152,37 @@ def _entry_fields(entry: LineageEntry) -> dict[str, Any]:
             "owner": entry.owner.hex(),
             "go_checkpoint": entry.go_checkpoint.hex(),
             "wall_ns": entry.wall_ns,
+            "prev": entry.prev.hex(),
+            "digest": entry.digest().hex(),
+        }
+    if isinstance(entry, EffectRecord):
+        return {
+            "type": "effect",
+            "phase": entry.phase.name,
+            "effect": entry.effect.name,
+            "agent": entry.agent,
+            "epoch": entry.epoch,
+            "tick": entry.tick,
+            "key": entry.key.hex(),
+            "target": entry.target,
+            "request": entry.request.hex(),
+            "charge": entry.charge,
+            "status": entry.status,
+            "result_bytes": len(entry.result),
+            "owner": entry.owner.hex(),
+            "prev": entry.prev.hex(),
+            "digest": entry.digest().hex(),
+        }
+    if isinstance(entry, TickInputs):
+        return {
+            "type": "tick_inputs",
+            "agent": entry.agent,
+            "epoch": entry.epoch,
+            "first_tick": entry.first_tick,
+            "last_tick": entry.last_tick,
+            "complete": bool(entry.complete),
+            "log_bytes": len(entry.log),
+            "owner": entry.owner.hex(),
             "prev": entry.prev.hex(),
             "digest": entry.digest().hex(),
         }
@@ -323,6 +357,18 @@ def _report_out(
                 f"[yellow]exported[/yellow]   to Go Igor at tick {export.tick} (epoch "
                 f"{export.epoch}); Go checkpoint sha256 {export.go_checkpoint.hex()}"
             )
+        effects = getattr(report, "effects", None)
+        if effects is not None and effects.intents:
+            console.print(
+                f"effects    {effects.intents} ({effects.payments} payments settled, "
+                f"{format_micro(effects.paid)} paid; {format_micro(effects.charged)} charged "
+                f"in all; {effects.inputs} tick-input records)"
+            )
+            for key in effects.unknown:
+                console.print(
+                    f"[yellow]unknown[/yellow]    effect {key.hex()}: intent recorded, outcome "
+                    "never (the owner stopped in between; it was not repeated)"
+                )
         for warning in getattr(report, "warnings", ()):
             console.print(f"[yellow]warning[/yellow]    {warning.message}")
         for problem in report.problems:
@@ -348,6 +394,14 @@ def verify_cmd(
     ],
     data: DataDirOption = Path("igor-data"),
     as_json: JsonOption = False,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Also re-execute the recorded ticks (an agent in the data directory) and "
+            "report every state that comes out different (as `igor checkpoint replay`).",
+        ),
+    ] = False,
 ) -> None:
     """Verify a whole lineage: signatures, chain links, genesis, epochs, budget, custody.
 
@@ -393,9 +447,99 @@ def verify_cmd(
         try:
             blobs = store.lineage(did)
             damage = _store_damage(store, did, blobs)
+            head = store.last_checkpoint(did)
+            wasm = store.module(head.wasm_hash) if head is not None else None
+            manifest_bytes = store.manifest(head.manifest_hash) if head is not None else None
         finally:
             store.close()
-        _report_out(verify_lineage(blobs, expected_agent=did, ordered=True), as_json, did, damage)
+        report = verify_lineage(blobs, expected_agent=did, ordered=True)
+        if replay and wasm is not None and manifest_bytes is not None:
+            for interval in _replay(blobs, wasm, manifest_bytes, None).mismatches:
+                report.add(
+                    ProblemCode.REPLAY_MISMATCH,
+                    f"ticks {interval.first_tick}–{interval.last_tick}: {interval.detail}",
+                    interval.checkpoint,
+                )
+            report.valid = not report.problems
+        _report_out(report, as_json, did, damage)
+
+
+# ---------------------------------------------------------------- replay
+
+
+def _replay(
+    blobs: list[bytes], wasm: bytes, manifest_bytes: bytes, from_tick: int | None
+) -> ReplayReport:
+    entries = [decode_entry(b) for b in blobs]
+    with Sandbox() as sandbox:
+        return replay_lineage(
+            entries,
+            sandbox.compile(wasm),
+            parse_manifest(manifest_bytes),
+            sandbox,
+            from_tick=from_tick,
+        )
+
+
+@app.command(
+    "replay",
+    epilog=examples(
+        "igor checkpoint replay did:key:z6Mk… --data-dir /tmp/a",
+        "igor checkpoint replay 4xQf -d /tmp/a --from 900",
+        "igor checkpoint replay 4xQf -d /tmp/a --json",
+    ),
+)
+def replay_cmd(
+    agent_id: Annotated[str, typer.Argument(metavar="ID", help="Agent ID (a unique end works).")],
+    from_tick: Annotated[
+        int | None,
+        typer.Option("--from", min=0, help="Start at the last checkpoint at or before this tick."),
+    ] = None,
+    data: DataDirOption = Path("igor-data"),
+    as_json: JsonOption = False,
+) -> None:
+    """Re-execute an agent's recorded ticks offline and check every resulting state.
+
+    Each tick's clock readings, random bytes, http responses and payment results come from the
+    lineage (its tick-input and effect records); nothing is sent or paid. Every checkpoint's
+    state must come out the same; a difference is evidence (a tampered input, a lying node, or
+    a nondeterministic agent) and exits 1. Intervals whose inputs were not kept (compacted, or
+    a HANDOFF/FINAL snapshot) are listed as unverifiable.
+    """
+    with typed_errors(as_json):
+        store, did = _agent_in_store(data, agent_id)
+        try:
+            blobs = store.lineage(did)
+            head = store.last_checkpoint(did)
+            wasm = store.module(head.wasm_hash) if head is not None else None
+            manifest_bytes = store.manifest(head.manifest_hash) if head is not None else None
+        finally:
+            store.close()
+        if head is None or wasm is None or manifest_bytes is None:
+            fail(f"{did}: no checkpoint, module or manifest stored here", ExitCode.NOT_FOUND)
+        report = _replay(blobs, wasm, manifest_bytes, from_tick)
+        if as_json:
+            emit_json(report.to_json())
+        else:
+            verdict = "[green]REPLAYED[/green]" if report.ok else "[red]MISMATCH[/red]"
+            console.print(
+                f"{verdict}  {did}: {report.ticks_verified} ticks re-executed to identical "
+                f"states from tick {report.start_tick} ({len(report.intervals)} checkpoints)"
+            )
+            for interval in report.mismatches:
+                console.print(
+                    f"[red]mismatch[/red]   ticks {interval.first_tick}–{interval.last_tick} "
+                    f"(epoch {interval.epoch}): {interval.detail}; checkpoint "
+                    f"{interval.checkpoint.hex()[:12]} holds {interval.expected.hex()[:12]}"
+                    + (f", replay gave {interval.actual.hex()[:12]}" if interval.actual else "")
+                )
+            for interval in report.unverifiable:
+                console.print(
+                    f"[yellow]unverifiable[/yellow] ticks {interval.first_tick}–"
+                    f"{interval.last_tick}: {interval.detail}"
+                )
+        if not report.ok:
+            raise typer.Exit(ExitCode.FAILED)
 
 
 # ---------------------------------------------------------------- export / import

@@ -54,7 +54,7 @@ from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
-from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.lineage.entries import EffectRecord, TickInputs, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.logs import get_logger
 
@@ -81,6 +81,11 @@ def authored_entries(blobs: Sequence[bytes], me: bytes) -> list[dict[str, object
         elif isinstance(entry, WitnessCert):
             ours, mine_record = mine_record, False
             fields = {"epoch": entry.slot, "tick": tick, "kind": "CERT"}
+            budget = 0
+        elif isinstance(entry, EffectRecord | TickInputs):  # an owner's effect or input record
+            ours, mine_record = entry.signer == me, False
+            kind = "EFFECT" if isinstance(entry, EffectRecord) else "INPUTS"
+            fields = {"epoch": entry.epoch, "tick": tick, "kind": kind}
             budget = 0
         elif isinstance(entry, TransferRecord | ForcedRecovery):
             ours = mine_record = entry.signer == me

@@ -16,8 +16,10 @@ from igor_p2p.lineage.custody import (
     ForcedRecovery,
     TransferRecord,
 )
+from igor_p2p.lineage.effect import EFFECT_TAG, EffectRecord
 from igor_p2p.lineage.envelope import FORMAT_TAG, Checkpoint, CorruptCheckpoint
 from igor_p2p.lineage.export import EXPORT_TAG, ExportRecord
+from igor_p2p.lineage.inputs import INPUTS_TAG, TickInputs
 
 __all__ = [
     "ZERO_HASH",
@@ -26,17 +28,27 @@ __all__ = [
     "CorruptCheckpoint",
     "CorruptCustodyRecord",
     "CorruptEntry",
+    "EffectRecord",
     "EpochRecord",
     "ExportRecord",
     "ForcedRecovery",
     "LineageEntry",
+    "TickInputs",
     "TransferRecord",
     "WitnessCert",
     "decode_entry",
     "entry_signer",
 ]
 
-LineageEntry = Checkpoint | TransferRecord | ForcedRecovery | WitnessCert | ExportRecord
+LineageEntry = (
+    Checkpoint
+    | TransferRecord
+    | ForcedRecovery
+    | WitnessCert
+    | ExportRecord
+    | EffectRecord
+    | TickInputs
+)
 EpochRecord = TransferRecord | ForcedRecovery
 """A custody record that starts an epoch once a :class:`WitnessCert` follows it."""
 
@@ -57,6 +69,10 @@ def decode_entry(data: bytes) -> LineageEntry:
         return ForcedRecovery._from_items(items, data)
     if tag == CERT_TAG:
         return WitnessCert._from_items(items, data)
+    if tag == EFFECT_TAG:
+        return EffectRecord._from_items(items, data)
+    if tag == INPUTS_TAG:
+        return TickInputs._from_items(items, data)
     raise CorruptEntry("unknown lineage entry format tag")
 
 

@@ -16,10 +16,13 @@ from typing import Any
 from igor_p2p.lineage._codec import ZERO_HASH, CorruptEntry, sha256
 from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
+from igor_p2p.lineage.effect import EffectRecord
 from igor_p2p.lineage.entries import EpochRecord, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.lineage.export import ExportRecord
 from igor_p2p.lineage.identity import BadSignature, InvalidDID, public_key_from_did
+from igor_p2p.lineage.inputs import TickInputs
+from igor_p2p.lineage.verify_effects import EffectLog, check_effect_entry
 
 GENESIS_KINDS = (CheckpointKind.GENESIS, CheckpointKind.IMPORT)
 
@@ -70,6 +73,13 @@ class ProblemCode(enum.StrEnum):
     certificate that is not a joint quorum of the old and new witness sets."""
     AFTER_EXPORT = "AFTER_EXPORT"
     """An entry after the export record: the agent ran on after it left for Go Igor."""
+    REPLAY_MISMATCH = "REPLAY_MISMATCH"
+    """``verify --replay``: re-executing recorded ticks gave a state other than the
+    checkpoint's (docs/effects.md#replay)."""
+    BAD_EFFECT = "BAD_EFFECT"
+    """An effect or tick-input record that breaks the effect log's rules (an outcome without
+    its intent, a key used twice, inputs not followed by their checkpoint, effects not charged
+    to the budget)."""
 
 
 @dataclass
@@ -118,6 +128,8 @@ class VerifyReport:
     compacted: list[Gap] = field(default_factory=list)
     """Places where entries were compacted away: what is missing rests on the owner's signature
     of the entry after the gap."""
+    effects: EffectLog = field(default_factory=EffectLog)
+    """The side effects recorded on the verified path (http requests, payments)."""
 
     def add(self, code: ProblemCode, message: str, digest: bytes | None = None) -> None:
         self.problems.append(Problem(code, message, digest))
@@ -168,6 +180,7 @@ class VerifyReport:
             "budget_end": self.budget_end,
             "head": self.head.hex() if self.head is not None else None,
             "compacted": [g.to_json() for g in self.compacted],
+            "effects": self.effects.to_json(),
         }
 
 
@@ -218,7 +231,14 @@ def _decode_all(
     by_digest: dict[bytes, LineageEntry] = {}
     for item in items:
         if isinstance(
-            item, Checkpoint | TransferRecord | ForcedRecovery | WitnessCert | ExportRecord
+            item,
+            Checkpoint
+            | TransferRecord
+            | ForcedRecovery
+            | WitnessCert
+            | ExportRecord
+            | EffectRecord
+            | TickInputs,
         ):
             entry: LineageEntry = item
         else:
@@ -427,6 +447,8 @@ def _walk_from(
         if gap:
             _check_gap(entry, digest, walk, report)
         if isinstance(entry, Checkpoint):
+            for problem in report.effects.checkpoint(entry, walk.budget):
+                report.add(ProblemCode.BAD_EFFECT, problem, digest)
             _check_checkpoint(entry, digest, walk, report)
         elif isinstance(entry, TransferRecord):
             _check_transfer(entry, digest, walk, report, after_gap=gap)
@@ -434,6 +456,11 @@ def _walk_from(
             _check_export(entry, digest, walk, report)
         elif isinstance(entry, ForcedRecovery):
             _check_forced(entry, digest, walk, report)
+        elif isinstance(entry, EffectRecord | TickInputs):
+            for problem in check_effect_entry(
+                entry, walk.epoch, walk.tick, walk.custodian, report.effects
+            ):
+                report.add(ProblemCode.BAD_EFFECT, problem, digest)
         else:
             _check_cert(entry, digest, walk, report, digest in trusted)
         walk.previous = entry
@@ -445,6 +472,7 @@ def _walk_from(
         report.custodian = walk.custodian
         report.witnesses = walk.witnesses
     report.pending_record = walk.pending.digest() if walk.pending is not None else None
+    report.effects.finish()
 
 
 def _choose_branch(following: list[LineageEntry], walk: _Walk) -> LineageEntry:
@@ -503,7 +531,7 @@ def _check_gap(entry: LineageEntry, digest: bytes, walk: _Walk, report: VerifyRe
     if walk.pending is not None or isinstance(entry, WitnessCert | ForcedRecovery):
         report.add(ProblemCode.BAD_GAP, f"{name}: entries missing around a custody record", digest)
         return
-    if isinstance(entry, Checkpoint):
+    if isinstance(entry, Checkpoint | EffectRecord | TickInputs):
         epoch = entry.epoch
     elif isinstance(entry, TransferRecord):
         epoch = entry.from_epoch

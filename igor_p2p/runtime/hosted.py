@@ -14,12 +14,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from igor_p2p.agent.effects import (
+    HttpCode,
+    HttpRequest,
+    HttpResult,
+    PayCode,
+    PaymentRequest,
+    PaymentResult,
+)
 from igor_p2p.agent.environment import LogStream, ResumeReason
 from igor_p2p.agent.manifest import Manifest
-from igor_p2p.agent.sandbox import AgentInstance, CompiledModule, Sandbox
+from igor_p2p.agent.sandbox import AgentInstance, CompiledModule, Sandbox, TickResult
+from igor_p2p.effects.observations import InputRecorder
+from igor_p2p.effects.recording import RecordingEnvironment
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
+from igor_p2p.lineage.inputs import TickInputs, UnsignedTickInputs
 from igor_p2p.logs import get_logger
 from igor_p2p.net.ratelimit import TokenBucket
 from igor_p2p.runtime.agent_logs import AgentLogBook
@@ -59,6 +71,19 @@ class NodeLogBudget:
             return False
 
 
+class Effects(Protocol):
+    """The agent's effect journal (``igor_p2p.effects.journal.AgentEffects``)."""
+
+    def http_request(self, request: HttpRequest) -> HttpResult: ...
+
+    def wallet_pay(self, request: PaymentRequest) -> PaymentResult: ...
+
+    def unresolved_effects(self) -> bytes: ...
+
+
+NO_UNRESOLVED_EFFECTS = b"\x00\x00\x00\x00"
+
+
 @dataclass
 class AgentEnvironment:
     """The live :class:`~igor_p2p.agent.environment.HostEnvironment` of one hosted agent."""
@@ -82,6 +107,8 @@ class AgentEnvironment:
     """``node_price``: the agent's price in Go Igor's µ¢ per second."""
     receipts: tuple[bytes, ...] = ()
     """``wallet_receipt``: execution receipts in Go Igor's layout (built when hosted)."""
+    effects: Effects | None = None
+    """The effect journal (http, payments); None: no effect may run (a probe, an old node)."""
 
     def now_ns(self) -> int:
         return self.clock.wall_ns()
@@ -131,6 +158,21 @@ class AgentEnvironment:
     def receipt(self, index: int) -> bytes | None:
         return self.receipts[index] if 0 <= index < len(self.receipts) else None
 
+    def http_request(self, request: HttpRequest) -> HttpResult:
+        if self.effects is None:
+            return HttpResult(HttpCode.NOT_OWNER)
+        return self.effects.http_request(request)
+
+    def wallet_pay(self, request: PaymentRequest) -> PaymentResult:
+        if self.effects is None:
+            return PaymentResult(PayCode.NOT_OWNER)
+        return self.effects.wallet_pay(request)
+
+    def unresolved_effects(self) -> bytes:
+        if self.effects is None:
+            return NO_UNRESOLVED_EFFECTS
+        return self.effects.unresolved_effects()
+
 
 @dataclass
 class HostedAgent:
@@ -155,17 +197,26 @@ class HostedAgent:
     paused: bool = False
     stored_bytes: int | None = None
     """Bytes of this agent's lineage in the store (None until the scheduler measured it)."""
+    effect_charges: int = 0
+    """What effects recorded after ``head`` cost (already taken from ``budget``; never undone)."""
+    effects_pending: bool = False
+    """An effect ran since the last commit: the tick is checkpointed at once."""
+    inputs: InputRecorder = field(default_factory=InputRecorder)
+    """What the ticks since the last commit observed (for replay)."""
 
     def start_instance(self, sandbox: Sandbox) -> None:
-        """(Re)build the sandbox instance from the committed head; uncommitted ticks are undone."""
+        """(Re)build the sandbox instance from the committed head; uncommitted ticks are undone
+        (their effects are not: what they cost stays charged)."""
         if self.instance is not None:
             self.instance.close()
             self.instance = None
         self.tick = self.head.tick
-        self.budget = self.head.budget
+        self.budget = max(0, self.head.budget - self.effect_charges)
         self.env.budget = self.budget
         self.ticks_since_commit = 0
-        instance = sandbox.instantiate(self.compiled, self.manifest, self.env)
+        self.inputs.discard()
+        env = RecordingEnvironment(self.env, self.inputs)
+        instance = sandbox.instantiate(self.compiled, self.manifest, env)  # type: ignore[arg-type]
         try:
             if self.head.kind is not CheckpointKind.GENESIS:
                 instance.resume(self.head.state)
@@ -179,15 +230,52 @@ class HostedAgent:
             self.instance.close()
             self.instance = None
 
+    def run_tick(self, fuel: int) -> TickResult:
+        """``agent_tick`` with what it observes recorded (blocking: a worker thread)."""
+        assert self.instance is not None
+        self.inputs.begin(self.tick + 1)
+        try:
+            return self.instance.tick(fuel)
+        finally:
+            self.inputs.end()
+
+    def take_inputs(self, key: Keypair) -> TickInputs | None:
+        """The tick-input record of the ticks since ``head`` (None when they observed nothing),
+        signed by this node; the checkpoint of ``self.tick`` must follow it."""
+        taken = self.inputs.take(self.head.tick, self.tick)
+        if taken is None or self.tick <= self.head.tick:
+            return None
+        log, complete = taken
+        return UnsignedTickInputs(
+            agent=self.did,
+            epoch=self.epoch,
+            owner=key.public_key,
+            prev=self.tip,
+            first_tick=self.head.tick + 1,
+            last_tick=self.tick,
+            complete=int(complete),
+            log=log,
+        ).sign(key)
+
     def checkpoint(
-        self, key: Keypair, *, kind: CheckpointKind, state: bytes, wall_ns: int
+        self,
+        key: Keypair,
+        *,
+        kind: CheckpointKind,
+        state: bytes,
+        wall_ns: int,
+        inputs: TickInputs | None = None,
     ) -> Checkpoint:
-        """A new checkpoint continuing the committed chain, signed by this node (the owner)."""
+        """A new checkpoint continuing the committed chain (after ``inputs``, when given),
+        signed by this node (the owner). Without ``inputs``, what the ticks since ``head``
+        observed is dropped (a HANDOFF or FINAL snapshot: not replayable from here)."""
+        if inputs is None:
+            self.inputs.discard()
         return UnsignedCheckpoint(
             agent=self.did,
             epoch=self.epoch,
             tick=self.tick,
-            prev=self.tip,
+            prev=inputs.digest() if inputs is not None else self.tip,
             kind=kind,
             wasm_hash=self.head.wasm_hash,
             manifest_hash=self.head.manifest_hash,
@@ -203,3 +291,5 @@ class HostedAgent:
         self.head = head
         self.tip = head.digest()
         self.ticks_since_commit = 0
+        self.effect_charges = 0
+        self.effects_pending = False

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from igor_p2p.lineage.entries import (
     Checkpoint,
+    EffectRecord,
     ExportRecord,
     ForcedRecovery,
     LineageEntry,
+    TickInputs,
     TransferRecord,
     WitnessCert,
 )
@@ -25,11 +27,15 @@ def entry_kind(entry: LineageEntry) -> str:
         return "CERT"
     if isinstance(entry, ExportRecord):
         return "EXPORT"
+    if isinstance(entry, EffectRecord):
+        return "EFFECT"
+    if isinstance(entry, TickInputs):
+        return "INPUTS"
     raise TypeError(f"not a lineage entry: {type(entry).__name__}")
 
 
 def entry_epoch(entry: LineageEntry) -> int:
-    if isinstance(entry, Checkpoint | ExportRecord):
+    if isinstance(entry, Checkpoint | ExportRecord | EffectRecord | TickInputs):
         return entry.epoch
     if isinstance(entry, WitnessCert):
         return entry.slot

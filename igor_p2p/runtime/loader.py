@@ -19,15 +19,18 @@ from dataclasses import dataclass
 
 import trio
 
+from igor_p2p.agent.effect_policy import http_policy, payment_policy
 from igor_p2p.agent.environment import ResumeReason
-from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.agent.manifest import Manifest, parse_manifest
 from igor_p2p.agent.sandbox import CompiledModule
 from igor_p2p.authority.custody import EpochStart, chain_from_genesis
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.core.ports import AuthorityStore
+from igor_p2p.effects.journal import AgentEffects, EffectScan, EffectServices, scan_effects
 from igor_p2p.errors import IgorError, InvalidInput
 from igor_p2p.lineage._codec import ZERO_HASH
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
+from igor_p2p.lineage.effect import EffectRecord
 from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import BadSignature, Keypair, save_key_file
@@ -133,7 +136,9 @@ def verify_for_load(
     did: str, me: bytes, epoch: int, custody: list[EpochStart], tail: list[bytes]
 ) -> tuple[Checkpoint, list[LineageEntry]]:
     """The head checkpoint and the decoded ``tail`` (the head and the entries after it) if the
-    agent may be run here at ``epoch``; :class:`LineageRejected` otherwise.
+    agent may be run here at ``epoch``; :class:`LineageRejected` otherwise. Effect records after
+    the head (effects of ticks no checkpoint covers yet) are allowed, each signed by the owner of
+    its epoch.
 
     Verified: the custody from the genesis (signatures and certificates, again: the store keeps
     only links that verified when they arrived, and this checks they still do), that it ends at
@@ -167,7 +172,19 @@ def verify_for_load(
         except BadSignature:
             raise LineageRejected(f"the head of {did} has a bad signature") from None
     after = [blob for start in starts[head.epoch :] for blob in start.links()]
-    if tail[1:] != after:
+    effects = [e for e in entries[1:] if isinstance(e, EffectRecord)]
+    for effect in effects:
+        if not head.epoch <= effect.epoch <= current.epoch or (
+            effect.owner != starts[effect.epoch - 1].owner
+        ):
+            raise LineageRejected(f"an effect record after the head of {did} is not its owner's")
+        try:
+            effect.verify_signature()
+        except BadSignature:
+            raise LineageRejected(f"an effect record of {did} has a bad signature") from None
+    if [
+        b for b, e in zip(tail[1:], entries[1:], strict=True) if not isinstance(e, EffectRecord)
+    ] != after:
         if isinstance(entries[-1], TransferRecord | ForcedRecovery):
             raise LineageRejected(f"the lineage of {did} ends with an uncertified custody record")
         raise LineageRejected(f"the entries after the head of {did} are not its custody")
@@ -182,13 +199,15 @@ class _Stored:
     """What the store holds to run an agent (one read on the store's worker)."""
 
     tail: list[bytes]
+    effects_before: list[bytes]
+    """The effect records before the head (they number the epoch's effects)."""
     stored_bytes: int
     wasm: bytes | None
     manifest: bytes | None
 
 
 def _read_for_load(store: Store, did: str) -> _Stored:
-    tail = store.tail(did)
+    tail, effects_before = store.tail_and_effects(did)
     wasm = manifest = None
     if tail:
         try:
@@ -198,7 +217,7 @@ def _read_for_load(store: Store, did: str) -> _Stored:
         if head is not None:
             wasm = store.module(head.wasm_hash)
             manifest = store.manifest(head.manifest_hash)
-    return _Stored(tail, store.lineage_bytes(did), wasm, manifest)
+    return _Stored(tail, effects_before, store.lineage_bytes(did), wasm, manifest)
 
 
 async def load_hosted(
@@ -217,8 +236,13 @@ async def load_hosted(
     me = services.key.public_key
     now_ns = services.clock.wall_ns()
 
-    def build() -> tuple[HostedAgent, list[LineageEntry]]:
+    def build() -> tuple[HostedAgent, list[LineageEntry], EffectScan]:
         head, entries = verify_for_load(did, me, epoch, custody, stored.tail)
+        try:
+            earlier = [EffectRecord.decode(blob) for blob in stored.effects_before]
+        except InvalidInput as exc:
+            raise LineageRejected(f"a stored effect record of {did} is damaged: {exc}") from None
+        scan = scan_effects([*earlier, *entries])
         wasm = stored.wasm
         if wasm is None or hashlib.sha256(wasm).digest() != head.wasm_hash:
             raise LineageRejected(f"the module of {did} is missing or damaged in the store")
@@ -231,7 +255,7 @@ async def load_hosted(
         env = AgentEnvironment(
             did=did,
             clock=services.clock,
-            budget=head.budget,
+            budget=max(0, head.budget - scan.charged_after_head),
             reason=why,
             gap_ns=gap,
             on_migration_request=services.on_migration_request,
@@ -246,14 +270,73 @@ async def load_hosted(
             head=head,
             price=services.price,
             stored_bytes=stored.stored_bytes,
+            effect_charges=scan.charged_after_head,
         )
-        if not manifest.declares("wallet"):  # no receipts to build: start it in this hop
-            wire_basics(services, env)
+        if not manifest.declares("wallet") and not _has_effects(manifest, scan):
+            wire_basics(services, env)  # no receipts, no effect journal: start it in this hop
             agent.start_instance(services.sandbox)
-        return agent, entries
+        return agent, entries, scan
 
-    agent, entries = await trio.to_thread.run_sync(build)
+    agent, entries, scan = await trio.to_thread.run_sync(build)
     if agent.instance is None:
         await wire_environment(services, agent.env, agent.manifest, entries)  # receipts
+        await _wire_effects(services, store, agent, agent.manifest, scan)
         await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
     return agent
+
+
+def _has_effects(manifest: Manifest, scan: EffectScan) -> bool:
+    return (
+        http_policy(manifest) is not None
+        or payment_policy(manifest) is not None
+        or bool(scan.unresolved)
+    )
+
+
+async def _wire_effects(
+    services: NodeServices,
+    store: AuthorityStore,
+    agent: HostedAgent,
+    manifest: Manifest,
+    scan: EffectScan,
+) -> None:
+    """Give an agent that declares ``http`` or ``x402`` its effect journal."""
+    http, payment = http_policy(manifest), payment_policy(manifest)
+    if http is None and payment is None and not scan.unresolved:
+        return
+    starts = await store.custody(agent.did)
+    custody = next((s.digest for s in starts if s.epoch == agent.epoch), b"")
+    if len(custody) != 32:
+        raise LineageRejected(f"no verified start of epoch {agent.epoch} of {agent.did} here")
+    history = services.history
+
+    def on_entry(hosted: HostedAgent, record: EffectRecord, charge: int) -> None:
+        history.emit(
+            "commit",
+            agent=hosted.did,
+            epoch=record.epoch,
+            tick=hosted.head.tick,
+            kind="EFFECT",
+            digest=record.digest(),
+            prev=record.prev,
+            budget=hosted.budget,
+            charge=charge,
+        )
+
+    effect_services = EffectServices(
+        key=services.key,
+        sink=services.owned_append,
+        settlement=services.settlement,
+        wall_ns=services.clock.wall_ns,
+        resolve=services.resolve,
+        on_entry=on_entry,
+    )
+    agent.env.effects = AgentEffects(
+        agent,
+        effect_services,
+        http=http,
+        payment=payment,
+        custody=custody,
+        unresolved=scan.unresolved,
+        first_seq=scan.effects_in_epoch.get(agent.epoch, 0),
+    )

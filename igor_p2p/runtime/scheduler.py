@@ -54,6 +54,7 @@ from igor_p2p.authority.events import BudgetExhausted, TickFailed
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.history import HistoryBatch, HistoryWriter
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.lineage.inputs import TickInputs
 from igor_p2p.logs import LogThrottle, get_logger
 from igor_p2p.runtime.capacity import NodeBudget, NodeUsage, may_store, measure_disk
 from igor_p2p.runtime.hosted import HostedAgent, NodeLogBudget
@@ -105,6 +106,8 @@ class TickOutcome:
     result: TickResult | SandboxError
     cost: int = 0
     checkpoint: Checkpoint | None = None
+    inputs: TickInputs | None = None
+    """The tick-input record ``checkpoint`` follows (committed with it), if any."""
     terminal: AuthorityState | None = None
     reason: str = ""
     stored_bytes: int = 0
@@ -127,9 +130,10 @@ class TickSink(Protocol):
     """Where committed ticks go: the store's fenced append (one transaction per call)."""
 
     async def commit_ticks(
-        self, commits: Sequence[tuple[str, int, Checkpoint]]
+        self, commits: Sequence[tuple[str, int, Checkpoint, TickInputs | None]]
     ) -> list[BaseException | None]:
-        """Append each (agent, epoch, checkpoint); per commit, None or why it was refused."""
+        """Append each (agent, epoch, checkpoint, the tick inputs before it); per commit, None
+        or why it was refused."""
 
     def take_compacted(self) -> list[str]:
         """Agents whose stored lineage retention shrank since the last call."""
@@ -330,7 +334,7 @@ class TickScheduler:
         ]
         if commits:
             errors = await self.sink.commit_ticks(
-                [(o.agent.did, o.agent.epoch, o.checkpoint) for _s, o in commits]  # type: ignore[misc]
+                [(o.agent.did, o.agent.epoch, o.checkpoint, o.inputs) for _s, o in commits]  # type: ignore[misc]
             )
             refused: list[tuple[_Slot, BaseException]] = []
             full: list[tuple[_Slot, StoreFull]] = []
@@ -403,7 +407,9 @@ class TickScheduler:
     async def _commit(self, slot: _Slot, outcome: TickOutcome) -> None:
         assert outcome.checkpoint is not None
         agent = outcome.agent
-        [error] = await self.sink.commit_ticks([(agent.did, agent.epoch, outcome.checkpoint)])
+        [error] = await self.sink.commit_ticks(
+            [(agent.did, agent.epoch, outcome.checkpoint, outcome.inputs)]
+        )
         if isinstance(error, StoreFull):
             self._suspend(f"the store reports the disk full: {error}")
             await self._rebuild(agent)
@@ -420,6 +426,8 @@ class TickScheduler:
         agent = outcome.agent
         checkpoint = outcome.checkpoint
         assert checkpoint is not None
+        if outcome.inputs is not None:
+            _emit_inputs(history, outcome.inputs, agent)
         agent.committed(checkpoint)
         if agent.stored_bytes is not None:
             agent.stored_bytes += outcome.stored_bytes
@@ -473,6 +481,8 @@ class TickScheduler:
         if instance is None:
             raise RuntimeError("agent has no instance")
         services = self.services
+        if agent.ticks_since_commit and agent.inputs.pending(agent.head.tick):
+            await self._commit_observed(agent)
 
         def snapshot_and_sign() -> Checkpoint:  # one thread hop; signing a big state is slow
             state = instance.snapshot()
@@ -481,6 +491,29 @@ class TickScheduler:
             )
 
         return await trio.to_thread.run_sync(snapshot_and_sign)
+
+    async def _commit_observed(self, agent: HostedAgent) -> None:
+        """Commit the ticks since the head with what they observed (so they stay replayable)
+        before a HANDOFF or FINAL snapshot; on failure the snapshot goes on without them."""
+        outcome = await trio.to_thread.run_sync(_snapshot_outcome, agent, self.services)
+        if outcome.checkpoint is None:
+            return
+        [error] = await self.sink.commit_ticks(
+            [(agent.did, agent.epoch, outcome.checkpoint, outcome.inputs)]
+        )
+        if error is None:
+            _emit_inputs(self.services.history, outcome.inputs, agent)
+            agent.committed(outcome.checkpoint)
+            self.services.history.emit(
+                "commit",
+                agent=agent.did,
+                epoch=agent.epoch,
+                tick=agent.tick,
+                kind=CheckpointKind.TICK.name,
+                digest=agent.tip,
+                prev=outcome.checkpoint.prev,
+                budget=outcome.checkpoint.budget,
+            )
 
     # ---------------------------------------------------------------- metering support
 
@@ -547,6 +580,33 @@ class TickScheduler:
             self.idle.set()
 
 
+def _emit_inputs(
+    history: HistoryWriter | HistoryBatch, inputs: TickInputs | None, agent: HostedAgent
+) -> None:
+    """The ``commit`` event of a tick-input record (committed with its checkpoint)."""
+    if inputs is not None:
+        history.emit(
+            "commit",
+            agent=agent.did,
+            epoch=inputs.epoch,
+            tick=agent.head.tick,
+            kind="INPUTS",
+            digest=inputs.digest(),
+            prev=inputs.prev,
+            budget=agent.budget,
+        )
+
+
+def _take_inputs(agent: HostedAgent, services: NodeServices, outcome: TickOutcome) -> None:
+    """The tick-input record of the ticks since the head (if they observed anything), paid for
+    as stored bytes like a checkpoint, before the checkpoint that follows it is signed."""
+    outcome.inputs = agent.take_inputs(services.key)
+    if outcome.inputs is not None:
+        size = len(outcome.inputs.log) + ENVELOPE_ALLOWANCE_BYTES
+        _pay(agent, outcome, storage_cost(size))
+        outcome.stored_bytes += size
+
+
 def _snapshot_outcome(agent: HostedAgent, services: NodeServices) -> TickOutcome:
     now = services.clock.mono_ns()
     outcome = TickOutcome(agent, now, now, TickResult(more_work=agent.more_work, fuel_used=0))
@@ -555,8 +615,13 @@ def _snapshot_outcome(agent: HostedAgent, services: NodeServices) -> TickOutcome
         state = agent.instance.snapshot()
     except SandboxError as exc:
         return _halted(agent, services, outcome, f"snapshot failed: {exc}")
+    _take_inputs(agent, services, outcome)
     outcome.checkpoint = agent.checkpoint(
-        services.key, kind=CheckpointKind.TICK, state=state, wall_ns=services.clock.wall_ns()
+        services.key,
+        kind=CheckpointKind.TICK,
+        state=state,
+        wall_ns=services.clock.wall_ns(),
+        inputs=outcome.inputs,
     )
     return outcome
 
@@ -661,7 +726,7 @@ def _tick_batch(
         start = mono()
         result: TickResult | SandboxError
         try:
-            result = instance.tick(fuel)
+            result = agent.run_tick(fuel)
         except SandboxError as exc:
             result = exc
         end = mono()
@@ -677,7 +742,8 @@ def _tick_batch(
             agent.ticks_since_commit += 1
             agent.more_work = result.more_work
             exhausted = agent.budget == 0
-            if exhausted or agent.ticks_since_commit >= checkpoint_every:
+            due = agent.ticks_since_commit >= checkpoint_every or agent.effects_pending
+            if exhausted or due:
                 try:
                     state = instance.snapshot()
                 except SandboxError as exc:
@@ -695,11 +761,13 @@ def _tick_batch(
                     outcome.reason = "budget exhausted"
                     _final(agent, services, outcome, state)
                 else:
+                    _take_inputs(agent, services, outcome)
                     outcome.checkpoint = agent.checkpoint(
                         services.key,
                         kind=CheckpointKind.TICK,
                         state=state,
                         wall_ns=services.clock.wall_ns(),
+                        inputs=outcome.inputs,
                     )
         elif isinstance(result, OutOfFuel) and fuel >= MAX_TICK_FUEL:
             # Not the budget: the tick hit the per-tick fuel cap. Charge what it burned and

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import trio
 
 from igor_p2p.agent.sandbox import Sandbox, SandboxConfig
+from igor_p2p.effects.http import Resolver, system_resolve
+from igor_p2p.effects.settlement import MockSettlement, Settlement
 from igor_p2p.history import HistoryWriter
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.runtime.agent_logs import AgentLogBook
@@ -17,8 +19,12 @@ from igor_p2p.runtime.clock import NodeClock
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE
+from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.committer import GroupCommitter
 from igor_p2p.store.sqlite import Store
+
+SETTLEMENT_LEDGER = "settlement.jsonl"
+"""The mock settlement's ledger in DATA_DIR (one JSON line per settled payment)."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,19 @@ class NodeServices:
     on_migration_request: Callable[[str, bytes], None] | None = None
     agent_logs: AgentLogBook = field(default_factory=AgentLogBook)
     """What hosted agents printed (bounded): ``igor agent logs`` and ``igor agent run``."""
+    settlement: Settlement = field(default_factory=MockSettlement)
+    """Where agents' payments go (``igor.wallet_pay``); the mock settles locally."""
+    resolve: Resolver = system_resolve
+    """How agents' HTTP requests resolve host names (tests give their own)."""
 
     @property
     def price(self) -> int:
         return self.config.price
+
+    @property
+    def owned_append(self) -> StoreTickSink:
+        """The owner-fenced append the effect journals write through."""
+        return StoreTickSink(self.committer)
 
 
 def default_peer_id(key: Keypair) -> str:
@@ -97,6 +112,7 @@ async def open_services(
                         clock=clock,
                         config=config,
                         peer_id=peer_id,
+                        settlement=MockSettlement(data.root / SETTLEMENT_LEDGER),
                     )
                 finally:
                     with trio.CancelScope(shield=True):

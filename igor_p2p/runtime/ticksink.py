@@ -1,5 +1,6 @@
 """The scheduler's :class:`~igor_p2p.runtime.scheduler.TickSink` on the SQLite store: every
-agent's ticks of one batch in one group-committed transaction, each fenced on its own.
+agent's ticks of one batch in one group-committed transaction, each fenced on its own. The same
+owner fence takes the effect journal's records (:meth:`StoreTickSink.append_owned`).
 
 Retention runs here, in the same transactions: once an agent has committed
 :data:`COMPACT_EVERY` checkpoints since its last compaction, a
@@ -15,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from igor_p2p.bounded import BoundedLRU
+from igor_p2p.lineage.entries import LineageEntry
 from igor_p2p.lineage.envelope import Checkpoint
+from igor_p2p.lineage.inputs import TickInputs
 from igor_p2p.logs import get_logger
+from igor_p2p.runtime.ledger import new_entry
 from igor_p2p.store.committer import GroupCommitter
-from igor_p2p.store.ops import AppendTicks, Compaction, CompactLineage, Op
+from igor_p2p.store.ops import AppendTicks, Compaction, CompactLineage, NewEntry, Op
 from igor_p2p.store.retention import COMPACTION_BATCH, Retention
 
 log = get_logger(__name__)
@@ -48,12 +52,12 @@ class StoreTickSink:
         """Lineage rows compaction dropped so far (for tests and the bench)."""
 
     async def commit_ticks(
-        self, commits: Sequence[tuple[str, int, Checkpoint]]
+        self, commits: Sequence[tuple[str, int, Checkpoint, TickInputs | None]]
     ) -> list[BaseException | None]:
         groups: list[list[Op]] = [
-            [AppendTicks.of(agent, epoch, [ck])] for agent, epoch, ck in commits
+            [AppendTicks(agent, epoch, _rows(ck, inputs))] for agent, epoch, ck, inputs in commits
         ]
-        due = self._due([agent for agent, _epoch, _ck in commits])
+        due = self._due([agent for agent, _epoch, _ck, _inputs in commits])
         groups += [
             [CompactLineage(agent, self.retention.keep_last, COMPACTION_BATCH)] for agent in due
         ]
@@ -62,6 +66,14 @@ class StoreTickSink:
         for agent, result in zip(due, compactions, strict=True):
             self._compacted_one(agent, result)
         return [r if isinstance(r, BaseException) else None for r in ticks]
+
+    async def append_owned(self, agent: str, epoch: int, entries: Sequence[LineageEntry]) -> None:
+        """Append the owner's records of ``epoch`` (an effect's INTENT or OUTCOME) durably,
+        fenced like a tick; raises the store's refusal."""
+        rows = tuple(new_entry(e, 0) for e in entries)
+        [error] = await self.committer.commit_groups([[AppendTicks(agent, epoch, rows)]])
+        if error is not None:
+            raise error
 
     def take_compacted(self) -> list[str]:
         """Agents whose stored lineage shrank since the last call (their size is re-measured)."""
@@ -96,3 +108,8 @@ class StoreTickSink:
         # More to drop (an agent's first compaction, or one that had fallen behind): again
         # with the next batch; otherwise after another COMPACT_EVERY commits.
         self._since[agent] = self.compact_every - 1 if compaction.more else 0
+
+
+def _rows(ck: Checkpoint, inputs: TickInputs | None) -> tuple[NewEntry, ...]:
+    row = NewEntry.of_checkpoint(ck)
+    return (row,) if inputs is None else (new_entry(inputs, ck.tick), row)

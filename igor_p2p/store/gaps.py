@@ -9,7 +9,13 @@ before it is in (a transfer record: the epoch it ends).
 
 from __future__ import annotations
 
-from igor_p2p.store.schema import CERT_KIND, CHECKPOINT_KINDS, GENESIS_KINDS, RECORD_KINDS
+from igor_p2p.store.schema import (
+    CERT_KIND,
+    CHECKPOINT_KINDS,
+    GENESIS_KINDS,
+    OWNER_KINDS,
+    RECORD_KINDS,
+)
 
 
 def gap_problem(before: tuple[str, int, int], row: tuple[str, int, int]) -> str | None:
@@ -25,7 +31,7 @@ def gap_problem(before: tuple[str, int, int], row: tuple[str, int, int]) -> str 
         return "entries missing after a custody record, before its certificate"
     if kind == CERT_KIND or kind == "FORCED" or kind in GENESIS_KINDS:
         return f"entries missing before a {kind.lower()} row"
-    if kind not in CHECKPOINT_KINDS and kind != "TRANSFER":
+    if kind not in CHECKPOINT_KINDS and kind not in OWNER_KINDS and kind != "TRANSFER":
         return f"unknown row kind {kind!r}"
     ends = epoch - 1 if kind == "TRANSFER" else epoch
     if ends != before_epoch:

@@ -8,8 +8,10 @@ from igor_p2p.authority.record import ABSENT
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.store.errors import SchemaTooNew, SchemaTooOld, SchemaUnknown, StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version written to ``meta.schema_version``.
+
+4: lineage rows may also be effect records (``EFFECT``) and tick-input records (``INPUTS``).
 
 3: ``authority`` holds the encoded :class:`~igor_p2p.authority.record.AuthorityRecord` (columns
 derived from it by ``columns()``); lineage rows may follow a compacted gap (``gap``); witness
@@ -35,7 +37,13 @@ RECORD_KINDS = ("TRANSFER", "FORCED")
 CERT_KIND = "CERT"
 CUSTODY_KINDS = (*GENESIS_KINDS, *RECORD_KINDS, CERT_KIND)
 """Rows the chain of custody is read from (and that compaction never drops)."""
-KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND)
+EFFECT_KIND = "EFFECT"
+"""An effect record (INTENT or OUTCOME of an http request or payment)."""
+INPUTS_KIND = "INPUTS"
+"""A tick-input record (what the ticks of the checkpoint after it observed)."""
+OWNER_KINDS = (EFFECT_KIND, INPUTS_KIND)
+"""Rows the owner of an epoch appends inside it besides its checkpoints."""
+KINDS = (*CHECKPOINT_KINDS, *RECORD_KINDS, CERT_KIND, *OWNER_KINDS)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:

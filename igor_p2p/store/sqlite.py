@@ -26,6 +26,7 @@ from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.lineage._codec import CorruptEntry
 from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
+from igor_p2p.lineage.effect import EffectRecord
 from igor_p2p.lineage.entries import LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.store import integrity, schema
@@ -70,8 +71,9 @@ DB_FILENAME = "igor.db"
 """The store's file name inside DATA_DIR."""
 
 DIGEST_SIZE = 32
-TICK_KINDS = ("TICK", "HANDOFF", "FINAL")
-"""Checkpoint kinds the runner commits with :class:`AppendTicks`."""
+TICK_KINDS = ("TICK", "HANDOFF", "FINAL", "EFFECT", "INPUTS")
+"""Kinds the runner commits with :class:`AppendTicks`: its checkpoints, effect and tick-input
+records."""
 _OWNER = AuthorityState.ACTIVE_OWNER.value
 _PENDING = AuthorityState.HANDOFF_PENDING.value
 
@@ -112,7 +114,8 @@ _SQL_DROPPABLE = (
     " SELECT seq, kind, epoch, LEAD(seq) OVER w AS next_seq, LEAD(kind) OVER w AS next_kind,"
     " LEAD(epoch) OVER w AS next_epoch FROM lineage WHERE agent = ? AND seq >= ?"
     " WINDOW w AS (ORDER BY seq)"
-    ") WHERE seq < ? AND kind = 'TICK' AND next_kind IN ('TICK', 'HANDOFF', 'FINAL')"
+    ") WHERE seq < ? AND kind IN ('TICK', 'INPUTS')"
+    " AND next_kind IN ('TICK', 'HANDOFF', 'FINAL', 'INPUTS')"
     " AND next_epoch = epoch ORDER BY seq LIMIT ?"
 )
 
@@ -282,7 +285,10 @@ def _entry_row(entry: LineageEntry, blob: bytes) -> NewEntry:
         return NewEntry(entry.digest(), entry.prev, "TRANSFER", entry.to_epoch, 0, blob)
     if isinstance(entry, ForcedRecovery):
         return NewEntry(entry.digest(), entry.prev, "FORCED", entry.to_epoch, 0, blob)
-    assert isinstance(entry, WitnessCert)
+    if isinstance(entry, EffectRecord):
+        return NewEntry(entry.digest(), entry.prev, "EFFECT", entry.epoch, entry.tick, blob)
+    if not isinstance(entry, WitnessCert):  # tick inputs
+        return NewEntry(entry.digest(), entry.prev, "INPUTS", entry.epoch, 0, blob)  # type: ignore[union-attr]
     return NewEntry(entry.digest(), entry.prev, "CERT", entry.slot, 0, blob)
 
 
@@ -835,6 +841,26 @@ class Store:
             (agent,),
         ).fetchone()
         return [] if row is None else self.lineage(agent, row[0])
+
+    def tail_and_effects(self, agent: str) -> tuple[list[bytes], list[bytes]]:
+        """:meth:`tail`, and the effect records before it in chain order (compaction keeps
+        every effect record: they number the epoch's effects and carry its payments)."""
+        row = self._conn.execute(
+            f"SELECT seq FROM lineage WHERE agent = ? AND kind IN ({CHECKPOINT_KINDS_SQL}) "
+            "ORDER BY seq DESC LIMIT 1",
+            (agent,),
+        ).fetchone()
+        if row is None:
+            return [], []
+        effects = [
+            bytes(blob)
+            for (blob,) in self._conn.execute(
+                "SELECT blob FROM lineage WHERE agent = ? AND seq < ? AND kind = 'EFFECT' "
+                "ORDER BY seq",
+                (agent, row[0]),
+            )
+        ]
+        return self.lineage(agent, row[0]), effects
 
     def lineage_bytes(self, agent: str) -> int:
         """Bytes of the agent's stored lineage entries (what its storage cap counts)."""

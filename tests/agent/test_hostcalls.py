@@ -8,7 +8,6 @@ import pytest
 
 from igor_p2p.agent import (
     CapabilityNotOffered,
-    CapabilityNotSupportedYet,
     HostFault,
     ImportSignatureMismatch,
     InstancePoisoned,
@@ -282,17 +281,6 @@ def test_unknown_capabilities_are_refused_at_load(sandbox: Sandbox, capability: 
     with pytest.raises(CapabilityNotOffered) as info:
         load_wat(sandbox, agent_wat(), manifest_with("log", capability))
     assert info.value.capability == capability
-    assert not isinstance(info.value, CapabilityNotSupportedYet)
-
-
-@pytest.mark.parametrize("capability", ["http", "x402"])
-def test_go_effect_capabilities_are_refused_as_not_supported_yet(
-    sandbox: Sandbox, capability: str
-) -> None:
-    with pytest.raises(CapabilityNotSupportedYet) as info:
-        load_wat(sandbox, agent_wat(), manifest_with("log", capability))
-    assert info.value.capability == capability
-    assert "not supported yet" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -309,12 +297,14 @@ def test_go_effect_capabilities_are_refused_as_not_supported_yet(
         ),
     ],
 )
-def test_importing_a_go_effect_hostcall_is_refused_as_not_supported_yet(
+def test_go_effect_hostcalls_link_only_with_their_capability(
     sandbox: Sandbox, decl: str, capability: str
 ) -> None:
-    with pytest.raises(CapabilityNotSupportedYet) as info:
-        sandbox.compile(agent_wat(imports=decl))
+    wasm = agent_wat(imports=decl)
+    with pytest.raises(UndeclaredCapability) as info:
+        load_wat(sandbox, wasm, manifest_with("log"))
     assert info.value.capability == capability
+    load_wat(sandbox, wasm, manifest_with("log", capability)).close()
 
 
 class BrokenClock(LocalEnvironment):

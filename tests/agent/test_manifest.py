@@ -273,15 +273,15 @@ def test_go_igor_manifests_load_for_a_module(name: str) -> None:
     ("name", "capability"),
     [("pricewatcher", "http"), ("x402buyer", "http"), ("deployer", "http")],
 )
-def test_go_igor_effect_manifests_are_refused_as_not_supported_yet(
-    name: str, capability: str
-) -> None:
-    from igor_p2p.agent import CapabilityNotSupportedYet, LocalEnvironment, Sandbox
+def test_go_igor_effect_manifests_load_with_their_options(name: str, capability: str) -> None:
+    from igor_p2p.agent import LocalEnvironment, Sandbox
+    from igor_p2p.agent.effect_policy import http_policy
 
     from .helpers import agent_wat
 
     manifest = parse_manifest((GO_MANIFESTS / f"{name}.manifest.json").read_bytes())
-    with Sandbox() as sandbox, pytest.raises(CapabilityNotSupportedYet) as info:
-        sandbox.instantiate(sandbox.compile(agent_wat()), manifest, LocalEnvironment())
-    assert info.value.capability == capability
-    assert "not supported yet" in str(info.value)
+    with Sandbox() as sandbox:
+        sandbox.instantiate(sandbox.compile(agent_wat()), manifest, LocalEnvironment()).close()
+    policy = http_policy(manifest)
+    assert policy is not None and manifest.declares(capability)
+    assert policy.names and policy.timeout_ms in (5000, 10000)

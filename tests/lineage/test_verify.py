@@ -289,6 +289,41 @@ def uncertified(tmp_path: Path) -> VerifyReport:
     return _lineage(b)
 
 
+def bad_effect(tmp_path: Path) -> VerifyReport:
+    from igor_p2p.lineage.effect import EffectKind, EffectPhase, UnsignedEffectRecord
+
+    b = LineageBuilder()
+    b.genesis()
+    b.tick_checkpoint()
+    outcome = UnsignedEffectRecord(  # an OUTCOME with no INTENT before it
+        agent=b.agent,
+        epoch=b.epoch,
+        tick=b.tick + 1,
+        owner=b.custodian.public_key,
+        prev=b.head,
+        key=b"\x01" * 16,
+        phase=EffectPhase.OUTCOME,
+        effect=EffectKind.HTTP,
+        request=b"\x02" * 32,
+        target="GET http://example.test/",
+        charge=10,
+        status=200,
+        result=b"ok",
+        wall_ns=1,
+    ).sign(b.custodian)
+    b.entries.append(outcome)
+    return _lineage(b)
+
+
+def replay_mismatch(tmp_path: Path) -> VerifyReport:
+    # Only a re-execution can find it: `igor checkpoint verify --replay` adds it to a report
+    # (tests/effects/test_replay.py runs that end to end with a tampered recorded input).
+    report = _lineage(happy_lineage())
+    report.add(ProblemCode.REPLAY_MISMATCH, "tick 2: state differs from the recorded one")
+    report.valid = not report.problems  # as `verify --replay` does
+    return report
+
+
 SCENARIOS: dict[ProblemCode, Callable[[Path], VerifyReport]] = {
     ProblemCode.CORRUPT_ENTRY: corrupt_entry,
     ProblemCode.NO_GENESIS: no_genesis,
@@ -312,6 +347,8 @@ SCENARIOS: dict[ProblemCode, Callable[[Path], VerifyReport]] = {
     ProblemCode.AFTER_EXPORT: after_export,
     ProblemCode.BAD_GAP: bad_gap,
     ProblemCode.UNCERTIFIED: uncertified,
+    ProblemCode.BAD_EFFECT: bad_effect,
+    ProblemCode.REPLAY_MISMATCH: replay_mismatch,
 }
 
 

@@ -22,6 +22,8 @@ SCHEDULES = int(os.environ.get("IGOR_SIM_SCHEDULES", "2000"))
 FIRST_SEED = int(os.environ.get("IGOR_SIM_FIRST_SEED", "1"))
 CORPUS = Path(__file__).parent / "corpus"
 
+pytestmark = pytest.mark.timeout(1800)  # the shared sweep: 2,000 schedules on 2 busy cores
+
 
 @pytest.fixture(scope="module")
 def swept() -> SweepReport:

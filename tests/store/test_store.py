@@ -417,7 +417,7 @@ def test_schema_version_is_written_on_create(tmp_path: Path) -> None:
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
-    assert int(row[0]) == SCHEMA_VERSION == 3
+    assert int(row[0]) == SCHEMA_VERSION == 4
     assert "fence" not in tables and "tombstone" not in tables
 
 
