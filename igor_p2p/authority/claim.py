@@ -189,6 +189,13 @@ class Claim:
         self.value = self.own_value = record
         return self._start_accept()
 
+    def presume_behind(self, node: bytes) -> None:
+        """``node`` never witnessed this agent (it is in no witness set of the custody): its
+        requests carry the custody from the genesis at once, sparing it a BEHIND round trip."""
+        if node not in self.caught_up:
+            self.caught_up.add(node)
+            self.behind[node] = 0
+
     def on_reply(self, node: bytes, reply: Message) -> list[SendTo]:
         if self.phase is ClaimPhase.DONE:
             return []

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,19 +34,10 @@ def _one_node_start_s(root: Path) -> float:
 
 
 def _import_only_rss_mb() -> float:
-    code = "import igor_p2p.node.node, sys; sys.stdin.read()"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
-    try:
-        end = time.monotonic() + 30
-        rss = 0.0
-        while time.monotonic() < end:
-            rss = psutil.Process(proc.pid).memory_info().rss / 1e6
-            time.sleep(0.5)
-            if psutil.Process(proc.pid).memory_info().rss / 1e6 == rss and rss > 20:
-                break
-        return rss
-    finally:
-        proc.communicate(b"", timeout=10)
+    """RSS of a Python process once it has imported the node code (it says when)."""
+    from igor_p2p.bench.node import _import_floor_rss_mb
+
+    return _import_floor_rss_mb()
 
 
 def run(ctx: BenchContext) -> list[BenchRow]:

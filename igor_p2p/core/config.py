@@ -22,6 +22,9 @@ class CoreConfig:
     """Retries of claims and settlement back off exponentially (with jitter) up to this."""
     learn_retries: int = 3
     """Best-effort repair messages to witnesses (LEARN) are tried this many times."""
+    learn_delay_s: float = 0.1
+    """LEARN waits this long first, so that repair traffic never competes with a handoff's
+    COMMIT or the new owner's first tick (it is not on anyone's critical path)."""
     commit_retries: int = 5
     """A source resends a COMMIT this many times before the target's settlement takes over."""
     witnesses: int = 3

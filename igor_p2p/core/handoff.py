@@ -2,17 +2,22 @@
 
 Source (:meth:`HandoffSource.migrate`), holding the agent's lock throughout:
 
+0. While the agent still ticks: custody and manifest are read, and phase 1 of the claim runs —
+   PREPARE for the next epoch to the current witnesses. A promise fixes nothing, so it needs no
+   pause; without a quorum the agent is never stopped.
 1. ``BeginHandoff`` stops ticking. The runner snapshots a HANDOFF checkpoint (in memory).
-2. At once, in parallel: OFFER (custody + checkpoint) to the target, and PREPARE for the next
-   epoch to the current witnesses (phase 1 hides behind the target's validation and fsync).
-3. With an ACK for exactly that checkpoint and a quorum of promises, the source signs the
-   transfer record and sends ACCEPT (phase 2). Until that moment any failure aborts the
-   handoff and the source ticks on: no record that could be chosen ever left it.
+2. OFFER (custody + checkpoint) to the target, which verifies it, makes it durable and acks.
+3. With an ACK for exactly that checkpoint (and the promises), the source signs the transfer
+   record and sends ACCEPT (phase 2). Until that moment any failure aborts the handoff and the
+   source ticks on: no record that could be chosen ever left it.
 4. A joint quorum of ACCEPTED votes is the certificate: the source retires (durably, with the
    checkpoint, record and certificate) and sends COMMIT; the target persists ownership and only
    then ticks, and CONFIRMs.
    Without the certificate in time the decision stays open: the claimant keeps asking the
    witnesses in the background; the target settles on its own through them too.
+
+Both sides note when each step happened (:class:`~igor_p2p.core.phases.PhaseTrace`, for the
+bench and debugging).
 
 Target (:class:`HandoffTarget`): validates an OFFER completely before persisting
 HANDOFF_PENDING and acking; takes the epoch on a COMMIT whose record and certificate verify.
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 import trio
 
-from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, SendTo, Stale
+from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Failed, Stale
 from igor_p2p.authority.custody import EpochStart, InvalidCustody, chain_after, next_start
 from igor_p2p.authority.events import (
     AbortReason,
@@ -51,9 +56,12 @@ from igor_p2p.authority.witness_choice import choose_witnesses
 from igor_p2p.core.claims import Claimant, ClaimContext, drive
 from igor_p2p.core.gate import AgentPort, Gate
 from igor_p2p.core.offer_check import OfferInvalid, check_offer
+from igor_p2p.core.phases import PhaseTrace
 from igor_p2p.core.ports import AgentRunner, PeerUnreachable
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.custody import UnsignedTransferRecord
+from igor_p2p.lineage.entries import decode_entry
+from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.logs import get_logger
 from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import (
@@ -214,6 +222,7 @@ class Messenger:
 
     async def _learn(self, agent: str, start: EpochStart) -> None:
         ctx = self.ctx
+        await ctx.env.sleep(ctx.config.learn_delay_s)
         custody = await ctx.store.custody(agent)
         if not custody or custody[-1].epoch < start.epoch:
             custody = [*custody, start] if custody else []
@@ -235,6 +244,16 @@ class Messenger:
                 nursery.start_soon(tell, node)
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """What a source gathered before stopping the agent."""
+
+    custody: list[EpochStart]
+    manifest: bytes
+    claim: Claim
+    """Its phase 1 is done: promises (WAITING_VALUE), or an adopted record's outcome."""
+
+
 class HandoffSource:
     """Moves agents this node owns to other nodes."""
 
@@ -245,6 +264,8 @@ class HandoffSource:
         self.runner = runner
         self.claimant = claimant
         self.messenger = messenger
+        self.trace = PhaseTrace(ctx.env.now)
+        """When each step of recent migrations from here happened (bench, debugging)."""
 
     @property
     def gate(self) -> Gate:
@@ -275,10 +296,18 @@ class HandoffSource:
                 raise NotOwnerHere(f"{agent} is not ticking on this node (it is {state})")
             epoch = port.record.epoch
             mid = ctx.env.token(16)
+            self.trace.mark(mid, "prepare")
+            ready = await self._before_pause(port, epoch, mid, target)
+            if isinstance(ready, MigrationOutcome):
+                # Nothing left this node that could be chosen, and the agent never stopped.
+                self._step(agent, epoch, mid, ready.result.value.lower(), target, ready.reason)
+                return ready
+            self.trace.mark(mid, "begin")
             await port.handle(BeginHandoff(target, mid))
+            self.trace.mark(mid, "stopped")
             self._step(agent, epoch, mid, "begin", target)
             try:
-                outcome, pending = await self._handoff(port, epoch, mid, target)
+                outcome, pending = await self._handoff(port, epoch, mid, target, ready)
             except BaseException:
                 if port.machine.run.phase is Phase.HANDING_OFF:
                     with trio.CancelScope(shield=True):
@@ -291,6 +320,7 @@ class HandoffSource:
                 reason = AbortReason.REJECTED if outcome.code else AbortReason.TIMEOUT
                 await port.handle(HandoffAborted(mid, reason))
             self._step(agent, epoch, mid, outcome.result.value.lower(), target, outcome.reason)
+            self.trace.mark(mid, "done")
         if outcome.result is MigrationResult.TRANSFERRED:
             with trio.move_on_after(ctx.config.request_timeout_s):
                 await self.messenger.confirmation(mid).wait()
@@ -301,6 +331,44 @@ class HandoffSource:
                 confirmed=self.messenger.confirmation(mid).is_set(),
             )
         return outcome
+
+    async def _before_pause(
+        self, port: AgentPort, epoch: int, mid: bytes, target: bytes
+    ) -> _Ready | MigrationOutcome:
+        """What needs the agent's lock but not the agent stopped: the custody, the manifest and
+        phase 1 of the claim (a promise fixes nothing: until ACCEPT leaves, the handoff may still
+        be dropped). A MigrationOutcome when there is no point stopping the agent at all."""
+        ctx = self.ctx
+        agent = port.agent
+        custody = await ctx.store.custody(agent)
+        if not custody or custody[-1].epoch != epoch:
+            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete")
+        previous = custody[-1]
+        genesis = decode_entry(custody[0].genesis)
+        assert isinstance(genesis, Checkpoint)
+        manifest = await ctx.store.manifest(genesis.manifest_hash)
+        if manifest is None:
+            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete")
+        claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
+        if previous.is_genesis:  # no claim was ever chosen: no witness holds the custody yet
+            for node in previous.witnesses:
+                if node != ctx.key.public_key:
+                    claim.presume_behind(node)
+        with trio.move_on_after(ctx.config.handoff_deadline_s):
+            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+        self.trace.mark(mid, "promised")
+        if (
+            claim.outcome is None
+            and not claim.accept_sent
+            and claim.phase is not ClaimPhase.WAITING_VALUE
+        ):
+            return MigrationOutcome(
+                MigrationResult.ABORTED, f"no witness quorum: {claim.missing()}"
+            )
+        if isinstance(claim.outcome, Failed) and not claim.accept_sent:
+            reason = claim.missing() or claim.outcome.reason
+            return MigrationOutcome(MigrationResult.ABORTED, f"no witness quorum: {reason}")
+        return _Ready(custody, manifest, claim)
 
     async def transfer_offline(self, agent: str, target: bytes) -> MigrationOutcome:
         """Hand ``agent`` to ``target`` without talking to it (a bundle carries the copy): the
@@ -346,19 +414,19 @@ class HandoffSource:
             return MigrationOutcome(MigrationResult.ABORTED, claim.missing() or "no quorum")
 
     async def _handoff(
-        self, port: AgentPort, epoch: int, mid: bytes, target: bytes
+        self, port: AgentPort, epoch: int, mid: bytes, target: bytes, ready: _Ready
     ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:
         """Everything between BeginHandoff and the outcome (the caller holds the lock)."""
         ctx = self.ctx
         agent = port.agent
+        claim = ready.claim
+        if isinstance(claim.outcome, Stale):  # phase 1 proved a later epoch
+            await port.handle(ClaimStale(claim.outcome.latest))
+            return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
         checkpoint = await self.runner.handoff_checkpoint(agent)
+        self.trace.mark(mid, "snapshot")
         blob = checkpoint.encode()
-        custody = await ctx.store.custody(agent)
-        previous = custody[-1]
-        manifest = await ctx.store.manifest(checkpoint.manifest_hash)
-        if manifest is None or previous.epoch != epoch:
-            return MigrationOutcome(MigrationResult.ABORTED, "local copy incomplete"), None
-        after, chain = chain_after(custody, 0)
+        after, chain = chain_after(ready.custody, 0)
         offer = Offer(
             sender=ctx.key.public_key,
             agent=agent,
@@ -368,48 +436,33 @@ class HandoffSource:
             chain=chain,
             checkpoint=blob,
             wasm_hash=checkpoint.wasm_hash,
-            manifest=manifest,
-            wasm=None,
+            manifest=ready.manifest,
+            wasm=None,  # a target that lacks the module asks for it (GET_MODULE)
         )
-        claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next())
-        answer: list[Message | None] = [None]
-
-        async def offer_it() -> None:
-            try:
-                answer[0] = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
-            except PeerUnreachable as exc:
-                answer[0] = None
-                log.info("offer not answered", agent=agent, step=str(exc))
-
-        with trio.move_on_after(ctx.config.handoff_deadline_s):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(offer_it)
-                nursery.start_soon(
-                    drive, ctx.transport, claim, claim.start(), ctx.config.claim_round_s
-                )
-        reply = answer[0]
-        if isinstance(claim.outcome, Stale):
-            await port.handle(ClaimStale(claim.outcome.latest))
-            return MigrationOutcome(MigrationResult.SUPERSEDED, "a later epoch exists"), None
-        if claim.accept_sent:
-            # Phase 1 adopted a record accepted earlier (an earlier handoff or a forced recovery)
-            # and asked the witnesses to accept it: it may be chosen already. Whatever the
-            # target answered, only that outcome decides; never tick on (witness-notes §6.4).
-            return await self._decide(port, claim, blob, target, [])
-        if isinstance(reply, Reject):
-            return (
-                MigrationOutcome(
-                    MigrationResult.REJECTED, reply.reason or reply.code.value, reply.code
-                ),
-                None,
-            )
-        if not isinstance(reply, Ack):
-            why = "the target did not answer" if reply is None else "the target answered oddly"
-            return MigrationOutcome(MigrationResult.ABORTED, why), None
-        if reply.prepared_digest != checkpoint.digest() or reply.migration_id != mid:
-            return MigrationOutcome(MigrationResult.ABORTED, "the target acked another copy"), None
-        self._step(agent, epoch, mid, "ack_received", target)
+        self.trace.mark(mid, "offer_built")
+        reply: Message | None = None
         if claim.phase is ClaimPhase.WAITING_VALUE:
+            with trio.move_on_after(ctx.config.handoff_deadline_s):
+                try:
+                    reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
+                except PeerUnreachable as exc:
+                    log.info("offer not answered", agent=agent, step=str(exc))
+            self.trace.mark(mid, "offer_answered")
+            if isinstance(reply, Reject):
+                return (
+                    MigrationOutcome(
+                        MigrationResult.REJECTED, reply.reason or reply.code.value, reply.code
+                    ),
+                    None,
+                )
+            if not isinstance(reply, Ack):
+                why = "the target did not answer" if reply is None else "the target answered oddly"
+                return MigrationOutcome(MigrationResult.ABORTED, why), None
+            if reply.prepared_digest != checkpoint.digest() or reply.migration_id != mid:
+                return MigrationOutcome(
+                    MigrationResult.ABORTED, "the target acked another copy"
+                ), None
+            self._step(agent, epoch, mid, "ack_received", target)
             record = UnsignedTransferRecord(
                 agent=agent,
                 from_epoch=epoch,
@@ -420,7 +473,7 @@ class HandoffSource:
                 migration_id=mid,
                 wall_ns=ctx.env.wall_ns(),
                 witnesses=choose_witnesses(
-                    previous=previous.witnesses,
+                    previous=claim.previous.witnesses,
                     new_owner=target,
                     candidates=ctx.membership.up_nodes(),
                     down=ctx.membership.down_nodes(),
@@ -429,29 +482,19 @@ class HandoffSource:
                     proposer=ctx.key.public_key,
                 ),
             ).sign(ctx.key)
+            witnessed = {w for start in ready.custody for w in start.witnesses}
+            for node in set(record.witnesses) - witnessed:
+                claim.presume_behind(node)
             sends = claim.provide_value(record.encode())
-        elif claim.phase is ClaimPhase.ACCEPTING:
-            sends = []  # phase 1 adopted an earlier record: its outcome decides
-        elif claim.outcome is None or claim.phase is ClaimPhase.PREPARING:
-            return (
-                MigrationOutcome(MigrationResult.ABORTED, f"no witness quorum: {claim.missing()}"),
-                None,
-            )
-        else:
-            sends = []
-        return await self._decide(port, claim, blob, target, sends)
-
-    async def _decide(
-        self, port: AgentPort, claim: Claim, blob: bytes, target: bytes, sends: list[SendTo]
-    ) -> tuple[MigrationOutcome, tuple[Claim, bytes] | None]:
-        """Drive phase 2 to its outcome (or the deadline) and let the table settle it."""
-        ctx = self.ctx
-        if claim.phase is ClaimPhase.ACCEPTING:
-            with trio.move_on_after(ctx.config.handoff_deadline_s):
-                await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
+            self.trace.mark(mid, "accept_sent")
+            if claim.phase is ClaimPhase.ACCEPTING:
+                with trio.move_on_after(ctx.config.handoff_deadline_s):
+                    await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
         outcome = claim.outcome
         if isinstance(outcome, Chosen):
+            self.trace.mark(mid, "chosen")
             await port.handle(ClaimResolved(outcome.start, blob))
+            self.trace.mark(mid, "retired")
             owner = outcome.start.owner
             if owner == target:
                 return MigrationOutcome(
@@ -486,6 +529,8 @@ class HandoffTarget:
     def __init__(self, ctx: ClaimContext, runner: AgentRunner) -> None:
         self.ctx = ctx
         self.runner = runner
+        self.trace = PhaseTrace(ctx.env.now)
+        """When each step of recent migrations to here happened (bench, debugging)."""
 
     @property
     def me(self) -> bytes:
@@ -494,6 +539,8 @@ class HandoffTarget:
     async def on_offer(self, sender: bytes, offer: Offer) -> Message:
         ctx = self.ctx
         agent = offer.agent
+        mid = offer.migration_id
+        self.trace.mark(mid, "offer_received")
         if offer.sender != sender:
             return Reject(self.me, agent, offer.migration_id, RejectCode.WRONG_SENDER)
         # A brief hold (a persist, a learned successor) passes; a handoff or claim of this agent
@@ -508,15 +555,19 @@ class HandoffTarget:
             held = await ctx.store.custody(agent) if port.record.state is not ABSENT else []
             try:
                 copy = check_offer(offer, sender, held)
+                self.trace.mark(mid, "offer_checked")
                 wasm = await self._module(offer, sender)
+                self.trace.mark(mid, "module")
                 size = sum(len(b) for b in copy.entries) + len(wasm) + len(offer.manifest)
                 refusal = await self.runner.admit_offer(wasm, offer.manifest, size)
+                self.trace.mark(mid, "admitted")
                 if refusal is not None:
                     raise OfferInvalid(*refusal)
             except OfferInvalid as exc:
                 actions = await port.handle(OfferRefused(offer.migration_id, exc.code, exc.reason))
                 return replies(actions, self.me, agent)
             await ctx.store.put_module(wasm, offer.manifest)
+            self.trace.mark(mid, "module_stored")
             start = copy.epoch_start
             actions = await port.handle(
                 OfferPrepared(
@@ -528,6 +579,7 @@ class HandoffTarget:
                     entries=copy.entries,
                 )
             )
+            self.trace.mark(mid, "prepared")
             return replies(actions, self.me, agent)
 
     async def _module(self, offer: Offer, sender: bytes) -> bytes:
@@ -549,6 +601,7 @@ class HandoffTarget:
     async def on_commit(self, sender: bytes, commit: Commit) -> Message:
         ctx = self.ctx
         agent = commit.agent
+        self.trace.mark(commit.migration_id, "commit_received")
         async with ctx.gate.agent(agent) as port:
             record = port.record
             start: EpochStart | None = None
@@ -571,6 +624,7 @@ class HandoffTarget:
                 start = custody[-1] if custody else None
             before = port.record.state
             actions = await port.handle(CommitReceived(commit.migration_id, start))
+            self.trace.mark(commit.migration_id, "started")
             if before is AuthorityState.HANDOFF_PENDING and port.record.state is not before:
                 ctx.env.history.emit(
                     "handoff",

@@ -126,6 +126,9 @@ _ARRAY_16 = b"\xdc\x00\x10"
 """msgpack header of the 16-element envelope array (the signed body has 15: ``0x9f``)."""
 _SIGNATURE_BIN_HEADER = b"\xc4\x40"
 """msgpack bin8 header of a 64-byte signature."""
+_ARRAY_15 = b"\x9f"
+"""msgpack header of the signed body (15 items)."""
+_SIGNATURE_TAIL = len(_SIGNATURE_BIN_HEADER) + 64
 
 
 def _bin_header(length: int) -> bytes:
@@ -231,8 +234,13 @@ class Checkpoint:
         return self._digest
 
     def signing_bytes(self) -> bytes:
-        """``SIGNING_DOMAIN`` ‖ canonical msgpack of every field except the signature."""
-        return SIGNING_DOMAIN + pack([*_unsigned_items(self), self.signer])
+        """``SIGNING_DOMAIN`` ‖ canonical msgpack of every field except the signature.
+
+        Cut from the canonical encoding (one copy, no re-encoding of the state): the envelope
+        is the signed 15-item array with a 16-item header and the signature bin appended."""
+        encoded = self.encode()
+        body = memoryview(encoded)[len(_ARRAY_16) : len(encoded) - _SIGNATURE_TAIL]
+        return b"".join((SIGNING_DOMAIN, _ARRAY_15, body))
 
     def verify_signature(self) -> None:
         """Raise ``BadSignature`` unless ``signer`` signed :meth:`signing_bytes`."""

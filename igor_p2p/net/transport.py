@@ -85,6 +85,8 @@ MODULE_PROTOCOL = "/igor-p2p/module/1.0.0"
 
 REQUEST_NUMBER = struct.Struct(">I")
 """Before the message in every frame: the request's number on its stream (the reply echoes it)."""
+FRAME_OVERHEAD = 4 + REQUEST_NUMBER.size
+"""Bytes a frame adds to a message: its length and the request number."""
 MAX_MODULE_REQUEST_BYTES = 4096
 CLOSE_TIMEOUT_S = 1.0
 DRAIN_CHUNK = 1 << 16
@@ -185,7 +187,8 @@ class Libp2pTransport:
         self.gate = gate
         self.limits = limits if limits is not None else TransportLimits()
         self.stats: Counter[str] = Counter()
-        """What happened: opened/reused streams, refusals, failed streams (for tests, metrics)."""
+        """What happened: opened/reused streams, refusals, failed streams, bytes of the request
+        and reply frames written (for tests, metrics, the bench)."""
         self.counters = HandlerCounters()
         self._handler: Handler | None = None
         self._registered = False
@@ -214,6 +217,7 @@ class Libp2pTransport:
             return MESSAGES.decode(encode(await self._handler(self.me, asked)))
         route = route_of(message)
         body = encode(message)
+        self.stats[f"request_bytes:{message.TYPE}"] += FRAME_OVERHEAD + len(body)
         try:
             peer_id = ID.from_base58(peer_id_from_public_key(peer))
         except InvalidPeerId as exc:
@@ -264,6 +268,7 @@ class Libp2pTransport:
         keep = False
         try:
             try:
+                self.stats["request_bytes"] += FRAME_OVERHEAD + len(body)
                 await write_frame(
                     warm.stream,
                     REQUEST_NUMBER.pack(number) + body,
@@ -396,9 +401,12 @@ class Libp2pTransport:
                 reply = await self._answer(route, sender, frame[REQUEST_NUMBER.size :])
             except Exception as exc:
                 raise _HandlerFailed(_describe(exc)) from exc
+            answer = encode(reply)
+            self.stats["reply_bytes"] += FRAME_OVERHEAD + len(answer)
+            self.stats[f"reply_bytes:{reply.TYPE}"] += FRAME_OVERHEAD + len(answer)
             await write_frame(
                 stream,
-                REQUEST_NUMBER.pack(number) + encode(reply),
+                REQUEST_NUMBER.pack(number) + answer,
                 timeout_s=self.limits.write_timeout_s,
                 gate=self.gate,
                 peer=str(peer),

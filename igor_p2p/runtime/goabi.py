@@ -24,6 +24,12 @@ def _whole_chain(entries: Sequence[LineageEntry]) -> bool:
     return isinstance(first, Checkpoint) and first.kind in _GENESIS_KINDS
 
 
+def wire_basics(services: NodeServices, env: AgentEnvironment) -> None:
+    """The log book and the price (all an agent that declares no ``wallet`` needs)."""
+    env.logbook = services.agent_logs
+    env.price_per_second = go_price_per_second(services.price)
+
+
 async def wire_environment(
     services: NodeServices,
     env: AgentEnvironment,
@@ -35,8 +41,7 @@ async def wire_environment(
     ``entries`` is the verified chain the agent is loaded from; when it is only the head (a
     handoff target's verified copy), the lineage is read from the store.
     """
-    env.logbook = services.agent_logs
-    env.price_per_second = go_price_per_second(services.price)
+    wire_basics(services, env)
     if not manifest.declares("wallet"):
         return
     chain: Sequence[LineageEntry] = entries

@@ -2,15 +2,19 @@
 
 Nothing here decides or writes authority: :func:`prepare_launch` makes a genesis (the authority
 gate persists it with the ``Launched`` event), and :func:`load_hosted` builds the running agent
-for an epoch the gate says this node ticks — after checking that the stored lineage verifies and
-that its chain of custody ends at this node for exactly that epoch. Anything else raises a typed
-error; the gate turns it into RECOVERY_REQUIRED with the reason (never a silent fresh start: Go
-Igor flaw §12a.1).
+for an epoch the gate says this node ticks — after checking what it runs from: the chain of
+custody (every signature and certificate, from the genesis) ends at this node for exactly that
+epoch, and the head checkpoint is signed by the owner of its epoch and linked, entry by entry,
+to that chain's end (:func:`verify_for_load`). That costs O(custody hops + state), whatever the
+agent's age: the per-tick checkpoints before the head (compacted or not) are not read. Anything
+else raises a typed error; the gate turns it into RECOVERY_REQUIRED with the reason (never a
+silent fresh start: Go Igor flaw §12a.1).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 
 import trio
@@ -19,20 +23,22 @@ from igor_p2p.agent.effect_policy import http_policy, payment_policy
 from igor_p2p.agent.environment import ResumeReason
 from igor_p2p.agent.manifest import Manifest, parse_manifest
 from igor_p2p.agent.sandbox import CompiledModule
+from igor_p2p.authority.custody import EpochStart, chain_from_genesis
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.core.ports import AuthorityStore
 from igor_p2p.effects.journal import AgentEffects, EffectScan, EffectServices, scan_effects
-from igor_p2p.errors import IgorError
+from igor_p2p.errors import IgorError, InvalidInput
 from igor_p2p.lineage._codec import ZERO_HASH
+from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.effect import EffectRecord
 from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
-from igor_p2p.lineage.identity import Keypair, save_key_file
-from igor_p2p.lineage.verify import verify_lineage
+from igor_p2p.lineage.identity import BadSignature, Keypair, save_key_file
 from igor_p2p.logs import get_logger
-from igor_p2p.runtime.goabi import wire_environment
+from igor_p2p.runtime.goabi import wire_basics, wire_environment
 from igor_p2p.runtime.hosted import AgentEnvironment, HostedAgent
 from igor_p2p.runtime.services import NodeServices
+from igor_p2p.store.sqlite import Store
 
 log = get_logger(__name__)
 
@@ -126,6 +132,94 @@ def last_checkpoint(entries: list[LineageEntry]) -> Checkpoint:
     raise LineageRejected("lineage holds no checkpoint")
 
 
+def verify_for_load(
+    did: str, me: bytes, epoch: int, custody: list[EpochStart], tail: list[bytes]
+) -> tuple[Checkpoint, list[LineageEntry]]:
+    """The head checkpoint and the decoded ``tail`` (the head and the entries after it) if the
+    agent may be run here at ``epoch``; :class:`LineageRejected` otherwise. Effect records after
+    the head (effects of ticks no checkpoint covers yet) are allowed, each signed by the owner of
+    its epoch.
+
+    Verified: the custody from the genesis (signatures and certificates, again: the store keeps
+    only links that verified when they arrived, and this checks they still do), that it ends at
+    this node for ``epoch``; the head's signature by the owner of its epoch; and that the entries
+    after the head are exactly the custody links of the later epochs, each naming the one before.
+    """
+    if not custody or not tail:
+        raise AgentNotFound(f"no lineage of {did} is stored here")
+    try:
+        links = [blob for start in custody[1:] for blob in start.links()]
+        starts = chain_from_genesis(custody[0].genesis, links)
+        entries = [decode_entry(blob) for blob in tail]
+    except InvalidInput as exc:
+        raise LineageRejected(f"the stored custody of {did} does not verify: {exc}") from None
+    current = starts[-1]
+    if current.agent != did or current.owner != me or current.epoch != epoch:
+        raise LineageRejected(
+            f"the chain of custody of {did} does not end at this node for epoch {epoch}"
+        )
+    head = entries[0]
+    if not isinstance(head, Checkpoint) or head.agent != did or head.epoch > current.epoch:
+        raise LineageRejected(f"the stored head of {did} is not one of its checkpoints")
+    if head.kind in (CheckpointKind.GENESIS, CheckpointKind.IMPORT):
+        if head.digest() != starts[0].digest:
+            raise LineageRejected(f"the stored genesis of {did} is not the custody's")
+    else:
+        if head.signer != starts[head.epoch - 1].owner:
+            raise LineageRejected(f"the head of {did} is not signed by the owner of its epoch")
+        try:
+            head.verify_signature()
+        except BadSignature:
+            raise LineageRejected(f"the head of {did} has a bad signature") from None
+    after = [blob for start in starts[head.epoch :] for blob in start.links()]
+    effects = [e for e in entries[1:] if isinstance(e, EffectRecord)]
+    for effect in effects:
+        if not head.epoch <= effect.epoch <= current.epoch or (
+            effect.owner != starts[effect.epoch - 1].owner
+        ):
+            raise LineageRejected(f"an effect record after the head of {did} is not its owner's")
+        try:
+            effect.verify_signature()
+        except BadSignature:
+            raise LineageRejected(f"an effect record of {did} has a bad signature") from None
+    if [
+        b for b, e in zip(tail[1:], entries[1:], strict=True) if not isinstance(e, EffectRecord)
+    ] != after:
+        if isinstance(entries[-1], TransferRecord | ForcedRecovery):
+            raise LineageRejected(f"the lineage of {did} ends with an uncertified custody record")
+        raise LineageRejected(f"the entries after the head of {did} are not its custody")
+    for before, entry in itertools.pairwise(entries):
+        if entry.prev != before.digest():
+            raise LineageRejected(f"the entries after the head of {did} do not link")
+    return head, entries
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What the store holds to run an agent (one read on the store's worker)."""
+
+    tail: list[bytes]
+    effects_before: list[bytes]
+    """The effect records before the head (they number the epoch's effects)."""
+    stored_bytes: int
+    wasm: bytes | None
+    manifest: bytes | None
+
+
+def _read_for_load(store: Store, did: str) -> _Stored:
+    tail, effects_before = store.tail_and_effects(did)
+    wasm = manifest = None
+    if tail:
+        try:
+            head = Checkpoint.decode(tail[0])
+        except InvalidInput:
+            head = None
+        if head is not None:
+            wasm = store.module(head.wasm_hash)
+            manifest = store.manifest(head.manifest_hash)
+    return _Stored(tail, effects_before, store.lineage_bytes(did), wasm, manifest)
+
+
 async def load_hosted(
     services: NodeServices,
     store: AuthorityStore,
@@ -133,59 +227,70 @@ async def load_hosted(
     epoch: int,
     reason: ResumeReason = ResumeReason.RESTARTED,
 ) -> HostedAgent:
-    """The running agent for ``epoch``, which the authority gate says this node ticks."""
-    blobs = await store.lineage(did)
-    if not blobs:
-        raise AgentNotFound(f"no lineage of {did} is stored here")
-    report = await trio.to_thread.run_sync(
-        lambda: verify_lineage(blobs, expected_agent=did, ordered=True)
-    )
-    if not report.valid:
-        reasons = "; ".join(f"{p.code.value}: {p.message}" for p in report.problems[:3])
-        raise LineageRejected(f"the stored lineage of {did} does not verify: {reasons}")
-    if report.custodian != services.key.public_key or report.last_epoch != epoch:
-        raise LineageRejected(
-            f"the chain of custody of {did} does not end at this node for epoch {epoch}"
+    """The running agent for ``epoch``, which the authority gate says this node ticks.
+
+    Two thread hops: one store read (the tail, the module, the manifest), then the checks,
+    the compilation (cached) and the instance (the state resumed into it)."""
+    custody = await store.custody(did)
+    stored = await services.committer.read(lambda s: _read_for_load(s, did))
+    me = services.key.public_key
+    now_ns = services.clock.wall_ns()
+
+    def build() -> tuple[HostedAgent, list[LineageEntry], EffectScan]:
+        head, entries = verify_for_load(did, me, epoch, custody, stored.tail)
+        try:
+            earlier = [EffectRecord.decode(blob) for blob in stored.effects_before]
+        except InvalidInput as exc:
+            raise LineageRejected(f"a stored effect record of {did} is damaged: {exc}") from None
+        scan = scan_effects([*earlier, *entries])
+        wasm = stored.wasm
+        if wasm is None or hashlib.sha256(wasm).digest() != head.wasm_hash:
+            raise LineageRejected(f"the module of {did} is missing or damaged in the store")
+        if stored.manifest is None:
+            raise LineageRejected(f"the manifest of {did} is missing from the store")
+        manifest = parse_manifest(stored.manifest)
+        compiled = services.sandbox.compile(wasm)
+        why = ResumeReason.FRESH if head.kind is CheckpointKind.GENESIS else reason
+        gap = 0 if why is ResumeReason.FRESH else max(0, now_ns - head.wall_ns)
+        env = AgentEnvironment(
+            did=did,
+            clock=services.clock,
+            budget=max(0, head.budget - scan.charged_after_head),
+            reason=why,
+            gap_ns=gap,
+            on_migration_request=services.on_migration_request,
         )
-    if report.pending_record is not None:
-        raise LineageRejected(f"the lineage of {did} ends with an uncertified custody record")
-    entries = [decode_entry(b) for b in blobs]
-    head = last_checkpoint(entries)
-    wasm = await store.module(head.wasm_hash)
-    if wasm is None or hashlib.sha256(wasm).digest() != head.wasm_hash:
-        raise LineageRejected(f"the module of {did} is missing or damaged in the store")
-    manifest_bytes = await store.manifest(head.manifest_hash)
-    if manifest_bytes is None:
-        raise LineageRejected(f"the manifest of {did} is missing from the store")
-    manifest = parse_manifest(manifest_bytes)
-    compiled = await compile_module(services, wasm)
-    if head.kind is CheckpointKind.GENESIS:
-        reason = ResumeReason.FRESH
-    gap = 0 if reason is ResumeReason.FRESH else max(0, services.clock.wall_ns() - head.wall_ns)
-    scan = scan_effects(entries)
-    env = AgentEnvironment(
-        did=did,
-        clock=services.clock,
-        budget=max(0, head.budget - scan.charged_after_head),
-        reason=reason,
-        gap_ns=gap,
-        on_migration_request=services.on_migration_request,
-    )
-    await wire_environment(services, env, manifest, entries)  # log book, price, receipts
-    agent = HostedAgent(
-        did=did,
-        compiled=compiled,
-        manifest=manifest,
-        env=env,
-        epoch=epoch,
-        tip=entries[-1].digest(),
-        head=head,
-        price=services.price,
-        effect_charges=scan.charged_after_head,
-    )
-    await _wire_effects(services, store, agent, manifest, scan)
-    await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
+        agent = HostedAgent(
+            did=did,
+            compiled=compiled,
+            manifest=manifest,
+            env=env,
+            epoch=epoch,
+            tip=entries[-1].digest(),
+            head=head,
+            price=services.price,
+            stored_bytes=stored.stored_bytes,
+            effect_charges=scan.charged_after_head,
+        )
+        if not manifest.declares("wallet") and not _has_effects(manifest, scan):
+            wire_basics(services, env)  # no receipts, no effect journal: start it in this hop
+            agent.start_instance(services.sandbox)
+        return agent, entries, scan
+
+    agent, entries, scan = await trio.to_thread.run_sync(build)
+    if agent.instance is None:
+        await wire_environment(services, agent.env, agent.manifest, entries)  # receipts
+        await _wire_effects(services, store, agent, agent.manifest, scan)
+        await trio.to_thread.run_sync(agent.start_instance, services.sandbox)
     return agent
+
+
+def _has_effects(manifest: Manifest, scan: EffectScan) -> bool:
+    return (
+        http_policy(manifest) is not None
+        or payment_policy(manifest) is not None
+        or bool(scan.unresolved)
+    )
 
 
 async def _wire_effects(

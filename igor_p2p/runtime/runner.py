@@ -7,10 +7,12 @@ so a handoff or a halt can snapshot it); ``forget`` takes it off and closes it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 
 from igor_p2p.agent.environment import ResumeReason
 from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.core.ports import AuthorityStore
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
@@ -20,6 +22,10 @@ from igor_p2p.runtime.loader import check_runnable, load_hosted
 from igor_p2p.runtime.scheduler import TickScheduler
 from igor_p2p.runtime.services import NodeServices
 from igor_p2p.wire.messages import RejectCode
+
+KNOWN_RUNNABLE = 1024
+"""Module/manifest pairs remembered as runnable here (the sandbox and its limits are fixed for
+the process, so the verdict does not change)."""
 
 
 class SchedulerRunner:
@@ -39,6 +45,8 @@ class SchedulerRunner:
         """Local runs: stop after this many ticks."""
         self.resources: Callable[[], Awaitable[ResourceCheck]] | None = None
         """The node's resource check (incoming agents beyond the budget get NO_CAPACITY)."""
+        self._runnable: BoundedLRU[tuple[bytes, bytes], None] = BoundedLRU(KNOWN_RUNNABLE)
+        """(module, manifest) hashes that compiled and instantiated here (checked once)."""
 
     def ticking(self) -> list[str]:
         return sorted(self.scheduler.agents)
@@ -81,10 +89,13 @@ class SchedulerRunner:
     async def admit_offer(
         self, wasm: bytes, manifest: bytes, incoming_bytes: int
     ) -> tuple[RejectCode, str] | None:
-        try:
-            await check_runnable(self.services, wasm, manifest)
-        except IgorError as exc:
-            return RejectCode.CAPABILITY_MISSING, str(exc)
+        known = (hashlib.sha256(wasm).digest(), hashlib.sha256(manifest).digest())
+        if known not in self._runnable:
+            try:
+                await check_runnable(self.services, wasm, manifest)
+            except IgorError as exc:
+                return RejectCode.CAPABILITY_MISSING, str(exc)
+            self._runnable[known] = None
         if self.resources is not None:
             verdict = admit_offer(await self.resources(), parse_manifest(manifest), incoming_bytes)
             if not verdict.admitted:

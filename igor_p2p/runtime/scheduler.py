@@ -83,6 +83,10 @@ RESUME_HEADROOM_BYTES = 16 * 1024 * 1024
 """Ticking resumes only when this much more than the reserve fits again."""
 
 
+PIPELINE = 2
+"""Batches in flight at once (one ticking while another commits)."""
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     idle_interval_s: float = 1.0
@@ -134,6 +138,9 @@ class TickSink(Protocol):
         """Append each (agent, epoch, checkpoint, the tick inputs before it); per commit, None
         or why it was refused."""
 
+    def take_compacted(self) -> list[str]:
+        """Agents whose stored lineage retention shrank since the last call."""
+
 
 @dataclass
 class _Slot:
@@ -168,8 +175,12 @@ class TickScheduler:
         self.hooks = hooks or SchedulerHooks()
         self._slots: dict[str, _Slot] = {}
         self._in_batch: set[str] = set()
+        """Agents in a batch that is running (ticking or committing)."""
+        self._batches = 0
         self._batch_done = trio.Event()
-        self._batch_done.set()
+        """Set (and replaced) whenever a batch ends."""
+        self._tick_lane = trio.CapacityLimiter(1)
+        """One batch ticks at a time; another may be committing meanwhile."""
         self._wake = trio.Event()
         self.idle = trio.Event()
         """Set whenever no agent is scheduled (all finished, exhausted, halted or removed)."""
@@ -237,40 +248,61 @@ class TickScheduler:
     # ---------------------------------------------------------------- loop
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            if self.suspended is not None:
-                await self._wait_for_disk()
-                continue
-            now = trio.current_time()
-            due = [
-                s
-                for s in self._slots.values()
-                if not s.agent.paused and s.due <= now and s.agent.instance is not None
-            ]
-            if not due:
-                self._wake = trio.Event()
-                waiting = [s.due for s in self._slots.values() if not s.agent.paused]
-                deadline = min(waiting) if waiting else math.inf
-                with trio.move_on_at(deadline):
-                    await self._wake.wait()
-                continue
-            due.sort(key=lambda s: s.due)
-            await self._run_batch(due[: self.config.max_batch])
+        """Tick due agents in batches, up to :data:`PIPELINE` batches at once: while one batch
+        waits for its group commit, the next (other agents) ticks."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                if self.suspended is not None:
+                    await self._wait_for_disk()
+                    continue
+                now = trio.current_time()
+                busy = self._in_batch
+                due = [
+                    s
+                    for s in self._slots.values()
+                    if not s.agent.paused
+                    and s.due <= now
+                    and s.agent.instance is not None
+                    and s.agent.did not in busy
+                ]
+                if not due or self._batches >= PIPELINE:
+                    self._wake = trio.Event()
+                    waiting = [
+                        s.due
+                        for s in self._slots.values()
+                        if not s.agent.paused and s.agent.did not in busy
+                    ]
+                    full = self._batches >= PIPELINE
+                    deadline = min(waiting) if waiting and not full else math.inf
+                    with trio.move_on_at(deadline):
+                        await self._wake.wait()
+                    continue
+                due.sort(key=lambda s: s.due)
+                batch = due[: self.config.max_batch]
+                self._in_batch = busy | {s.agent.did for s in batch}
+                self._batches += 1
+                nursery.start_soon(self._run_batch, batch)
+                await trio.lowlevel.checkpoint()
 
     async def _run_batch(self, slots: Sequence[_Slot]) -> None:
         items = [(s.agent, fuel_allowance(s.agent.budget, s.agent.price)) for s in slots]
-        self._in_batch = {s.agent.did for s in slots}
-        self._batch_done = trio.Event()
         try:
             await self._measure_storage([s.agent for s in slots])
             outcomes = await trio.to_thread.run_sync(
-                _tick_batch, items, self.services, self.config.checkpoint_every
+                _tick_batch,
+                items,
+                self.services,
+                self.config.checkpoint_every,
+                limiter=self._tick_lane,
             )
             await self._settle_batch(list(zip(slots, outcomes, strict=True)))
         finally:
-            self._in_batch = set()
-            self._batch_done.set()
+            self._in_batch = self._in_batch - {s.agent.did for s in slots}
+            self._batches -= 1
+            done, self._batch_done = self._batch_done, trio.Event()
+            done.set()
+            self._wake.set()
 
     async def _settle_batch(self, settled: list[tuple[_Slot, TickOutcome]]) -> None:
         """Settle a batch's outcomes in batch order, with one history write
@@ -320,6 +352,7 @@ class TickScheduler:
                 else:
                     raise error
             history.flush()
+            self._remeasure(self.sink.take_compacted())
             for slot, error in full:
                 # Nothing was written: roll the agent back to its committed head, pause all.
                 self._suspend(f"the store reports the disk full: {error}")
@@ -514,6 +547,13 @@ class TickScheduler:
         )
         for agent, size in zip(unknown, sizes, strict=True):
             agent.stored_bytes = size
+
+    def _remeasure(self, agents: Sequence[str]) -> None:
+        """Retention dropped rows of these agents: measure their stored size again."""
+        for did in agents:
+            slot = self._slots.get(did)
+            if slot is not None:
+                slot.agent.stored_bytes = None
 
     async def _rebuild(self, agent: HostedAgent) -> None:
         """Roll an agent back to its committed head (the host stopped it: no charge)."""

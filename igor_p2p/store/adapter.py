@@ -9,6 +9,7 @@ test_conformance_store.py``) runs the same contract against this adapter and the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import trio
@@ -16,6 +17,7 @@ import trio
 from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.record import AuthorityRecord
 from igor_p2p.authority.witness import WitnessRecord
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.store.committer import GroupCommitter
 from igor_p2p.store.ops import (
@@ -34,6 +36,12 @@ from igor_p2p.store.ops import (
 from igor_p2p.store.retention import COMPACTION_BATCH, Retention
 from igor_p2p.store.sqlite import Store
 
+KNOWN_FILES = 4096
+"""Module and manifest hashes the adapter remembers as stored."""
+CACHED_MODULES = 32
+CACHED_MODULE_BYTES = 1024 * 1024
+"""Modules up to this size are kept in memory (at most CACHED_MODULES of them)."""
+
 
 class SqliteAuthorityStore:
     """:class:`~igor_p2p.core.ports.AuthorityStore` over a :class:`Store` and its committer
@@ -42,6 +50,11 @@ class SqliteAuthorityStore:
     def __init__(self, store: Store, committer: GroupCommitter) -> None:
         self.store = store
         self.committer = committer
+        self._stored: BoundedLRU[bytes, None] = BoundedLRU(KNOWN_FILES)
+        """Hashes of modules and manifests known to be durable here (they are never deleted),
+        so storing one again costs no transaction."""
+        self._modules: BoundedLRU[bytes, bytes] = BoundedLRU(CACHED_MODULES)
+        """Small modules by hash (content-addressed, so never stale): no read on a handoff."""
 
     # ---------------------------------------------------------------- authority
 
@@ -89,19 +102,45 @@ class SqliteAuthorityStore:
         return await self.committer.read(lambda s: s.lineage(agent))
 
     async def custody(self, agent: str) -> list[EpochStart]:
+        cached = self.store.cached_custody(agent)
+        if cached is not None:
+            await trio.lowlevel.checkpoint()
+            return cached
         return await self.committer.read(lambda s: s.custody(agent))
 
     async def last_checkpoint(self, agent: str) -> Checkpoint | None:
         return await self.committer.read(lambda s: s.last_checkpoint(agent))
 
     async def put_module(self, wasm: bytes, manifest: bytes) -> None:
+        hashes = (hashlib.sha256(wasm).digest(), hashlib.sha256(manifest).digest())
+        if all(h in self._stored for h in hashes):
+            await trio.lowlevel.checkpoint()
+            return
         await self.committer.commit([PutModule(wasm), PutManifest(manifest)])
+        for h in hashes:
+            self._stored[h] = None
+        self._remember(hashes[0], wasm)
 
     async def module(self, wasm_hash: bytes) -> bytes | None:
-        return await self.committer.read(lambda s: s.module(wasm_hash))
+        cached = self._modules.get(wasm_hash)
+        if cached is not None:
+            await trio.lowlevel.checkpoint()
+            return cached
+        wasm = await self.committer.read(lambda s: s.module(wasm_hash))
+        if wasm is not None:
+            self._stored[wasm_hash] = None
+            self._remember(wasm_hash, wasm)
+        return wasm
+
+    def _remember(self, wasm_hash: bytes, wasm: bytes) -> None:
+        if len(wasm) <= CACHED_MODULE_BYTES:
+            self._modules[wasm_hash] = wasm
 
     async def manifest(self, manifest_hash: bytes) -> bytes | None:
-        return await self.committer.read(lambda s: s.manifest(manifest_hash))
+        data = await self.committer.read_inline(lambda s: s.manifest(manifest_hash))
+        if data is not None:
+            self._stored[manifest_hash] = None
+        return data
 
     # ---------------------------------------------------------------- witness
 

@@ -60,18 +60,17 @@ class _State(enum.Enum):
 
 
 class _GroupWaiter:
-    """One task waiting for the outcomes of several submissions (``commit_groups``)."""
+    """One task waiting for the outcomes of several submissions (``commit_each``)."""
 
     __slots__ = ("missing", "results", "task")
 
     def __init__(self, task: trio.lowlevel.Task, count: int) -> None:
         self.task = task
-        self.results: list[BaseException | None] = [None] * count
+        self.results: list[list[object] | BaseException] = [[] for _ in range(count)]
         self.missing = count
 
     def deliver(self, index: int, result: outcome.Outcome[list[object]]) -> None:
-        if isinstance(result, outcome.Error):
-            self.results[index] = result.error
+        self.results[index] = result.error if isinstance(result, outcome.Error) else result.value
         self.missing -= 1
         if self.missing == 0:
             trio.lowlevel.reschedule(self.task, outcome.Value(None))
@@ -182,6 +181,14 @@ class GroupCommitter:
         (Cancelled propagates, nothing applied), otherwise deferred until every group has its
         outcome.
         """
+        results = await self.commit_each(groups)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    async def commit_each(
+        self, groups: Sequence[Sequence[Op]]
+    ) -> list[list[object] | BaseException]:
+        """As :meth:`commit_groups`, but a durable group gives its ops' results (what
+        :meth:`commit` would return for it) instead of None."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closing or self._state is _State.CLOSED:
             raise CommitterClosed("committer is closed")

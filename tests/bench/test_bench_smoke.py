@@ -67,3 +67,39 @@ def test_areas_are_discovered_and_names_are_unique() -> None:
     assert "foundation" in areas
     with pytest.raises(BenchError):
         register(BenchArea("foundation", lambda ctx: []))
+
+
+HANDOFF_ROWS = (
+    "lower bound (2.5 RTT + 3 fsync)",
+    "handoff pause p50, 64 KiB state",
+    "handoff pause p99, 64 KiB state",
+    "handoff pause p50, 1 MiB state",
+    "cold migration pause p50 (dial included)",
+    "migrations/s, 10 agents leaving one node at once",
+    "pause p50, 2,000-tick agent to nodes that never held it",
+    "bytes sent moving the 2,000-tick agent to a fresh node",
+    "store size per agent after 2,000 ticks (default retention)",
+)
+
+
+@pytest.mark.e2e
+def test_quick_handoff_run_writes_every_row_with_its_phases(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run_bench(RunOptions(only=["handoff"], quick=True, out=out, show_table=False))
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == set(HANDOFF_ROWS)
+    for name, row in rows.items():
+        for key in ("value", "baseline_value", "ratio"):
+            assert math.isfinite(row[key]) and row[key] > 0, (name, key, row[key])
+    bound = rows["lower bound (2.5 RTT + 3 fsync)"]["details"]
+    assert bound["rtt_ms"] > 0 and bound["fsync_ms"] > 0 and bound["mib_stream_ms"] > 0
+    pause = rows["handoff pause p50, 64 KiB state"]["details"]
+    assert pause["hops"] >= 5
+    assert {
+        "snapshot+sign_ms",
+        "target prepare write_ms",
+        "accept round_ms",
+        "first tick_ms",
+    } <= set(pause)
+    moved = rows["bytes sent moving the 2,000-tick agent to a fresh node"]["details"]
+    assert moved["handoff_bytes"] > 0 and moved["consensus_bytes"] > 0
