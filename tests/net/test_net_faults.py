@@ -222,7 +222,7 @@ async def test_dht_put_is_not_seen_across_a_partition_and_is_after_heal_and_a_fr
     gate_a, gate_b = await gated(nursery, a), await gated(nursery, b)
     dht_a = await nursery.start(_serve_dht, a, [])
     dht_b = await nursery.start(_serve_dht, b, full_addrs(a))
-    assert dht_a.dht.get_routing_table_size() == 1
+    await wait_until(lambda: dht_a.dht.get_routing_table_size() == 1)
 
     await gate_a.block([pid(b)])
     await gate_b.block([pid(a)])
