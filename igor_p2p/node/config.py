@@ -1,7 +1,8 @@
 """Node configuration: a TOML file, then ``IGOR_*`` environment variables, then flags.
 
 Later sources override earlier ones. Every field has a default, so ``igor node run`` with no
-configuration at all starts a node on ``/ip4/127.0.0.1/tcp/4001`` with data in ``./igor-data``.
+configuration at all starts a node on ``/ip4/127.0.0.1/tcp/4747`` (:data:`DEFAULT_PORT`; not
+IPFS's 4001) with data in ``./igor-data``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class ConfigError(IgorError):
 
 
 WANDER_POLICIES = ("random", "cheapest", "least-loaded")
+DEFAULT_PORT = 4747
+"""The default TCP listen port (IPFS uses 4001)."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class NodeConfig:
     data_dir: Path = Path("igor-data")
     name: str = ""
     """Short name for logs and histories (e.g. ``n1``); the peer ID when empty."""
-    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/4001",)
+    listen: tuple[str, ...] = (f"/ip4/127.0.0.1/tcp/{DEFAULT_PORT}",)
     announce: tuple[str, ...] = ()
     """Addresses to advertise instead of the listen addresses (public IPs, NAT)."""
     bootstrap: tuple[str, ...] = ()
@@ -55,6 +58,10 @@ class NodeConfig:
     """How often unresolved handoffs retry the recover exchange."""
     test_disable_fencing: bool = False
     """TEST ONLY: ignore fencing so the testnet checker can be shown to catch a violation."""
+    connections_low: int = 8
+    """The connection manager dials peers while it holds fewer connections than this."""
+    connections_high: int = 24
+    """Above this many connections, it closes idle ones (never gossip-mesh peers) down to low."""
 
     def __post_init__(self) -> None:
         if self.wander is not None and self.wander not in WANDER_POLICIES:
@@ -65,6 +72,8 @@ class NodeConfig:
             raise ConfigError("price and capacity must not be negative")
         if self.checkpoint_every < 1:
             raise ConfigError("checkpoint_every must be at least 1")
+        if not 0 < self.connections_low <= self.connections_high:
+            raise ConfigError("need 0 < connections_low <= connections_high")
 
     @property
     def scheduler(self) -> SchedulerConfig:

@@ -7,13 +7,14 @@ number of peers up: ``interval_s × max(1, peers_up / PEERS_PER_INTERVAL)`` (1 s
 3.75 s with 15), keeping the whole network at about ``PEERS_PER_INTERVAL`` announcements per
 ``interval_s``; each announcement states its interval (``every_ms``) so receivers scale their
 silence limit (``PeerTable.silence_limit``). Intervals get ±``ANNOUNCE_JITTER`` jitter, so N
-nodes do not publish (and every relay forward) in lock-step bursts. A peer is dialed when it is
-first heard (or heard again after being down) by the side whose peer ID sorts first; a peer we
-are not connected to is re-dialed at most every ``REDIAL_AFTER_INTERVALS`` intervals, not on
-each of its announcements — its announcements reach us through gossip relays anyway, and
-liveness is "its announcements keep arriving", not "we hold a connection to it". When this
-node's own loop stalls (CPU starvation), the stall is credited to every peer
-(``PeerTable.credit``) instead of being counted as their silence."""
+nodes do not publish (and every relay forward) in lock-step bursts.
+
+Discovery does not dial: a peer's announced addresses go into the peerstore (so a stream to it
+can be opened on demand) and the peer table; the connection manager
+(:mod:`igor_p2p.node.connectivity`) decides whom to hold connections to, between its
+watermarks. Liveness is "its announcements keep arriving" (relayed over the gossip mesh), not
+"we hold a connection to it". When this node's own loop stalls (CPU starvation), the stall is
+credited to every peer (``PeerTable.credit``) instead of being counted as their silence."""
 
 from __future__ import annotations
 
@@ -25,9 +26,8 @@ import trio
 from libp2p.abc import IHost
 
 from igor_p2p.logs import get_logger
-from igor_p2p.net.errors import NetError
 from igor_p2p.net.gossip import GossipService, publish_message, subscribe_messages
-from igor_p2p.net.host import dial
+from igor_p2p.node.connectivity import remember_addrs
 from igor_p2p.node.peers import ANNOUNCE_TOPIC, Announcement, MalformedAnnouncement, PeerTable
 
 log = get_logger(__name__)
@@ -36,8 +36,6 @@ PEERS_PER_INTERVAL = 4
 """The announce interval is ``interval_s`` up to this many peers up, then grows linearly."""
 ANNOUNCE_JITTER = 0.25
 """Each announce interval is drawn from ``interval_s × (1 ± ANNOUNCE_JITTER)``."""
-REDIAL_AFTER_INTERVALS = 5.0
-"""A known, up, unconnected peer is re-dialed at most once per this many intervals."""
 STALL_CREDIT_AFTER = 0.5
 """A sweep that wakes more than this many intervals late credits the lateness to every peer."""
 
@@ -60,8 +58,6 @@ class Discovery:
         self.announcement = announcement
         self.interval_s = interval_s
         self.on_peer_down = on_peer_down
-        self._dialing: set[str] = set()
-        self._last_dial: dict[str, float] = {}
         self._rng = random.Random()
         self.stall_credited_s = 0.0
         self.rejected = 0
@@ -69,7 +65,7 @@ class Discovery:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         subscription = await subscribe_messages(self.gossip, ANNOUNCE_TOPIC)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._listen, subscription, nursery)
+            nursery.start_soon(self._listen, subscription)
             nursery.start_soon(self._announce_loop)
             nursery.start_soon(self._sweep_loop)
             task_status.started()
@@ -99,7 +95,7 @@ class Discovery:
             jitter = self._rng.uniform(-ANNOUNCE_JITTER, ANNOUNCE_JITTER)
             await trio.sleep(interval_s * (1.0 + jitter))
 
-    async def _listen(self, subscription, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    async def _listen(self, subscription) -> None:  # type: ignore[no-untyped-def]
         async for gossip in subscription:
             if gossip.message.get("type") != "announce":
                 continue
@@ -113,41 +109,10 @@ class Discovery:
                 self.rejected += 1
                 log.debug("announcement for %s signed by %s", announcement.peer_id, gossip.sender)
                 continue
-            now = trio.current_time()
-            fresh = self.peers.observe(announcement, now)
-            if self._dial_due(announcement.peer_id, fresh, now):
-                self._last_dial[announcement.peer_id] = now
-                nursery.start_soon(self._dial, announcement)
-
-    def _dial_due(self, peer_id: str, fresh: bool, now: float) -> bool:
-        """Dial a newly heard peer at once only when our peer ID sorts first: two nodes that
-        hear each other at the same moment would otherwise dial each other simultaneously, and
-        the losing connection of the pair takes its pubsub streams with it. The other side
-        dials too, but only if still unconnected ``REDIAL_AFTER_INTERVALS`` later."""
-        last = self._last_dial.get(peer_id)
-        if last is None and not (fresh and self.peers.self_id < peer_id):
-            self._last_dial[peer_id] = now  # start the redial clock
-            return False
-        if not fresh and last is not None and now - last < self.interval_s * REDIAL_AFTER_INTERVALS:
-            return False
-        return not self._connected(peer_id)
-
-    def _connected(self, peer_id: str) -> bool:
-        return any(str(p) == peer_id for p in self.host.get_network().connections)
-
-    async def _dial(self, announcement: Announcement) -> None:
-        if announcement.peer_id in self._dialing:
-            return
-        self._dialing.add(announcement.peer_id)
-        try:
-            for addr in announcement.addrs:
-                try:
-                    await dial(self.host, addr, timeout_s=2.0)
-                    return
-                except NetError as exc:
-                    log.debug("dial %s failed: %s", addr, exc, peer=announcement.peer_id)
-        finally:
-            self._dialing.discard(announcement.peer_id)
+            previous = self.peers.peers.get(announcement.peer_id)
+            self.peers.observe(announcement, trio.current_time())
+            if previous is None or previous.announcement.addrs != announcement.addrs:
+                remember_addrs(self.host, announcement.peer_id, announcement.addrs)
 
     async def _sweep_loop(self) -> None:
         period = self.interval_s / 2

@@ -34,6 +34,7 @@ from igor_p2p.net.logs import route_libp2p_logs
 from igor_p2p.node.admin import AdminConfig, AdminServer
 from igor_p2p.node.claims import ClaimBook
 from igor_p2p.node.config import NodeConfig
+from igor_p2p.node.connectivity import run_connectivity
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.info import INFO_PROTOCOL, info_handler, query_agent
 from igor_p2p.node.peers import PROTOCOL_VERSION, Announcement, PeerTable
@@ -156,6 +157,7 @@ class Node:
             )
             await nursery.start(scheduler.run)
             await nursery.start(discovery.run)
+            await nursery.start(run_connectivity, host, gossip, peers, config, config.data_dir)
             self.handoff = HandoffDriver(self)
             self.claims = ClaimBook(self)
             services.on_migration_request = self._on_migration_request
