@@ -38,6 +38,7 @@ from igor_p2p.node.peers import PeerTable
 
 log = get_logger(__name__)
 
+FIRST_SAVE_S = 5.0
 PEERSTORE_TTL_S = 24 * 3600
 """Addresses learned from announcements or the known-peers file stay dialable this long."""
 
@@ -150,10 +151,11 @@ class Connectivity:
             self.known.save()
 
     async def _save_loop(self) -> None:
+        await trio.sleep(FIRST_SAVE_S)  # soon after start: a SIGKILL must not lose them all
         while True:
-            await trio.sleep(SAVE_INTERVAL_S * self._rng.uniform(0.8, 1.2))
             self.refresh_known()
             self.known.save()
+            await trio.sleep(SAVE_INTERVAL_S * self._rng.uniform(0.8, 1.2))
 
 
 async def run_connectivity(
