@@ -179,8 +179,16 @@ def _fix_mesh_pruning(router: GossipSub) -> None:
             refusing.reset(token)
             refused.reset(flag)
 
+    def no_opportunistic_grafting(topic: str, peers_to_graft: Any) -> int:
+        # py-libp2p grafts "better-scoring" peers at EVERY heartbeat when all scores are 0
+        # (no scoring configured): the mesh overshoots D_high and is pruned back each time,
+        # a steady GRAFT/PRUNE churn (go-libp2p does this every 60 heartbeats, for positive
+        # scores only).
+        return 0
+
     router.mesh_heartbeat = mesh_heartbeat  # type: ignore[method-assign]
     router._select_peers_for_pruning = select_for_pruning  # type: ignore[method-assign]
+    router._perform_opportunistic_grafting = no_opportunistic_grafting  # type: ignore[method-assign]
     router.handle_graft = two_way_handle_graft  # type: ignore[method-assign]
     router.emit_prune = noting_emit_prune  # type: ignore[method-assign]
     router._emit_control_msgs = lambda graft, prune, gossip: _emit_control_msgs(  # type: ignore[method-assign]

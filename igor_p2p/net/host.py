@@ -16,6 +16,11 @@
   pending handshakes per remote IP; ``inbound_upgrade_timeout`` is ``handshake_timeout_s``.
 * G17 — the AutoConnector dials every known peer: :func:`disable_auto_connector`; connections
   are bounded by :mod:`igor_p2p.net.connmgr` instead.
+* G27 — py-libp2p's Yamux sends a WINDOW_UPDATE frame after every read of a stream (whatever
+  ``PY_YAMUX_RELEASE_ON_READ`` says: its "partial slack" branch fires on any read), doubling
+  the frames — each a Noise message and a syscall on both ends — of every small message:
+  :func:`batch_window_updates` (applied by :func:`build_host`) sends one only once half the
+  receive window is consumed, as go-yamux does.
 * G23/G24 — SO_REUSEPORT hides a port in use, a failed listen is silent, wildcard listeners are
   announced verbatim: :mod:`igor_p2p.net.listening`, applied by :func:`build_host` and
   :func:`running_host`.
@@ -37,7 +42,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 from igor_p2p.net.errors import DialFailed, InvalidAddress
 from igor_p2p.net.faults import PartitionedPeer
@@ -66,6 +71,29 @@ class HostConfig:
     """Inbound handshakes pending at once from one remote IP; more are closed at once."""
 
 
+async def _window_update_at_half(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    """G27: grant receive window only once half of it is consumed (go-yamux's GrowTo
+    hysteresis), not after every read."""
+    total = 0
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = self.target_recv_window - (self.recv_window + buffered)
+        if delta > 0 and delta >= self._grow_threshold():
+            total = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+            self._pending_recv_release = 0
+    if total > 0:
+        await self.send_window_update(total, skip_lock=True)
+
+
+LIBP2P_WINDOW_UPDATE = YamuxStream._auto_tune_and_send_window_update
+"""py-libp2p's own per-read window update (kept for the pin test)."""
+
+
+def batch_window_updates() -> None:
+    """G27: the ONE place that patches py-libp2p's Yamux receive-window updates (class-wide)."""
+    YamuxStream._auto_tune_and_send_window_update = _window_update_at_half  # type: ignore[method-assign]
+
+
 def disable_auto_connector(host: IHost) -> None:
     """G17: py-libp2p's AutoConnector dials every peerstore peer; make it a no-op on this
     swarm instance (its periodic loop and the after-disconnect trigger both call these)."""
@@ -87,6 +115,7 @@ def build_host(config: HostConfig) -> IHost:
     """A host with Noise-only security, Yamux, one connection per peer, no mDNS, no UPnP, no
     auto-connector, inbound slots freed on close, and wildcard listeners expanded."""
     drop_reuseport()  # G23, before any socket exists
+    batch_window_updates()  # G27
     key_pair = key_pair_from_seed(config.key_seed)
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     connection_config = ConnectionConfig(

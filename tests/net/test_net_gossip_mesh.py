@@ -195,3 +195,39 @@ async def test_each_peer_gets_only_its_own_control_messages(
     got.clear()
     await GossipSub._emit_control_msgs(router, {p1: ["a"], p2: ["a"]}, {p1: ["b"]}, {})
     assert summary(p2)[1] == ["b"]  # the stray PRUNE py-libp2p sends
+
+
+async def _graft_prune_count(services: list[GossipService], heartbeats: int) -> int:
+    sent = [0]
+    for service in services:
+        emit = service.router.emit_control_message
+
+        async def counting(control: Any, peer: ID, emit: Any = emit) -> None:
+            sent[0] += len(control.graft) + len(control.prune)
+            await emit(control, peer)
+
+        service.router.emit_control_message = counting  # type: ignore[method-assign]
+    await _wait_heartbeats(_count_heartbeats(services[0].router), heartbeats)
+    return sent[0]
+
+
+async def test_a_settled_mesh_does_not_churn(
+    spawn_hosts: HostSpawner, nursery: trio.Nursery
+) -> None:
+    """Once settled, heartbeats send (almost) no GRAFT or PRUNE. py-libp2p's opportunistic
+    grafting adds "better-scoring" peers at every heartbeat when every score is 0, so the
+    mesh overshoots D_high and is pruned back, over and over."""
+    services = await _full_mesh(spawn_hosts, nursery, 8, GossipConfig(3, 2, 4))
+    for service in services:
+        await subscribe_messages(service, TOPIC)
+    await _wait_heartbeats(_count_heartbeats(services[0].router), 5)
+    assert await _graft_prune_count(services, 3) <= 4
+
+    for service in services:  # py-libp2p's own method back on every router
+        router = service.router
+        router._perform_opportunistic_grafting = (  # type: ignore[method-assign]
+            lambda topic, grafts, router=router: GossipSub._perform_opportunistic_grafting(
+                router, topic, grafts
+            )
+        )
+    assert await _graft_prune_count(services, 3) >= 6
