@@ -2,10 +2,14 @@
 mark peers down when they fall silent.
 
 Every node's announcement reaches every other node, so the network's gossip load grows with
-(nodes × announce rate × relay fan-out). The announce interval therefore stretches with the
-number of peers up: ``interval_s × max(1, peers_up / PEERS_PER_INTERVAL)`` (1 s up to 4 peers,
-3.75 s with 15), keeping the whole network at about ``PEERS_PER_INTERVAL`` announcements per
-``interval_s``; each announcement states its interval (``every_ms``) so receivers scale their
+(nodes × announce rate × relay fan-out), and each copy a node receives costs it about a
+millisecond of CPU. The announce interval therefore stretches with the number of peers up:
+:func:`announce_interval_s` = ``interval_s × max(1, up / PEERS_PER_INTERVAL, up² /
+(PEERS_PER_INTERVAL × QUADRATIC_FROM))`` — 1 s up to 4 peers, 3.75 s with 15, 15 s with 31, 62 s
+with 63: the whole network sends about 4 announcements per ``interval_s`` up to 16 nodes, and
+fewer beyond (about one per second at 64), so an idle node stays near 1 % of a core. The price
+is detection time: a silent peer is declared down after three of its intervals. Each
+announcement states its interval (``every_ms``) so receivers scale their
 silence limit (``PeerTable.silence_limit``). Intervals get ±``ANNOUNCE_JITTER`` jitter, so N
 nodes do not publish (and every relay forward) in lock-step bursts.
 
@@ -33,11 +37,21 @@ from igor_p2p.node.peers import ANNOUNCE_TOPIC, Announcement, MalformedAnnouncem
 log = get_logger(__name__)
 
 PEERS_PER_INTERVAL = 4
-"""The announce interval is ``interval_s`` up to this many peers up, then grows linearly."""
+"""The announce interval is ``interval_s`` up to this many peers up, then grows linearly..."""
+QUADRATIC_FROM = 16
+"""... and quadratically beyond this many peers up."""
 ANNOUNCE_JITTER = 0.25
 """Each announce interval is drawn from ``interval_s × (1 ± ANNOUNCE_JITTER)``."""
 STALL_CREDIT_AFTER = 0.5
 """A sweep that wakes more than this many intervals late credits the lateness to every peer."""
+
+
+def announce_interval_s(base_s: float, peers_up: int) -> float:
+    """The announce interval with ``peers_up`` peers up (see the module docstring)."""
+    up = float(peers_up)
+    return base_s * max(
+        1.0, up / PEERS_PER_INTERVAL, up * up / (PEERS_PER_INTERVAL * QUADRATIC_FROM)
+    )
 
 
 class Discovery:
@@ -72,8 +86,7 @@ class Discovery:
 
     def current_interval_s(self) -> float:
         """The announce interval for the current number of peers up."""
-        up = len(self.peers.up_peers())
-        return self.interval_s * max(1.0, up / PEERS_PER_INTERVAL)
+        return announce_interval_s(self.interval_s, len(self.peers.up_peers()))
 
     async def announce_now(self, interval_s: float | None = None) -> None:
         """Publish our announcement, stating ``interval_s`` (default: the current interval) as
