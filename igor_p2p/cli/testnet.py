@@ -90,6 +90,14 @@ def up_cmd(
     dir: DirOption = DEFAULT_DIR,
     tick_interval: Annotated[float, typer.Option("--tick-interval")] = 0.1,
     wander: Annotated[bool, typer.Option("--wander/--no-wander")] = True,
+    netns: Annotated[
+        bool,
+        typer.Option(
+            "--netns",
+            help="Each node in its own network namespace on a bridge; partitions by the "
+            "kernel (needs root; falls back to loopback with a warning).",
+        ),
+    ] = False,
 ) -> None:
     """Start N nodes (n1 bootstraps the others) and wait until every peer table is complete."""
     args = ["--log-format", "json", "--tick-interval", f"{tick_interval:g}"]
@@ -97,7 +105,15 @@ def up_cmd(
         args += ["--wander", "random"]
     with typed_errors():
         tn = _testnet(dir, must_exist=False)
-        seconds = tn.up(n, args)
+        if netns:
+            from testnet.netns import NetnsUnavailable, check_available
+
+            try:
+                check_available()
+            except NetnsUnavailable as exc:
+                console.print(f"[yellow]warning:[/] {exc}; using loopback instead")
+                netns = False
+        seconds = tn.up(n, args, netns=netns)
         rows = tn.status()
     console.print(_status_table(rows))
     console.print(f"{n} node(s) connected in {seconds:.1f} s; state in {tn.state_path}")

@@ -69,6 +69,7 @@ LOOKUP_ALPHA = 3
 """Queries in flight at once in :func:`lookup_value`."""
 LOOKUP_PER_QUERY_S = 0.5
 LOOKUP_DEADLINE_S = 3.0
+FIRST_REFRESH_S = (2.0, 20.0)
 MAINTENANCE_BASE_S = 600.0
 """py-libp2p's refresh interval; ours grows with the routing table and is jittered ±25 %."""
 T = TypeVar("T")
@@ -312,6 +313,10 @@ async def _bootstrap(
 
 
 async def _refresh_soon(dht: KadDHT) -> None:
+    """The first routing-table refresh, a random few seconds after start: a refresh dials the
+    closest peers of a key per bucket, and N nodes starting together would all do it at
+    once (the routing table already holds every peer we connect to, G5)."""
+    await trio.sleep(random.uniform(*FIRST_REFRESH_S))
     try:
         with trio.move_on_after(30):
             await dht.refresh_routing_table()

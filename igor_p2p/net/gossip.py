@@ -40,6 +40,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
+from libp2p.pubsub.validators import signature_validator
 from libp2p.tools.anyio_service import background_trio_service
 
 from igor_p2p.net.errors import GossipMessageTooLarge, MalformedMessage
@@ -307,6 +308,36 @@ class GossipMessage:
     sender: str
     topic: str
     message: dict[str, Any]
+    raw: bytes = b""
+    """The signed pubsub message as received (re-checkable with :func:`verify_signed`)."""
+    seqno: int = 0
+    """The originator's sequence number (grows with each message it publishes)."""
+
+
+def verify_signed(raw: bytes, topic: str) -> GossipMessage:
+    """Check a signed pubsub message relayed out of band (its originator's signature, its
+    topic) and decode it; :class:`MalformedMessage` otherwise."""
+    try:
+        msg = rpc_pb2.Message.FromString(bytes(raw))
+    except Exception as exc:
+        raise MalformedMessage("not a pubsub message") from exc
+    if list(msg.topicIDs) != [topic]:
+        raise MalformedMessage("a pubsub message of another topic")
+    try:
+        if not signature_validator(msg):
+            raise MalformedMessage("pubsub message signature does not verify")
+        sender = ID(msg.from_id).to_base58()
+    except MalformedMessage:
+        raise
+    except Exception as exc:
+        raise MalformedMessage("pubsub message with a bad signature or sender") from exc
+    return GossipMessage(
+        sender=sender,
+        topic=topic,
+        message=decode_message(msg.data),
+        raw=bytes(raw),
+        seqno=int.from_bytes(msg.seqno[:8], "big") if msg.seqno else 0,
+    )
 
 
 class MessageSubscription:
@@ -323,6 +354,8 @@ class MessageSubscription:
             try:
                 message = decode_message(raw.data)
                 sender = ID(raw.from_id).to_base58()
+                wire = raw.SerializeToString()
+                seqno = int.from_bytes(raw.seqno[:8], "big") if raw.seqno else 0
             except MalformedMessage:
                 self.malformed += 1
                 LOG.debug("malformed gossip on %s skipped", self.topic)
@@ -331,7 +364,9 @@ class MessageSubscription:
                 self.malformed += 1
                 LOG.debug("gossip with a bad sender on %s skipped", self.topic)
                 continue
-            return GossipMessage(sender=sender, topic=self.topic, message=message)
+            return GossipMessage(
+                sender=sender, topic=self.topic, message=message, raw=wire, seqno=seqno
+            )
 
     def __aiter__(self) -> "MessageSubscription":
         return self

@@ -18,7 +18,16 @@ can be opened on demand) and the peer table; the connection manager
 (:mod:`igor_p2p.node.connectivity`) decides whom to hold connections to, between its
 watermarks. Liveness is "its announcements keep arriving" (relayed over the gossip mesh), not
 "we hold a connection to it". When this node's own loop stalls (CPU starvation), the stall is
-credited to every peer (``PeerTable.credit``) instead of being counted as their silence."""
+credited to every peer (``PeerTable.credit``) instead of being counted as their silence.
+
+Table sync (anti-entropy): with announcement intervals of up to a minute, a node that just
+started (or restarted) would wait that long to hear of every peer, and a peer marked down by
+a delayed announcement would stay down as long. Each node keeps the last *signed* announcement
+of every peer (the pubsub message as its originator signed it) and serves them on
+``/igor/peers/1.0.0``; a node asks one or two connected peers as soon as it has a connection,
+then one random peer every ``SYNC_INTERVAL_S``. Every relayed announcement is verified
+against its originator's signature (a peer can replay, not forge) and counts as heard when
+the relaying peer heard it (``age_ms``), so liveness still means "it announced recently"."""
 
 from __future__ import annotations
 
@@ -28,9 +37,20 @@ from dataclasses import replace
 
 import trio
 from libp2p.abc import IHost
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
 
 from igor_p2p.logs import get_logger
-from igor_p2p.net.gossip import GossipService, publish_message, subscribe_messages
+from igor_p2p.net.errors import NetError
+from igor_p2p.net.framing import read_message, write_message
+from igor_p2p.net.gossip import (
+    GossipMessage,
+    GossipService,
+    publish_message,
+    subscribe_messages,
+    verify_signed,
+)
+from igor_p2p.net.handlers import set_guarded_handler
 from igor_p2p.node.connectivity import remember_addrs
 from igor_p2p.node.peers import ANNOUNCE_TOPIC, Announcement, MalformedAnnouncement, PeerTable
 
@@ -44,6 +64,13 @@ ANNOUNCE_JITTER = 0.25
 """Each announce interval is drawn from ``interval_s × (1 ± ANNOUNCE_JITTER)``."""
 STALL_CREDIT_AFTER = 0.5
 """A sweep that wakes more than this many intervals late credits the lateness to every peer."""
+SYNC_PROTOCOL = "/igor/peers/1.0.0"
+SYNC_INTERVAL_S = 30.0
+SYNC_FIRST_PEERS = 2
+SYNC_MAX_ENTRIES = 1024
+SYNC_MAX_FRAME = 2 * 1024 * 1024
+SYNC_TIMEOUT_S = 5.0
+MAX_SIGNED_ANNOUNCEMENT = 4096
 
 
 def announce_interval_s(base_s: float, peers_up: int) -> float:
@@ -75,13 +102,18 @@ class Discovery:
         self._rng = random.Random()
         self.stall_credited_s = 0.0
         self.rejected = 0
+        self.signed: dict[str, tuple[int, bytes, float]] = {}
+        """peer ID → (seqno, its last signed announcement, trio time we heard it)."""
+        self.synced = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         subscription = await subscribe_messages(self.gossip, ANNOUNCE_TOPIC)
+        set_guarded_handler(self.host, SYNC_PROTOCOL, self._serve_sync, log=log.logger)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._listen, subscription)
             nursery.start_soon(self._announce_loop)
             nursery.start_soon(self._sweep_loop)
+            nursery.start_soon(self._sync_loop)
             task_status.started()
 
     def current_interval_s(self) -> float:
@@ -110,22 +142,108 @@ class Discovery:
 
     async def _listen(self, subscription) -> None:  # type: ignore[no-untyped-def]
         async for gossip in subscription:
-            if gossip.message.get("type") != "announce":
+            self._accept(gossip, trio.current_time())
+
+    def _accept(self, gossip: GossipMessage, heard_at: float) -> bool:
+        """Take a signed announcement (live or relayed by a sync) into the table."""
+        if gossip.message.get("type") != "announce":
+            return False
+        try:
+            announcement = Announcement.from_wire(gossip.message)
+        except MalformedAnnouncement as exc:
+            self.rejected += 1
+            log.debug("bad announcement from %s: %s", gossip.sender, exc)
+            return False
+        if announcement.peer_id != gossip.sender:
+            self.rejected += 1
+            log.debug("announcement for %s signed by %s", announcement.peer_id, gossip.sender)
+            return False
+        known = self.signed.get(gossip.sender)
+        if known is not None and gossip.seqno <= known[0]:
+            return False  # not newer than what we hold
+        if gossip.raw and len(gossip.raw) <= MAX_SIGNED_ANNOUNCEMENT:
+            self.signed[gossip.sender] = (gossip.seqno, gossip.raw, heard_at)
+            if len(self.signed) > SYNC_MAX_ENTRIES:
+                oldest = min(self.signed, key=lambda p: self.signed[p][2])
+                del self.signed[oldest]
+        previous = self.peers.peers.get(announcement.peer_id)
+        self.peers.observe(announcement, trio.current_time(), heard_at)
+        if previous is None or previous.announcement.addrs != announcement.addrs:
+            remember_addrs(self.host, announcement.peer_id, announcement.addrs)
+        return True
+
+    # ------------------------------------------------------------ table sync
+
+    def sync_entries(self) -> list[dict[str, object]]:
+        """Our own and every up peer's last signed announcement, with its age."""
+        now = trio.current_time()
+        entries = []
+        for peer_id, (_seqno, raw, heard_at) in self.signed.items():
+            entry = self.peers.peers.get(peer_id)
+            if peer_id != self.peers.self_id and (entry is None or not entry.up):
+                continue
+            entries.append({"raw": raw, "age_ms": max(0, round((now - heard_at) * 1000))})
+        return entries[:SYNC_MAX_ENTRIES]
+
+    async def _serve_sync(self, stream) -> None:  # type: ignore[no-untyped-def]
+        request = await read_message(stream, max_size=256, timeout_s=SYNC_TIMEOUT_S)
+        if request.get("type") != "peers_sync":
+            await stream.reset()
+            return
+        reply = {"type": "peers", "entries": self.sync_entries()}
+        await write_message(stream, reply, timeout_s=SYNC_TIMEOUT_S, max_size=SYNC_MAX_FRAME)
+        await stream.close()
+
+    async def sync_with(self, peer_id: str) -> int:
+        """Ask ``peer_id`` for its table; returns how many announcements were new to us."""
+        with trio.fail_after(SYNC_TIMEOUT_S):
+            stream = await self.host.new_stream(ID.from_base58(peer_id), [TProtocol(SYNC_PROTOCOL)])
+        try:
+            await write_message(stream, {"type": "peers_sync"}, timeout_s=SYNC_TIMEOUT_S)
+            reply = await read_message(stream, max_size=SYNC_MAX_FRAME, timeout_s=SYNC_TIMEOUT_S)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.close()
+        entries = reply.get("entries")
+        if reply.get("type") != "peers" or not isinstance(entries, list):
+            raise NetError(f"{peer_id} answered the table sync with something else")
+        now = trio.current_time()
+        new = 0
+        for item in entries[:SYNC_MAX_ENTRIES]:
+            if not isinstance(item, dict):
+                continue
+            raw, age_ms = item.get("raw"), item.get("age_ms")
+            if not isinstance(raw, bytes) or type(age_ms) is not int or age_ms < 0:
                 continue
             try:
-                announcement = Announcement.from_wire(gossip.message)
-            except MalformedAnnouncement as exc:
+                gossip = verify_signed(raw, ANNOUNCE_TOPIC)
+            except NetError:
                 self.rejected += 1
-                log.debug("bad announcement from %s: %s", gossip.sender, exc)
                 continue
-            if announcement.peer_id != gossip.sender:
-                self.rejected += 1
-                log.debug("announcement for %s signed by %s", announcement.peer_id, gossip.sender)
-                continue
-            previous = self.peers.peers.get(announcement.peer_id)
-            self.peers.observe(announcement, trio.current_time())
-            if previous is None or previous.announcement.addrs != announcement.addrs:
-                remember_addrs(self.host, announcement.peer_id, announcement.addrs)
+            new += self._accept(gossip, now - age_ms / 1000.0)
+            await trio.sleep(0)  # verifying a big table must not starve the loop
+        self.synced += new
+        return new
+
+    def _connected_peers(self) -> list[str]:
+        return [str(p) for p, conns in self.host.get_network().connections.items() if conns]
+
+    async def _sync_once(self, count: int) -> None:
+        peers = self._connected_peers()
+        for peer_id in self._rng.sample(peers, min(count, len(peers))):
+            try:
+                await self.sync_with(peer_id)
+            except Exception as exc:  # a hint: try another peer next time
+                log.debug("table sync failed: %s", type(exc).__name__, peer=peer_id)
+
+    async def _sync_loop(self) -> None:
+        while not self._connected_peers():
+            await trio.sleep(0.2)
+        await trio.sleep(0.3)  # let the first connections finish their handshakes
+        await self._sync_once(SYNC_FIRST_PEERS)
+        while True:
+            await trio.sleep(SYNC_INTERVAL_S * self._rng.uniform(0.75, 1.25))
+            await self._sync_once(1)
 
     async def _sweep_loop(self) -> None:
         period = self.interval_s / 2

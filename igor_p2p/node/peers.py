@@ -109,17 +109,26 @@ class PeerTable:
     down_after_s: float
     peers: dict[str, PeerEntry] = field(default_factory=dict)
 
-    def observe(self, announcement: Announcement, now: float) -> bool:
-        """Record an announcement; True when the peer is new or was down."""
+    def observe(self, announcement: Announcement, now: float, seen_at: float | None = None) -> bool:
+        """Record an announcement heard at ``seen_at`` (default ``now``; earlier when it was
+        relayed by a peer's table sync); True when the peer is new or was down and is up now.
+        An announcement older than what the table holds, or already past its silence limit,
+        changes nothing."""
         if announcement.peer_id == self.self_id:
             return False
+        heard = now if seen_at is None else min(seen_at, now)
         entry = self.peers.get(announcement.peer_id)
+        if entry is not None and heard < entry.last_seen:
+            return False
+        candidate = PeerEntry(announcement, heard)
+        if now - heard > self.silence_limit(candidate):
+            return False
         fresh = entry is None or not entry.up
         if entry is None:
-            self.peers[announcement.peer_id] = PeerEntry(announcement, now)
+            self.peers[announcement.peer_id] = candidate
         else:
             entry.announcement = announcement
-            entry.last_seen = now
+            entry.last_seen = heard
             entry.up = True
         return fresh
 
