@@ -54,7 +54,9 @@ NETNS_PORT = 4747
 """Every node listens on this port in its own namespace (each has its own IP)."""
 STARTUP_RESPAWNS = 3
 BOOTSTRAP_PEERS = 3
-"""n1 plus up to two random nodes started before (n1 alone gets every first dial otherwise)."""
+"""How many earlier nodes each node bootstraps from (n1 alone would get every first dial)."""
+N1_BOOTSTRAPS = 16
+"""Nodes n2…n16 always list n1; later ones pick among every earlier node."""
 LARGE_TESTNET = 24
 """From this many nodes on, peer tables are polled every ``LARGE_POLL_S``, in parallel."""
 LARGE_POLL_S = 0.5
@@ -161,6 +163,16 @@ class TestnetState:
     def from_json(cls, text: str) -> TestnetState:
         raw = json.loads(text)
         return cls([NodeInfo(**n) for n in raw.get("nodes", [])], dict(raw.get("agents", {})))
+
+
+def bootstrap_for(i: int, nodes: Sequence[NodeInfo], rng: random.Random) -> tuple[str, ...]:
+    """Bootstrap addresses for ``nodes[i]``: n1 and up to two random earlier nodes for the
+    first ``N1_BOOTSTRAPS``, then ``BOOTSTRAP_PEERS`` random earlier nodes (n1 among them)."""
+    if i < N1_BOOTSTRAPS:
+        earlier = [x.addr for x in nodes[1:i]]
+        picked = rng.sample(earlier, min(BOOTSTRAP_PEERS - 1, len(earlier)))
+        return (nodes[0].addr, *picked)
+    return tuple(rng.sample([x.addr for x in nodes[:i]], BOOTSTRAP_PEERS))
 
 
 class Testnet:
@@ -364,9 +376,7 @@ class Testnet:
                 self.wait_ready(first.name, max(1.0, end - time.monotonic()))
             rng = random.Random(n)
             for i, info in enumerate(rest, start=1):
-                earlier = [x.addr for x in nodes[1:i]]
-                extra = rng.sample(earlier, min(BOOTSTRAP_PEERS - 1, len(earlier)))
-                self._spawn(info, (first.addr, *extra), zygote)
+                self._spawn(info, bootstrap_for(i, nodes, rng), zygote)
         finally:
             if zygote is not None:
                 zygote.close()

@@ -109,7 +109,7 @@ class Backoff:
     """Per-peer exponential backoff after failed dials (jittered), forgotten on success."""
 
     base_s: float = 0.5
-    cap_s: float = 30.0
+    cap_s: float = 10.0
     failures: dict[str, int] = field(default_factory=dict)
     next_at: dict[str, float] = field(default_factory=dict)
     max_entries: int = 4096

@@ -25,7 +25,8 @@ started (or restarted) would wait that long to hear of every peer, and a peer ma
 a delayed announcement would stay down as long. Each node keeps the last *signed* announcement
 of every peer (the pubsub message as its originator signed it) and serves them on
 ``/igor/peers/1.0.0``; a node asks one or two connected peers as soon as it has a connection,
-then one random peer every ``SYNC_INTERVAL_S``. Every relayed announcement is verified
+one again 3, 10 and 20 s later (its first neighbours knew little), then one random peer every
+``SYNC_INTERVAL_S``. Every relayed announcement is verified
 against its originator's signature (a peer can replay, not forge) and counts as heard when
 the relaying peer heard it (``age_ms``), so liveness still means "it announced recently"."""
 
@@ -52,7 +53,13 @@ from igor_p2p.net.gossip import (
 )
 from igor_p2p.net.handlers import set_guarded_handler
 from igor_p2p.node.connectivity import remember_addrs
-from igor_p2p.node.peers import ANNOUNCE_TOPIC, Announcement, MalformedAnnouncement, PeerTable
+from igor_p2p.node.peers import (
+    ANNOUNCE_TOPIC,
+    DOWN_AFTER_INTERVALS,
+    Announcement,
+    MalformedAnnouncement,
+    PeerTable,
+)
 
 log = get_logger(__name__)
 
@@ -67,6 +74,8 @@ STALL_CREDIT_AFTER = 0.5
 SYNC_PROTOCOL = "/igor/peers/1.0.0"
 SYNC_INTERVAL_S = 30.0
 SYNC_FIRST_PEERS = 2
+SYNC_EARLY_S = (3.0, 7.0, 10.0)
+"""Extra syncs this long after the first one (then every ``SYNC_INTERVAL_S``)."""
 SYNC_MAX_ENTRIES = 1024
 SYNC_MAX_FRAME = 2 * 1024 * 1024
 SYNC_TIMEOUT_S = 5.0
@@ -241,6 +250,12 @@ class Discovery:
             await trio.sleep(0.2)
         await trio.sleep(0.3)  # let the first connections finish their handshakes
         await self._sync_once(SYNC_FIRST_PEERS)
+        # Our announcements so far may have gone out before we had any connection (or a
+        # mesh): make sure the network hears of us now, not one (long) interval later.
+        await self.announce_now()
+        for delay in SYNC_EARLY_S:  # the first neighbours knew little when we asked
+            await trio.sleep(delay)
+            await self._sync_once(1)
         while True:
             await trio.sleep(SYNC_INTERVAL_S * self._rng.uniform(0.75, 1.25))
             await self._sync_once(1)
@@ -256,6 +271,10 @@ class Discovery:
                 self.peers.credit(late)
                 self.stall_credited_s += late
                 log.debug("discovery loop stalled %.2f s; credited to peers", late)
+            # A peer that announced fast (it knew few peers) is still given the silence the
+            # network's size calls for: start-up floods delay announcements by seconds.
+            expected = announce_interval_s(self.interval_s, len(self.peers.peers))
+            self.peers.floor_s = DOWN_AFTER_INTERVALS * expected
             for peer_id in self.peers.sweep(now):
                 log.info("peer down", peer=peer_id)
                 if self.on_peer_down is not None:

@@ -108,6 +108,9 @@ class PeerTable:
     self_id: str
     down_after_s: float
     peers: dict[str, PeerEntry] = field(default_factory=dict)
+    floor_s: float = 0.0
+    """No peer is declared down before this much silence (discovery sets it from the network's
+    size: announcements delayed by a busy network must not look like silence)."""
 
     def observe(self, announcement: Announcement, now: float, seen_at: float | None = None) -> bool:
         """Record an announcement heard at ``seen_at`` (default ``now``; earlier when it was
@@ -145,7 +148,7 @@ class PeerTable:
     def silence_limit(self, entry: PeerEntry) -> float:
         """Seconds of silence after which ``entry`` is marked down."""
         stated = entry.announcement.every_ms / 1000.0 * DOWN_AFTER_INTERVALS
-        return max(self.down_after_s, stated)
+        return max(self.down_after_s, stated, self.floor_s)
 
     def sweep(self, now: float) -> list[str]:
         """Mark peers not heard from recently as down; return the newly-down peer IDs."""
