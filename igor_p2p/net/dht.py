@@ -48,6 +48,7 @@ import libp2p.kad_dht.provider_store as libp2p_provider_store
 import msgpack
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.kad_dht.common import BUCKET_SIZE
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.kad_dht.utils import sort_peer_ids_by_distance
 from libp2p.peer.id import ID
@@ -68,8 +69,12 @@ QUERY_TIMEOUT_S = 1.0
 LOOKUP_ALPHA = 3
 """Queries in flight at once in :func:`lookup_value`."""
 LOOKUP_PER_QUERY_S = 0.5
+LOOKUP_HEDGE_S = 0.02
+"""Start another query when the ones in flight have not answered within this."""
 LOOKUP_DEADLINE_S = 3.0
 FIRST_REFRESH_S = (2.0, 20.0)
+FEED_RETRY_S = (0.0, 0.5, 1.0, 2.0, 4.0)
+"""Delays between attempts to add a newly connected peer to the routing table."""
 MAINTENANCE_BASE_S = 600.0
 """py-libp2p's refresh interval; ours grows with the routing table and is jittered ±25 %."""
 T = TypeVar("T")
@@ -251,12 +256,22 @@ class DhtService:
     locations: LocationValidator
 
 
-async def _feed_routing_table(dht: KadDHT, receive: trio.MemoryReceiveChannel[ID]) -> None:
-    async for peer_id in receive:
+async def _add_peer_soon(dht: KadDHT, peer_id: ID) -> None:
+    """``add_peer`` needs the peer's listen addresses, which an inbound connection only
+    brings with identify, a moment later: retry a few times."""
+    for delay in FEED_RETRY_S:
+        await trio.sleep(delay)
         try:
-            await dht.add_peer(peer_id)
+            if await dht.add_peer(peer_id):
+                return
         except Exception:
             LOG.debug("add_peer(%s) failed", peer_id, exc_info=True)
+
+
+async def _feed_routing_table(dht: KadDHT, receive: trio.MemoryReceiveChannel[ID]) -> None:
+    async with trio.open_nursery() as nursery:
+        async for peer_id in receive:
+            nursery.start_soon(_add_peer_soon, dht, peer_id)
 
 
 def _shorten_query_timeouts(seconds: float = QUERY_TIMEOUT_S) -> None:
@@ -312,11 +327,11 @@ async def _bootstrap(
     return len(reached)
 
 
-async def _refresh_soon(dht: KadDHT) -> None:
+async def _refresh_soon(dht: KadDHT, after_s: tuple[float, float]) -> None:
     """The first routing-table refresh, a random few seconds after start: a refresh dials the
     closest peers of a key per bucket, and N nodes starting together would all do it at
     once (the routing table already holds every peer we connect to, G5)."""
-    await trio.sleep(random.uniform(*FIRST_REFRESH_S))
+    await trio.sleep(random.uniform(*after_s))
     try:
         with trio.move_on_after(30):
             await dht.refresh_routing_table()
@@ -330,11 +345,13 @@ async def dht_service(
     bootstrap: Sequence[str | PeerInfo] = (),
     *,
     dial_timeout_s: float = 5.0,
+    first_refresh_s: tuple[float, float] | None = FIRST_REFRESH_S,
 ) -> AsyncIterator[DhtService]:
     """Run a server-mode Kademlia DHT on ``host`` (already running) for the block.
 
     Bootstrap peers are dialed at once; a failed dial is logged, not raised. The first
-    routing-table refresh runs in the background: start-up does not wait for it.
+    routing-table refresh runs in the background, ``first_refresh_s`` (a random delay in that
+    range) after start; start-up does not wait for it. None: no first refresh.
     """
     _shorten_query_timeouts()
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
@@ -350,8 +367,9 @@ async def dht_service(
             nursery.start_soon(_feed_routing_table, dht, receive)
             for peer in host.get_network().connections:
                 send.send_nowait(peer)
-            if bootstrap and await _bootstrap(dht, host, bootstrap, dial_timeout_s):
-                nursery.start_soon(_refresh_soon, dht)
+            reached = await _bootstrap(dht, host, bootstrap, dial_timeout_s) if bootstrap else 0
+            if reached and first_refresh_s is not None:
+                nursery.start_soon(_refresh_soon, dht, first_refresh_s)
             yield DhtService(dht=dht, locations=locations)
             nursery.cancel_scope.cancel()
     finally:
@@ -359,11 +377,12 @@ async def dht_service(
         send.close()
 
 
-def _lookup_order(dht: KadDHT, key: bytes, peers: Sequence[ID], alpha: int) -> list[ID]:
-    """``peers`` by XOR distance to ``key``; among the ``2 × alpha`` nearest, the connected
-    ones first (a query to them needs no dial)."""
+def _lookup_order(dht: KadDHT, key: bytes, peers: Sequence[ID]) -> list[ID]:
+    """``peers`` by XOR distance to ``key``, the connected ones among the ``BUCKET_SIZE``
+    nearest first (a query to them needs no dial; while the network has at most k nodes
+    every one of them holds every record)."""
     ordered = sort_peer_ids_by_distance(key, list(peers))
-    near, far = ordered[: 2 * alpha], ordered[2 * alpha :]
+    near, far = ordered[:BUCKET_SIZE], ordered[BUCKET_SIZE:]
     connected = dht.host.get_network().connections
     near.sort(key=lambda p: p not in connected)  # stable: keeps distance order within each
     return near + far
@@ -377,14 +396,20 @@ async def lookup_value(
     alpha: int = LOOKUP_ALPHA,
     per_query_s: float = LOOKUP_PER_QUERY_S,
     deadline_s: float = LOOKUP_DEADLINE_S,
+    hedge_s: float = LOOKUP_HEDGE_S,
 ) -> tuple[T, bytes] | None:
     """The first value for ``key`` that passes ``check`` (which returns the parsed value or
-    raises), asking ``alpha`` peers at a time from the routing table and the closer peers they
-    name; None when nobody has one within ``deadline_s``. Does not read the local store."""
+    raises), asking up to ``alpha`` peers at once from the routing table and the closer peers
+    they name; None when nobody has one within ``deadline_s``. Does not read the local store.
+
+    Queries are hedged: the next one starts when one ends without a valid value, or when
+    ``hedge_s`` passes without an answer, so a quick first answer costs one RPC and a slow or
+    silent peer costs ``hedge_s``, not ``per_query_s``.
+    """
     kb = key.encode()
     own = dht.host.get_id()
-    start = [p for p in dht.routing_table.find_local_closest_peers(kb, 20) if p != own]
-    queue = _lookup_order(dht, kb, start, alpha)
+    start = [p for p in dht.routing_table.find_local_closest_peers(kb, BUCKET_SIZE) if p != own]
+    queue = _lookup_order(dht, kb, start)
     asked: set[ID] = set(queue)
     found: list[tuple[T, bytes]] = []
     send, receive = trio.open_memory_channel[tuple[ID, Any, list[ID]]](64)
@@ -405,10 +430,16 @@ async def lookup_value(
         async with trio.open_nursery() as nursery:
             in_flight = 0
             while queue or in_flight:
-                while queue and in_flight < alpha:
+                if queue and in_flight < alpha:
                     nursery.start_soon(ask, queue.pop(0))
                     in_flight += 1
-                _peer, record, closer = await receive.receive()
+                can_hedge = bool(queue) and in_flight < alpha
+                answer = None
+                with trio.move_on_after(hedge_s if can_hedge else deadline_s):
+                    answer = await receive.receive()
+                if answer is None:  # no answer within the hedge delay: one more query
+                    continue
+                _peer, record, closer = answer
                 in_flight -= 1
                 value = getattr(record, "value", None)
                 if value:
@@ -421,7 +452,7 @@ async def lookup_value(
                         break
                 fresh = [p for p in closer if p not in asked and p != own]
                 asked.update(fresh)
-                queue = _lookup_order(dht, kb, queue + fresh, alpha)
+                queue = _lookup_order(dht, kb, queue + fresh)
     return found[0] if found else None
 
 

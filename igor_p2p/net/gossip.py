@@ -59,9 +59,9 @@ MAX_GOSSIP_PAYLOAD = DefaultMaxMessageSize - ENVELOPE_HEADROOM
 class GossipConfig:
     """Every gossipsub parameter we depend on, stated explicitly (G7)."""
 
-    degree: int = 6
-    degree_low: int = 4
-    degree_high: int = 8
+    degree: int = 4  # each node receives each message about D times: D is CPU per message
+    degree_low: int = 3
+    degree_high: int = 6
     heartbeat_interval_s: int = 1  # py-libp2p default: 120
     spam_protection: bool = False  # py-libp2p default: on, 10 msg/s/topic/peer, then drops
     subscription_channel_size: int = 1024  # py-libp2p default: 32, then drops
