@@ -80,6 +80,8 @@ SYNC_MAX_ENTRIES = 1024
 SYNC_MAX_FRAME = 2 * 1024 * 1024
 SYNC_TIMEOUT_S = 5.0
 MAX_SIGNED_ANNOUNCEMENT = 4096
+RELAY_SLACK_S = 0.5
+"""A relayed announcement counts as newer only if heard this much later than ours."""
 
 
 def announce_interval_s(base_s: float, peers_up: int) -> float:
@@ -112,7 +114,7 @@ class Discovery:
         self.stall_credited_s = 0.0
         self.rejected = 0
         self.signed: dict[str, tuple[int, bytes, float]] = {}
-        """peer ID → (seqno, its last signed announcement, trio time we heard it)."""
+        """peer ID → (seqno, its last signed announcement, trio time it was heard)."""
         self.synced = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -151,10 +153,13 @@ class Discovery:
 
     async def _listen(self, subscription) -> None:  # type: ignore[no-untyped-def]
         async for gossip in subscription:
-            self._accept(gossip, trio.current_time())
+            self._accept(gossip, trio.current_time(), relayed=False)
 
-    def _accept(self, gossip: GossipMessage, heard_at: float) -> bool:
-        """Take a signed announcement (live or relayed by a sync) into the table."""
+    def _accept(self, gossip: GossipMessage, heard_at: float, *, relayed: bool) -> bool:
+        """Take a signed announcement (live, or relayed by a sync and heard ``heard_at`` by
+        the relaying peer) into the table. A relayed one older than what we hold is ignored.
+        (Not by sequence number: py-libp2p's starts at the process's start time, so a
+        restarted peer's numbers can be lower than before.)"""
         if gossip.message.get("type") != "announce":
             return False
         try:
@@ -168,8 +173,8 @@ class Discovery:
             log.debug("announcement for %s signed by %s", announcement.peer_id, gossip.sender)
             return False
         known = self.signed.get(gossip.sender)
-        if known is not None and gossip.seqno <= known[0]:
-            return False  # not newer than what we hold
+        if relayed and known is not None and heard_at <= known[2] + RELAY_SLACK_S:
+            return False  # not newer than what we hold (the same one, give or take transit)
         if gossip.raw and len(gossip.raw) <= MAX_SIGNED_ANNOUNCEMENT:
             self.signed[gossip.sender] = (gossip.seqno, gossip.raw, heard_at)
             if len(self.signed) > SYNC_MAX_ENTRIES:
@@ -229,7 +234,7 @@ class Discovery:
             except NetError:
                 self.rejected += 1
                 continue
-            new += self._accept(gossip, now - age_ms / 1000.0)
+            new += self._accept(gossip, now - age_ms / 1000.0, relayed=True)
             await trio.sleep(0)  # verifying a big table must not starve the loop
         self.synced += new
         return new

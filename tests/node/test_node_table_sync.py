@@ -51,7 +51,8 @@ async def test_a_newcomer_learns_every_peer_from_one_neighbours_table(
         newcomer = await stack.enter_async_context(_node(stack, nursery, start=False))
         for x, y in ((a, b), (b, c)):
             await dial(x.host, full_addrs(y.host)[0], timeout_s=3)
-        await _until(lambda: len(b.peers.up_peers()) == 2)
+        # B holds A's, C's and its own signed announcement.
+        await _until(lambda: len(b.peers.up_peers()) == 2 and len(b.signed) == 3)
         await dial(newcomer.host, full_addrs(b.host)[0], timeout_s=3)
         assert await newcomer.sync_with(str(b.host.get_id())) == 3  # A, C and B itself
         known = {e.announcement.peer_id for e in newcomer.peers.up_peers()}
