@@ -52,6 +52,7 @@ from igor_p2p.net.gossip import (
     verify_signed,
 )
 from igor_p2p.net.handlers import set_guarded_handler
+from igor_p2p.net.host import dial
 from igor_p2p.node.connectivity import remember_addrs
 from igor_p2p.node.peers import (
     ANNOUNCE_TOPIC,
@@ -80,6 +81,8 @@ SYNC_MAX_ENTRIES = 1024
 SYNC_MAX_FRAME = 2 * 1024 * 1024
 SYNC_TIMEOUT_S = 5.0
 MAX_SIGNED_ANNOUNCEMENT = 4096
+HEAL_DIAL_LIMIT = 24
+"""``_dial`` (heal) stops adding connections at this many (the default high watermark)."""
 RELAY_SLACK_S = 0.5
 """A relayed announcement counts as newer only if heard this much later than ours."""
 
@@ -116,6 +119,7 @@ class Discovery:
         self.signed: dict[str, tuple[int, bytes, float]] = {}
         """peer ID → (seqno, its last signed announcement, trio time it was heard)."""
         self.synced = 0
+        self._dialing: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         subscription = await subscribe_messages(self.gossip, ANNOUNCE_TOPIC)
@@ -185,6 +189,32 @@ class Discovery:
         if previous is None or previous.announcement.addrs != announcement.addrs:
             remember_addrs(self.host, announcement.peer_id, announcement.addrs)
         return True
+
+    async def _dial(self, announcement: Announcement) -> None:
+        """Reconnect to an announced peer now (the admin ``heal`` calls this for every peer it
+        knows): skipped when connected, already dialing, or when this node already holds (or
+        is dialing) ``HEAL_DIAL_LIMIT`` connections — the connection manager does the rest."""
+        peer_id = announcement.peer_id
+        network = self.host.get_network()
+        if peer_id in self._dialing or self._connected(peer_id):
+            return
+        if len(network.connections) + len(self._dialing) >= HEAL_DIAL_LIMIT:
+            return
+        self._dialing.add(peer_id)
+        try:
+            for addr in announcement.addrs:
+                try:
+                    await dial(self.host, addr, timeout_s=2.0)
+                    return
+                except NetError as exc:
+                    log.debug("dial %s failed: %s", addr, exc, peer=peer_id)
+        finally:
+            self._dialing.discard(peer_id)
+
+    def _connected(self, peer_id: str) -> bool:
+        return any(
+            str(p) == peer_id for p, conns in self.host.get_network().connections.items() if conns
+        )
 
     # ------------------------------------------------------------ table sync
 
