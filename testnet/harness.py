@@ -534,16 +534,18 @@ class Testnet:
         info.paused = False
         self.save()
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, bootstrap: Sequence[str] | None = None) -> None:
         """Start a stopped node again: same data dir, port and arguments (so the same peer
-        ID); it bootstraps from every other running node. Does not wait."""
+        ID); it bootstraps from ``bootstrap``, by default every other running node (``()``:
+        none, only the peers in its known-peers file). Does not wait."""
         info = self.node(name)
         if self.alive(name):
             raise TestnetError(f"{name} is already running")
-        others = [self.node(x).addr for x in self.running() if x != name]
-        if not others and name != self.names[0]:
-            others = [self.state.nodes[0].addr]
-        self._spawn(info, others)
+        if bootstrap is None:
+            bootstrap = [self.node(x).addr for x in self.running() if x != name]
+            if not bootstrap and name != self.names[0]:
+                bootstrap = [self.state.nodes[0].addr]
+        self._spawn(info, bootstrap)
 
     def restart(self, name: str, *, wait: bool = True) -> None:
         """Start a stopped node again (see :meth:`start`); with ``wait``, until it answers."""

@@ -19,6 +19,7 @@ Every figure has a baseline measured in the same run:
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -55,6 +56,7 @@ from igor_p2p.net.gossip import (
     gossip_service,
 )
 from igor_p2p.net.host import HostConfig, build_host, dial, full_addrs, running_host
+from igor_p2p.net.logs import route_libp2p_logs
 
 AREA = "node"
 LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
@@ -196,21 +198,10 @@ def _python_pass_s(runs: int = 3) -> float:
     return best
 
 
-def _tables(procs: Sequence[_Proc]) -> dict[str, set[str]]:
-    """Each process's peers up (processes that don't answer are left out)."""
-    out = {}
-    for p in procs:
-        try:
-            out[p.peer_id] = {e["peer_id"] for e in _call(p.data, "peers") if e["up"]}
-        except (IgorError, OSError):
-            continue
-    return out
-
-
 def process_rows(ctx: BenchContext, sizes: NodeBenchSizes) -> list[BenchRow]:
-    """Process start-up against ``python -c pass``; N cold processes to full tables; RSS; a
-    restarted node back in every peer table."""
-    import psutil
+    """Process start-up against ``python -c pass``; N cold processes (each importing) to full
+    tables; RSS; a restarted node back in every peer table."""
+    from testnet.harness import Testnet
 
     root = ctx.workdir / "procs"
     root.mkdir(parents=True, exist_ok=True)
@@ -225,34 +216,16 @@ def process_rows(ctx: BenchContext, sizes: NodeBenchSizes) -> list[BenchRow]:
         _stop_all([solo])
     ctx.log(f"node: one process up in {single_s:.2f} s (python -c pass {floor_s:.3f} s)")
 
-    procs = _make_procs(root, sizes.processes)
-    first, *rest = procs
-    ids = {p.peer_id for p in procs}
+    tn = Testnet(root / "tn")
     rss: list[float] = []
     rejoin_s = float("nan")
     try:
-        started = time.monotonic()
-        first.start(None)
-        _poll(lambda: bool(_call(first.data, "status")), 60)
-        for p in rest:
-            p.start(first.addr)
-
-        def complete() -> bool:
-            tables = _tables(procs)
-            return len(tables) == len(procs) and all(
-                tables[p.peer_id] == ids - {p.peer_id} for p in procs
-            )
-
-        ok = _poll(complete, 120)
-        full_s = time.monotonic() - started if ok else float("nan")
-        for p in procs:
-            assert p.popen is not None
-            rss.append(psutil.Process(p.popen.pid).memory_info().rss / MIB)
-        if ok:
-            rejoin_s = _rejoin_s(ctx, procs)
+        full_s = tn.up(sizes.processes, preload=False)  # cold: every process imports
+        rss = [_rss_mb(info.pid) for info in tn.state.nodes if info.pid is not None]
+        ctx.log(f"node: {sizes.processes} cold processes to full tables in {full_s:.2f} s")
+        rejoin_s = _rejoin_s(ctx, tn)
     finally:
-        _stop_all(procs)
-    ctx.log(f"node: {len(procs)} processes to full tables in {full_s:.2f} s")
+        tn.down(grace_s=5.0)
     floor_mb = _import_floor_rss_mb()
     worst = max(rss) if rss else float("nan")
     return [
@@ -267,14 +240,14 @@ def process_rows(ctx: BenchContext, sizes: NodeBenchSizes) -> list[BenchRow]:
         ),
         make_row(
             AREA,
-            f"{len(procs)} node processes to full peer tables (cold starts)",
+            f"{sizes.processes} node processes to full peer tables (cold starts)",
             full_s,
             "s",
             "one node process start-up",
             single_s,
             target=f"≤ {FULL_TABLES_RATIO:g}× one start",
             met=full_s <= FULL_TABLES_RATIO * single_s,
-            details={"cpus": os.cpu_count() or 0, "processes": len(procs)},
+            details={"cpus": os.cpu_count() or 0, "processes": sizes.processes},
         ),
         make_row(
             AREA,
@@ -301,29 +274,33 @@ def process_rows(ctx: BenchContext, sizes: NodeBenchSizes) -> list[BenchRow]:
     ]
 
 
-def _rejoin_s(ctx: BenchContext, procs: Sequence[_Proc]) -> float:
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss / MIB)
+
+
+def _rejoin_s(ctx: BenchContext, tn: Any) -> float:
     """Stop one node cleanly, wait until every other one has marked it down, start it again
     with no bootstrap list; seconds from that spawn until every other table has it up."""
-    victim, others = procs[-1], procs[:-1]
-    assert victim.popen is not None
-    victim.popen.send_signal(signal.SIGTERM)
-    victim.popen.wait(timeout=30)
+    victim = tn.names[-1]
+    victim_id = tn.peer_id(victim)
+    others = tn.names[:-1]
+    tn.stop(victim)
 
-    def marked_down() -> bool:
-        tables = _tables(others)
-        return len(tables) == len(others) and all(victim.peer_id not in t for t in tables.values())
+    def up_everywhere(want: bool) -> bool:
+        answers = tn.admin_many(others, "peers", timeout_s=5.0)
+        return all(
+            isinstance(a, list) and any(p["peer_id"] == victim_id and p["up"] for p in a) == want
+            for a in answers.values()
+        )
 
-    if not _poll(marked_down, 120):
+    if not _poll(lambda: up_everywhere(False), 120):
         return float("nan")
-    ctx.log("node: the stopped node is down everywhere; restarting it")
+    ctx.log("node: the stopped node is down everywhere; restarting it without bootstrap")
     started = time.monotonic()
-    victim.start(None)
-
-    def back() -> bool:
-        tables = _tables(others)
-        return len(tables) == len(others) and all(victim.peer_id in t for t in tables.values())
-
-    return time.monotonic() - started if _poll(back, 60) else float("nan")
+    tn.start(victim, bootstrap=())
+    return time.monotonic() - started if _poll(lambda: up_everywhere(True), 60) else float("nan")
 
 
 # ---------------------------------------------------------------- in-process hosts
@@ -419,6 +396,7 @@ async def _dht_lookups_ms(peers: list[_Peer], lookups: int) -> tuple[list[float]
 
 async def _network_rows(sizes: NodeBenchSizes) -> tuple[list[BenchRow], list[float]]:
     """DHT rows, and the round trips they are compared with (for the gossip rows too)."""
+    route_libp2p_logs(logging.getLogger("igor_p2p.libp2p"))  # G12: not on stderr
     async with _mesh(sizes.hosts) as peers:
         rtt = await _rtt_ms(peers[1].host, peers[-1].host, sizes.rtt_samples)
         lookups, misses = await _dht_lookups_ms(peers, sizes.lookups)

@@ -84,6 +84,7 @@ MAX_SIGNED_ANNOUNCEMENT = 4096
 HEAL_DIAL_LIMIT = 24
 """``_dial`` (heal) stops adding connections at this many (the default high watermark)."""
 RELAY_SLACK_S = 0.5
+SUBSCRIBER_WAIT_S = 3.0
 """A relayed announcement counts as newer only if heard this much later than ours."""
 
 
@@ -286,7 +287,14 @@ class Discovery:
         await trio.sleep(0.3)  # let the first connections finish their handshakes
         await self._sync_once(SYNC_FIRST_PEERS)
         # Our announcements so far may have gone out before we had any connection (or a
-        # mesh): make sure the network hears of us now, not one (long) interval later.
+        # mesh): make sure the network hears of us now, not one (long) interval later — once
+        # a peer's subscription has arrived (before that, a publish reaches nobody), and once
+        # more a second later (our mesh forms at the next heartbeat).
+        with trio.move_on_after(SUBSCRIBER_WAIT_S):
+            while not self.gossip.pubsub.peer_topics.get(ANNOUNCE_TOPIC):
+                await trio.sleep(0.05)
+        await self.announce_now()
+        await trio.sleep(1.0)
         await self.announce_now()
         for delay in SYNC_EARLY_S:  # the first neighbours knew little when we asked
             await trio.sleep(delay)
