@@ -345,13 +345,16 @@ async def dht_service(
     bootstrap: Sequence[str | PeerInfo] = (),
     *,
     dial_timeout_s: float = 5.0,
-    first_refresh_s: tuple[float, float] | None = FIRST_REFRESH_S,
+    first_refresh_s: tuple[float, float] | None = None,
 ) -> AsyncIterator[DhtService]:
     """Run a server-mode Kademlia DHT on ``host`` (already running) for the block.
 
-    Bootstrap peers are dialed at once; a failed dial is logged, not raised. The first
-    routing-table refresh runs in the background, ``first_refresh_s`` (a random delay in that
-    range) after start; start-up does not wait for it. None: no first refresh.
+    Bootstrap peers are dialed at once; a failed dial is logged, not raised. By default there
+    is no refresh at start: the routing table fills from the connections (the feeder), lookups
+    follow the closer peers they are given, and the maintenance loop refreshes later. A refresh
+    dials the closest peers of a key per bucket: 64 nodes starting together spent most of
+    their start-up on it. ``first_refresh_s``: refresh once, after a random delay in that
+    range.
     """
     _shorten_query_timeouts()
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)

@@ -75,6 +75,10 @@ class GossipConfig:
     """Own messages up to this size go to every topic peer (0: mesh only, py-libp2p's way)."""
     eclipse_protection: bool = False
     """py-libp2p prunes mesh peers that share an IP: on a loopback testnet that is every peer."""
+    lazy_degree: int = 3
+    """Peers outside the mesh told (IHAVE) of recent messages at each heartbeat. py-libp2p:
+    max(6, 25 % of the topic's peers); with flood publish and a sound mesh this is only
+    repair, and each IHAVE costs both ends about a millisecond."""
     prune_back_off_s: int = 5
     """How long a pruned peer waits to GRAFT again (py-libp2p: 60 s). Simultaneous joins can
     leave a node pruned by all of its mesh peers; it is out of the mesh this long."""
@@ -122,6 +126,10 @@ def build_router(config: GossipConfig) -> GossipSub:
         prune_back_off=config.prune_back_off_s,
     )
     _fix_mesh_pruning(router)  # G21
+    lazy = config.lazy_degree
+    router._get_adaptive_gossip_peers_count = (  # type: ignore[method-assign]
+        lambda topic, total_peers: min(lazy, total_peers)
+    )
     if config.flood_publish_max_bytes > 0:
         _flood_own_small_messages(router, config.flood_publish_max_bytes)
     return router

@@ -84,6 +84,7 @@ MAX_SIGNED_ANNOUNCEMENT = 4096
 HEAL_DIAL_LIMIT = 24
 """``_dial`` (heal) stops adding connections at this many (the default high watermark)."""
 RELAY_SLACK_S = 0.5
+SWEEP_MAX_S = 5.0
 SUBSCRIBER_WAIT_S = 3.0
 """A relayed announcement counts as newer only if heard this much later than ours."""
 
@@ -304,8 +305,10 @@ class Discovery:
             await self._sync_once(1)
 
     async def _sweep_loop(self) -> None:
-        period = self.interval_s / 2
         while True:
+            # Sweep twice per base interval, less often when silence limits are long (a big
+            # network): a sweep costs a pass over the table and the connections.
+            period = max(self.interval_s / 2, min(SWEEP_MAX_S, self.peers.floor_s / 20))
             before = trio.current_time()
             await trio.sleep(period)
             now = trio.current_time()
