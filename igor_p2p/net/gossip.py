@@ -322,6 +322,14 @@ class GossipMessage:
     """The originator's sequence number (grows with each message it publishes)."""
 
 
+def originator(raw: bytes) -> str | None:
+    """The claimed originator of a serialized pubsub message (NOT verified), or None."""
+    try:
+        return str(ID(rpc_pb2.Message.FromString(bytes(raw)).from_id).to_base58())
+    except Exception:
+        return None
+
+
 def verify_signed(raw: bytes, topic: str) -> GossipMessage:
     """Check a signed pubsub message relayed out of band (its originator's signature, its
     topic) and decode it; :class:`MalformedMessage` otherwise."""

@@ -25,10 +25,11 @@ started (or restarted) would wait that long to hear of every peer, and a peer ma
 a delayed announcement would stay down as long. Each node keeps the last *signed* announcement
 of every peer (the pubsub message as its originator signed it) and serves them on
 ``/igor/peers/1.0.0``; a node asks one or two connected peers as soon as it has a connection,
-one again 3, 10 and 20 s later (its first neighbours knew little), then one random peer every
-``SYNC_INTERVAL_S``. Every relayed announcement is verified
-against its originator's signature (a peer can replay, not forge) and counts as heard when
-the relaying peer heard it (``age_ms``), so liveness still means "it announced recently"."""
+then one random peer every ``SYNC_FAST_S`` while syncs keep bringing news (its first
+neighbours knew little), and every ``SYNC_INTERVAL_S`` once three in a row brought nothing.
+Every relayed announcement is verified against its originator's signature (a peer can replay,
+not forge) and counts as heard when the relaying peer heard it (``age_ms``), so liveness still
+means "it announced recently"."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from igor_p2p.net.framing import read_message, write_message
 from igor_p2p.net.gossip import (
     GossipMessage,
     GossipService,
+    originator,
     publish_message,
     subscribe_messages,
     verify_signed,
@@ -75,8 +77,10 @@ STALL_CREDIT_AFTER = 0.5
 SYNC_PROTOCOL = "/igor/peers/1.0.0"
 SYNC_INTERVAL_S = 30.0
 SYNC_FIRST_PEERS = 2
-SYNC_EARLY_S = (3.0, 7.0, 10.0)
-"""Extra syncs this long after the first one (then every ``SYNC_INTERVAL_S``)."""
+SYNC_FAST_PEERS = 2
+SYNC_FAST_S = 3.0
+SYNC_QUIET_ROUNDS = 3
+"""Sync every ``SYNC_FAST_S`` until this many syncs in a row brought nothing new."""
 SYNC_MAX_ENTRIES = 1024
 SYNC_MAX_FRAME = 2 * 1024 * 1024
 SYNC_TIMEOUT_S = 5.0
@@ -261,12 +265,16 @@ class Discovery:
             raw, age_ms = item.get("raw"), item.get("age_ms")
             if not isinstance(raw, bytes) or type(age_ms) is not int or age_ms < 0:
                 continue
+            heard_at = now - age_ms / 1000.0
+            known = self.signed.get(originator(raw) or "")
+            if known is not None and heard_at <= known[2] + RELAY_SLACK_S:
+                continue  # not newer than ours: no need to check its signature
             try:
                 gossip = verify_signed(raw, ANNOUNCE_TOPIC)
             except NetError:
                 self.rejected += 1
                 continue
-            new += self._accept(gossip, now - age_ms / 1000.0, relayed=True)
+            new += self._accept(gossip, heard_at, relayed=True)
             await trio.sleep(0)  # verifying a big table must not starve the loop
         self.synced += new
         return new
@@ -274,13 +282,16 @@ class Discovery:
     def _connected_peers(self) -> list[str]:
         return [str(p) for p, conns in self.host.get_network().connections.items() if conns]
 
-    async def _sync_once(self, count: int) -> None:
+    async def _sync_once(self, count: int) -> int:
+        """Sync with ``count`` random connected peers; how many announcements were new."""
+        new = 0
         peers = self._connected_peers()
         for peer_id in self._rng.sample(peers, min(count, len(peers))):
             try:
-                await self.sync_with(peer_id)
+                new += await self.sync_with(peer_id)
             except Exception as exc:  # a hint: try another peer next time
                 log.debug("table sync failed: %s", type(exc).__name__, peer=peer_id)
+        return new
 
     async def _sync_loop(self) -> None:
         while not self._connected_peers():
@@ -297,12 +308,15 @@ class Discovery:
         await self.announce_now()
         await trio.sleep(1.0)
         await self.announce_now()
-        for delay in SYNC_EARLY_S:  # the first neighbours knew little when we asked
-            await trio.sleep(delay)
-            await self._sync_once(1)
+        # While syncs keep bringing news (the network is still forming: our first neighbours
+        # knew little), sync every few seconds; after SYNC_QUIET_ROUNDS quiet ones, every
+        # SYNC_INTERVAL_S.
+        quiet = 0
         while True:
-            await trio.sleep(SYNC_INTERVAL_S * self._rng.uniform(0.75, 1.25))
-            await self._sync_once(1)
+            fast = quiet < SYNC_QUIET_ROUNDS
+            delay = SYNC_FAST_S if fast else SYNC_INTERVAL_S
+            await trio.sleep(delay * self._rng.uniform(0.75, 1.25))
+            quiet = 0 if await self._sync_once(SYNC_FAST_PEERS if fast else 1) else quiet + 1
 
     async def _sweep_loop(self) -> None:
         while True:
