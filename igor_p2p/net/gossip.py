@@ -322,10 +322,13 @@ class GossipMessage:
     """The originator's sequence number (grows with each message it publishes)."""
 
 
-def originator(raw: bytes) -> str | None:
-    """The claimed originator of a serialized pubsub message (NOT verified), or None."""
+def originator(raw: bytes) -> tuple[str, int] | None:
+    """The claimed originator and sequence number of a serialized pubsub message (NOT
+    verified), or None."""
     try:
-        return str(ID(rpc_pb2.Message.FromString(bytes(raw)).from_id).to_base58())
+        msg = rpc_pb2.Message.FromString(bytes(raw))
+        seqno = int.from_bytes(msg.seqno[:8], "big") if msg.seqno else 0
+        return str(ID(msg.from_id).to_base58()), seqno
     except Exception:
         return None
 

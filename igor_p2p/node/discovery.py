@@ -183,8 +183,8 @@ class Discovery:
             log.debug("announcement for %s signed by %s", announcement.peer_id, gossip.sender)
             return False
         known = self.signed.get(gossip.sender)
-        if relayed and known is not None and heard_at <= known[2] + RELAY_SLACK_S:
-            return False  # not newer than what we hold (the same one, give or take transit)
+        if relayed and known is not None and self._not_newer(known, gossip.seqno, heard_at):
+            return False
         if gossip.raw and len(gossip.raw) <= MAX_SIGNED_ANNOUNCEMENT:
             self.signed[gossip.sender] = (gossip.seqno, gossip.raw, heard_at)
             if len(self.signed) > SYNC_MAX_ENTRIES:
@@ -223,6 +223,12 @@ class Discovery:
         )
 
     # ------------------------------------------------------------ table sync
+
+    @staticmethod
+    def _not_newer(known: tuple[int, bytes, float], seqno: int, heard_at: float) -> bool:
+        """A relayed announcement is not news if it is the one we hold (same sequence number,
+        whenever it was heard) or was heard no later than ours (give or take transit)."""
+        return seqno == known[0] or heard_at <= known[2] + RELAY_SLACK_S
 
     def sync_entries(self) -> list[dict[str, object]]:
         """Our own and every up peer's last signed announcement, with its age."""
@@ -266,8 +272,13 @@ class Discovery:
             if not isinstance(raw, bytes) or type(age_ms) is not int or age_ms < 0:
                 continue
             heard_at = now - age_ms / 1000.0
-            known = self.signed.get(originator(raw) or "")
-            if known is not None and heard_at <= known[2] + RELAY_SLACK_S:
+            claimed = originator(raw)
+            known = self.signed.get(claimed[0]) if claimed is not None else None
+            if (
+                known is not None
+                and claimed is not None
+                and self._not_newer(known, claimed[1], heard_at)
+            ):
                 continue  # not newer than ours: no need to check its signature
             try:
                 gossip = verify_signed(raw, ANNOUNCE_TOPIC)
