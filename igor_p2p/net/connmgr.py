@@ -14,7 +14,8 @@ turns the former off on the swarm instance; :class:`ConnectionManager` replaces 
   the long-lived background ones (pubsub, identify, ping) — a DHT query or a handoff is never cut;
 * **explore**: every ``explore_s`` (jittered), while under high, dial one candidate marked
   ``explore`` (a peer believed down, e.g. across a healed partition) or, less often, any
-  unconnected one, so separated groups join again and the graph stays random.
+  unconnected one (every minute or so), so separated groups join again and the graph stays
+  random.
 
 :func:`plan_trim`, :func:`pick_dials` and :class:`Backoff` are the sans-IO core; the manager is
 the thin driver.
@@ -52,6 +53,9 @@ LOG = logging.getLogger(__name__)
 
 BACKGROUND_PROTOCOLS = ("/meshsub/", "/floodsub/", "/ipfs/id/", "/ipfs/ping/")
 """Streams that live as long as the connection: they do not make it busy."""
+RANDOM_EXPLORE_EVERY = 12
+"""Exploration rounds between dials of a random unconnected (not down) peer: each new
+connection costs both ends a handshake, identify and a pubsub hello."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ class Watermarks:
     period_s: float = 1.0
     """How often the manager looks (jittered); 3× slower while between the watermarks."""
     explore_s: float = 5.0
-    """How often it dials one peer believed down (jittered); 6× slower for any unconnected peer."""
+    """How often it dials one peer believed down (jittered); ``RANDOM_EXPLORE_EVERY``× slower
+    for any unconnected peer."""
     dial_timeout_s: float = 3.0
 
     def __post_init__(self) -> None:
@@ -258,7 +263,7 @@ class ConnectionManager:
             if len(self.connected()) >= self.marks.high:
                 continue
             chosen = self._pick(1, lambda c: c.explore)
-            if not chosen and rounds % 6 == 0:
+            if not chosen and rounds % RANDOM_EXPLORE_EVERY == 0:
                 chosen = self._pick(1)
             for c in chosen:
                 self.stats.explored += 1
