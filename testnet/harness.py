@@ -4,6 +4,13 @@ Everything a later CLI invocation needs to drive the same testnet is in ``DIR/te
 each node's name, port, peer ID, data dir, pid (with its start time, so a recycled pid is not
 mistaken for the node), its arguments, and the agents launched by label. Each node's
 stdout/stderr go to ``DIR/nX.log``. Waiting is always "poll a condition until a deadline".
+
+Scale: :meth:`Testnet.up` forks the nodes from a preloaded fork server
+(:mod:`testnet.zygote`) so that N nodes pay the ~1 s of imports once, not N times (later
+restarts are ordinary processes); each node bootstraps from n1 and from up to two nodes started
+before it (spreading n1's load); readiness and peer tables are polled in parallel, less often
+for large testnets. With ``netns=True`` every node runs in its own network namespace on a
+bridge (:mod:`testnet.netns`), and partitions are made by the kernel.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,6 +36,7 @@ from igor_p2p.errors import IgorError
 from igor_p2p.node.admin_client import call_admin
 from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.services import default_peer_id
+from testnet.zygote import Zygote, ZygoteError
 
 T = TypeVar("T")
 
@@ -41,7 +50,16 @@ CONNECT_DEADLINE_S = 60.0
 STOP_GRACE_S = 10.0
 ADMIN_TIMEOUT_S = 10.0
 MAX_SOCKET_PATH = 107
+NETNS_PORT = 4747
+"""Every node listens on this port in its own namespace (each has its own IP)."""
 STARTUP_RESPAWNS = 3
+BOOTSTRAP_PEERS = 3
+"""How many earlier nodes each node bootstraps from (n1 alone would get every first dial)."""
+N1_BOOTSTRAPS = 16
+"""Nodes n2…n16 always list n1; later ones pick among every earlier node."""
+LARGE_TESTNET = 24
+"""From this many nodes on, peer tables are polled every ``LARGE_POLL_S``, in parallel."""
+LARGE_POLL_S = 0.5
 
 
 class TestnetError(IgorError):
@@ -129,10 +147,13 @@ class NodeInfo:
     pid: int | None = None
     create_time: float | None = None
     paused: bool = False
+    netns: str | None = None
+    """The node's network namespace (``up(netns=True)``), else None (loopback)."""
+    ip: str = "127.0.0.1"
 
     @property
     def listen(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.port}"
+        return f"/ip4/{self.ip}/tcp/{self.port}"
 
     @property
     def addr(self) -> str:
@@ -156,6 +177,16 @@ class TestnetState:
     def from_json(cls, text: str) -> TestnetState:
         raw = json.loads(text)
         return cls([NodeInfo(**n) for n in raw.get("nodes", [])], dict(raw.get("agents", {})))
+
+
+def bootstrap_for(i: int, nodes: Sequence[NodeInfo], rng: random.Random) -> tuple[str, ...]:
+    """Bootstrap addresses for ``nodes[i]``: n1 and up to two random earlier nodes for the
+    first ``N1_BOOTSTRAPS``, then ``BOOTSTRAP_PEERS`` random earlier nodes (n1 among them)."""
+    if i < N1_BOOTSTRAPS:
+        earlier = [x.addr for x in nodes[1:i]]
+        picked = rng.sample(earlier, min(BOOTSTRAP_PEERS - 1, len(earlier)))
+        return (nodes[0].addr, *picked)
+    return tuple(rng.sample([x.addr for x in nodes[:i]], BOOTSTRAP_PEERS))
 
 
 class Testnet:
@@ -224,27 +255,42 @@ class Testnet:
         """Names of nodes that are alive and not paused (their admin socket answers)."""
         return [n.name for n in self.state.nodes if not n.paused and self.alive(n.name)]
 
-    def _spawn(self, info: NodeInfo, bootstrap: Sequence[str]) -> None:
-        argv = [*NODE_COMMAND, "-d", info.data_dir, "--name", info.name, "--listen", info.listen]
-        argv += info.args
+    def _spawn(
+        self, info: NodeInfo, bootstrap: Sequence[str], zygote: Zygote | None = None
+    ) -> None:
+        """Start the node: forked from ``zygote`` when given, else a fresh process (inside
+        its network namespace when it has one)."""
+        args = ["node", "run", "-d", info.data_dir, "--name", info.name, "--listen", info.listen]
+        args += info.args
         for addr in bootstrap:
-            argv += ["--bootstrap", addr]
+            args += ["--bootstrap", addr]
         env = {**os.environ, **info.env, "PYTHONUNBUFFERED": "1"}
         env.pop("IGOR_DATA_DIR", None)
-        with open(info.log_path, "ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # survives the CLI invocation that started it
-            )
-        self._procs[info.name] = proc
-        info.pid = proc.pid
+        pid: int | None = None
+        if zygote is not None:
+            try:
+                pid = zygote.spawn(args, env, info.log_path, info.netns, f"igor-{info.name}")
+            except ZygoteError:
+                pid = None  # start it the ordinary way
+        if pid is None:
+            prefix = ["ip", "netns", "exec", info.netns] if info.netns else []
+            with open(info.log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    [*prefix, *NODE_COMMAND[:3], *args],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,  # survives the CLI invocation that started it
+                )
+            self._procs[info.name] = proc
+            pid = proc.pid
+        else:
+            self._procs.pop(info.name, None)
+        info.pid = pid
         info.paused = False
         try:
-            info.create_time = psutil.Process(proc.pid).create_time()
+            info.create_time = psutil.Process(pid).create_time()
         except psutil.Error:
             info.create_time = None
         self.save()
@@ -277,16 +323,32 @@ class Testnet:
         env: Mapping[str, str] | None = None,
         deadline_s: float = START_DEADLINE_S + CONNECT_DEADLINE_S,
         base_port: int | None = None,
+        netns: bool = False,
+        preload: bool = True,
     ) -> float:
-        """Start nodes n1…nN (n1 is the bootstrap of the others) and wait until every peer
-        table is complete. Returns the seconds from the first spawn to connected. With
-        ``base_port``, node i listens on ``base_port + i - 1`` (else on free ports)."""
+        """Start nodes n1…nN and wait until every peer table is complete. Returns the seconds
+        from the first spawn to connected. With ``base_port``, node i listens on
+        ``base_port + i - 1`` (else on free ports).
+
+        n1 starts first; the others are forked at once from a preloaded fork server
+        (``preload``), each bootstrapping from n1 and up to two random nodes before it. With
+        ``netns``, each node gets its own network namespace on a bridge (:mod:`testnet.netns`;
+        :class:`testnet.netns.NetnsUnavailable` when this machine can't make them).
+        """
         if n < 1:
             raise TestnetError("a testnet needs at least one node")
         if self.state.nodes and self.running():
             raise TestnetError(f"a testnet is already up in {self.dir} (igor testnet down)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(n) if base_port is None else fixed_ports(base_port, n)
+        fabric = None
+        if netns:
+            from testnet.netns import NetnsFabric
+
+            fabric = NetnsFabric.create(self.dir, n)
+        if fabric is not None:
+            ports = [NETNS_PORT] * n
+        else:
+            ports = free_ports(n) if base_port is None else fixed_ports(base_port, n)
         nodes = []
         for i, port in enumerate(ports, start=1):
             data = self.dir / f"n{i}"
@@ -305,36 +367,67 @@ class Testnet:
                     log_path=str(self.dir / f"n{i}.log"),
                     args=list(node_args),
                     env=dict(env or {}),
+                    netns=fabric.namespace(i) if fabric else None,
+                    ip=fabric.ip(i) if fabric else "127.0.0.1",
                 )
             )
         self.state = TestnetState(nodes=nodes)
         self.save()
-        started = time.monotonic()
-        end = started + deadline_s
-        first, *rest = nodes
-        # The others are spawned as soon as n1 listens (start-up is mostly imports); one whose
-        # bootstrap dial still failed exits, and is spawned again once n1 answers.
-        self._spawn(first, ())
-        wait_until(
-            lambda: self.alive(first.name) and _port_accepts(first.port),
-            max(1.0, end - time.monotonic()),
-            "n1 listening",
-            lambda: self.log_tail(first.name),
-        )
-        for info in rest:
-            self._spawn(info, (first.addr,))
-        self.wait_ready(first.name, max(1.0, end - time.monotonic()))
-        for info in rest:
-            for attempt in range(STARTUP_RESPAWNS + 1):
-                try:
-                    self.wait_ready(info.name, max(1.0, end - time.monotonic()))
-                    break
-                except TestnetError:
-                    if self.alive(info.name) or attempt == STARTUP_RESPAWNS:
-                        raise
-                    self._spawn(info, (first.addr,))
+        zygote = None
+        if preload and n > 1:
+            try:
+                zygote = Zygote()
+            except ZygoteError:
+                zygote = None  # every node then starts as an ordinary process
+        try:
+            started = time.monotonic()
+            end = started + deadline_s
+            first, *rest = nodes
+            self._spawn(first, (), zygote)
+            if fabric is None:
+                wait_until(
+                    lambda: self.alive(first.name) and _port_accepts(first.port),
+                    max(1.0, end - time.monotonic()),
+                    "n1 listening",
+                    lambda: self.log_tail(first.name),
+                )
+            else:
+                self.wait_ready(first.name, max(1.0, end - time.monotonic()))
+            rng = random.Random(n)
+            for i, info in enumerate(rest, start=1):
+                self._spawn(info, bootstrap_for(i, nodes, rng), zygote)
+        finally:
+            if zygote is not None:
+                zygote.close()
+        self._wait_all_ready(max(1.0, end - time.monotonic()))
         self.wait_connected(max(1.0, end - time.monotonic()))
         return time.monotonic() - started
+
+    def _wait_all_ready(self, deadline_s: float) -> None:
+        """Every node answers on its admin socket; one that exited during start-up is
+        started again (as an ordinary process), up to ``STARTUP_RESPAWNS`` times."""
+        end = time.monotonic() + deadline_s
+        respawns: dict[str, int] = {}
+        pending = set(self.names)
+        while pending:
+            answers = self.admin_many(sorted(pending), "status", timeout_s=5.0)
+            for name, answer in answers.items():
+                if isinstance(answer, dict) and answer.get("peer_id") == self.peer_id(name):
+                    pending.discard(name)
+                elif not self.alive(name):
+                    if respawns.get(name, 0) >= STARTUP_RESPAWNS:
+                        raise TestnetError(f"{name} exited during start-up{self.log_tail(name)}")
+                    respawns[name] = respawns.get(name, 0) + 1
+                    self._spawn(self.node(name), (self.state.nodes[0].addr,))
+            if not pending:
+                return
+            if time.monotonic() >= end:
+                tails = "".join(self.log_tail(x, 5) for x in sorted(pending)[:3])
+                raise TestnetTimeout(f"{sorted(pending)} not ready within {deadline_s} s{tails}")
+            time.sleep(self._poll_s())
+
+    def _poll_s(self) -> float:
+        return LARGE_POLL_S if len(self.state.nodes) >= LARGE_TESTNET else POLL_S
 
     def peers_up(self, name: str) -> set[str]:
         return {p["peer_id"] for p in self.admin(name, "peers", timeout_s=5.0) if p["up"]}
@@ -345,18 +438,28 @@ class Testnet:
         """Until each of ``names`` (default: every reachable node) sees all the others up."""
         group = list(names) if names is not None else self.reachable()
         ids = {self.peer_id(x) for x in group}
+        last: dict[str, Any] = {}
 
         def complete() -> bool:
-            return all(ids - {self.peer_id(x)} <= self.peers_up(x) for x in group)
+            pending = [x for x in group if last.get(x) is not True]
+            for name, answer in self.admin_many(pending, "peers", timeout_s=5.0).items():
+                if isinstance(answer, list):
+                    up = {p["peer_id"] for p in answer if p["up"]}
+                    last[name] = True if ids - {self.peer_id(name)} <= up else len(up)
+                else:
+                    last[name] = answer
+            if len(group) >= LARGE_TESTNET and not all(v is True for v in last.values()):
+                time.sleep(LARGE_POLL_S - POLL_S)
+            return all(last.get(x) is True for x in group)
 
         def describe() -> str:
             out = []
             for x in group:
-                try:
-                    out.append(f"{x}: {len(self.peers_up(x))} up")
-                except (IgorError, OSError) as exc:
-                    out.append(f"{x}: {type(exc).__name__}")
-            return "; ".join(out)
+                value = last.get(x)
+                if value is True:
+                    continue
+                out.append(f"{x}: {value} up" if isinstance(value, int) else f"{x}: {value!r}")
+            return "; ".join(out) or "all complete"
 
         wait_until(complete, deadline_s, "complete peer tables", describe)
 
@@ -382,6 +485,40 @@ class Testnet:
             info.create_time = None
             info.paused = False
         self.save()
+        if self.netns:
+            from testnet.netns import NetnsFabric
+
+            fabric = NetnsFabric.load(self.dir)
+            if fabric is not None:
+                fabric.destroy()
+            for info in self.state.nodes:  # the namespaces are gone: back to loopback
+                info.netns, info.ip = None, "127.0.0.1"
+            self.save()
+
+    # ------------------------------------------------------------ kernel partitions (netns)
+
+    @property
+    def netns(self) -> bool:
+        """True when the nodes run in their own network namespaces (``up(netns=True)``)."""
+        return any(info.netns for info in self.state.nodes)
+
+    def _fabric(self):  # type: ignore[no-untyped-def]
+        from testnet.netns import NetnsFabric
+
+        fabric = NetnsFabric.load(self.dir)
+        if fabric is None or not self.netns:
+            raise TestnetError(f"the testnet in {self.dir} does not run in network namespaces")
+        return fabric
+
+    def kernel_cut(self, name: str, peers: Sequence[str]) -> None:
+        """In netns mode: ``name``'s kernel drops its packets to ``peers`` (blackhole routes),
+        replacing its earlier cut; an empty list heals it."""
+        index = {n: i for i, n in enumerate(self.names, start=1)}
+        fabric = self._fabric()
+        if peers:
+            fabric.cut(index[name], [index[p] for p in peers])
+        else:
+            fabric.heal(index[name])
 
     def _reap(self, name: str) -> bool:
         """True while the node's process is alive (reaps it when it is our child)."""
@@ -416,16 +553,18 @@ class Testnet:
         info.paused = False
         self.save()
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, bootstrap: Sequence[str] | None = None) -> None:
         """Start a stopped node again: same data dir, port and arguments (so the same peer
-        ID); it bootstraps from every other running node. Does not wait."""
+        ID); it bootstraps from ``bootstrap``, by default every other running node (``()``:
+        none, only the peers in its known-peers file). Does not wait."""
         info = self.node(name)
         if self.alive(name):
             raise TestnetError(f"{name} is already running")
-        others = [self.node(x).addr for x in self.running() if x != name]
-        if not others and name != self.names[0]:
-            others = [self.state.nodes[0].addr]
-        self._spawn(info, others)
+        if bootstrap is None:
+            bootstrap = [self.node(x).addr for x in self.running() if x != name]
+            if not bootstrap and name != self.names[0]:
+                bootstrap = [self.state.nodes[0].addr]
+        self._spawn(info, bootstrap)
 
     def restart(self, name: str, *, wait: bool = True) -> None:
         """Start a stopped node again (see :meth:`start`); with ``wait``, until it answers."""

@@ -105,12 +105,24 @@ class NemesisRunner:
         )
         view = reachable(groups, names)
         self.cuts = {n: [self.tn.peer_id(m) for m in names if m not in view[n]] for n in names}
+        if self.tn.netns:  # partitions by the kernel (blackhole routes), not the fault gate
+            for n in names:
+                self.tn.kernel_cut(n, [m for m in names if m not in view[n]])
+                self.log_event(n, "partition", {"cut": [m for m in names if m not in view[n]]})
+            record.nodes.extend(names)
+            return
         targets = self._skip_unreachable(record, names)
         answers = self.tn.admin_many(targets, "partition", lambda n: {"peers": self.cuts[n]})
         self._told(record, answers)
 
     def _do_heal(self, step: NemesisStep, record: Applied) -> None:
         self.cuts = {}
+        if self.tn.netns:
+            for n in self.tn.names:
+                self.tn.kernel_cut(n, [])
+                self.log_event(n, "heal", {})
+            record.nodes.extend(self.tn.names)
+            return
         targets = self._skip_unreachable(record, self.tn.names)
         self._told(record, self.tn.admin_many(targets, "heal"))
 
@@ -239,6 +251,8 @@ class NemesisRunner:
         """Tell ``node`` the fault state in force (or its absence)."""
         tn = self.tn
         cut = self.cuts.get(node)
+        if tn.netns:  # the kernel cut outlives the process: nothing to tell the node
+            cut = None
         calls: list[tuple[str, dict[str, Any]]] = [
             ("partition", {"peers": cut}) if cut is not None else ("heal", {}),
             ("message_faults", self.message_faults.get(node) or {"clear": True}),

@@ -102,6 +102,8 @@ class BenchArea:
     name: str
     run: Callable[[BenchContext], list[BenchRow]]
     description: str = ""
+    opt_in: bool = False
+    """Run only when named with ``--only`` (too long or too heavy for every ``make bench``)."""
 
 
 _REGISTRY: dict[str, BenchArea] = {}

@@ -78,7 +78,7 @@ def render(rows: Sequence[BenchRow], console: Console) -> None:
 def run_bench(options: RunOptions) -> dict[str, object]:
     """Run the areas, print the table (stdout), write the JSON; returns the document."""
     areas = discover()
-    names = list(options.only) or sorted(areas)
+    names = list(options.only) or sorted(n for n, a in areas.items() if not a.opt_in)
     unknown = [n for n in names if n not in areas]
     if unknown:
         raise BenchError(f"unknown bench area(s) {unknown}; known: {sorted(areas)}")

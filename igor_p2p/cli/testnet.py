@@ -166,6 +166,7 @@ def _status_table(rows: list[dict[str, Any]]) -> Table:
     epilog=examples(
         "igor testnet up -n 5",
         "igor testnet up -n 3 --dir /tmp/tn --base-port 4101 --no-wander",
+        "sudo igor testnet up -n 8 --netns    # kernel partitions between namespaces",
     ),
 )
 def up_cmd(
@@ -185,6 +186,14 @@ def up_cmd(
         typer.Option("--base-port", help="Listen on BASE, BASE+1, … (default: any free ports)."),
     ] = None,
     wide: WideOption = False,
+    netns: Annotated[
+        bool,
+        typer.Option(
+            "--netns",
+            help="Each node in its own network namespace on a bridge; partitions by the "
+            "kernel (needs root and iproute2; refused with the reason otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Start N nodes (n1 bootstraps the others) and wait until every peer table is complete.
 
@@ -195,10 +204,14 @@ def up_cmd(
     where = dir if dir is not None else DEFAULT_DIR
     with typed_errors():
         tn = _testnet(where, must_exist=False)
+        if netns:
+            from testnet.netns import check_available
+
+            check_available()  # NetnsUnavailable says what is missing (not root, no iproute2)
         remember(tn.dir)
         try:
             with console.status(f"starting {n} node(s) in {tn.dir}…"):
-                seconds = tn.up(n, args, base_port=base_port)
+                seconds = tn.up(n, args, base_port=base_port, netns=netns)
         except KeyboardInterrupt:
             tn.down(grace_s=5.0)
             err_console.print(

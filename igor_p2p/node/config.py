@@ -1,7 +1,8 @@
 """Node configuration: a TOML file, then ``IGOR_*`` environment variables, then flags.
 
 Later sources override earlier ones. Every field has a default, so ``igor node run`` with no
-configuration at all starts a node on ``/ip4/127.0.0.1/tcp/4001`` with data in ``./igor-data``.
+configuration at all starts a node on ``/ip4/127.0.0.1/tcp/4747``
+(:data:`DEFAULT_PORT`; not IPFS's 4001) with data in ``./igor-data``.
 
 Every value is checked when the config is built, whatever its source: exact types (a TOML
 ``true`` is not a number, a string is not a list), finite numbers inside the ranges of
@@ -62,6 +63,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "recover_interval_s": (0.05, 3600.0),
     "memory_budget_mb": (0, 1 << 30),
     "disk_budget_mb": (0, 1 << 30),
+    "connections_low": (1, 10_000),
+    "connections_high": (1, 10_000),
 }
 """Inclusive ranges of the numeric settings. Intervals have a floor so that no setting can
 make a loop spin (an interval of 0 busy-loops)."""
@@ -77,12 +80,16 @@ def _default_memory_budget_mb() -> int:
         return 4096
 
 
+DEFAULT_PORT = 4747
+"""The default TCP listen port (IPFS uses 4001)."""
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     data_dir: Path = Path("igor-data")
     name: str = ""
     """Short name for logs and histories (e.g. ``n1``); the peer ID when empty."""
-    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/4001",)
+    listen: tuple[str, ...] = (f"/ip4/127.0.0.1/tcp/{DEFAULT_PORT}",)
     announce: tuple[str, ...] = ()
     """Addresses to advertise instead of the listen addresses (public IPs, NAT)."""
     bootstrap: tuple[str, ...] = ()
@@ -113,6 +120,10 @@ class NodeConfig:
     test_disable_fencing: bool = False
     """TEST ONLY: ignore fencing so the testnet checker can be shown to catch a violation.
     Refused unless ``IGOR_ALLOW_TEST_SWITCHES=1`` (set by the test harness only)."""
+    connections_low: int = 8
+    """The connection manager dials peers while it holds fewer connections than this."""
+    connections_high: int = 24
+    """Above this many connections, it closes idle ones (never gossip-mesh peers) down to low."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -130,6 +141,8 @@ class NodeConfig:
                 "test_disable_fencing is a test-only switch; it is refused outside the test "
                 f"harness ({TEST_SWITCHES_ENV}=1)"
             )
+        if not 0 < self.connections_low <= self.connections_high:
+            raise ConfigError("need 0 < connections_low <= connections_high")
 
     @property
     def scheduler(self) -> SchedulerConfig:

@@ -38,6 +38,7 @@ from igor_p2p.node.admin_methods import register_methods
 from igor_p2p.node.api import NodeApi
 from igor_p2p.node.claims import ClaimGossip
 from igor_p2p.node.config import NodeConfig
+from igor_p2p.node.connectivity import run_connectivity
 from igor_p2p.node.crashpoints import CrashPoints, with_crash_points
 from igor_p2p.node.discovery import Discovery
 from igor_p2p.node.log_methods import register_log_methods
@@ -246,6 +247,7 @@ class Node:
         )
         await nursery.start(scheduler.run)
         await nursery.start(discovery.run)
+        await nursery.start(run_connectivity, host, gossip, peers, config, config.data_dir)
         await nursery.start(admin.serve)
         if config.metrics:
             from igor_p2p.node.metrics import serve_metrics

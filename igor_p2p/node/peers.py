@@ -126,24 +126,36 @@ class PeerTable:
     max_peers: int = MAX_PEERS
     peers: BoundedLRU[str, PeerEntry] = field(init=False)
     flood: PeerRateLimiter = field(init=False)
+    floor_s: float = 0.0
+    """No peer is declared down before this much silence (discovery sets it from the network's
+    size: announcements delayed by a busy network must not look like silence)."""
 
     def __post_init__(self) -> None:
         self.peers = BoundedLRU(self.max_peers)
         self.flood = PeerRateLimiter(ANNOUNCE_RATE_PER_S, ANNOUNCE_BURST, max_peers=self.max_peers)
 
-    def observe(self, announcement: Announcement, now: float) -> bool:
-        """Record an announcement; True when the peer is new or was down."""
+    def observe(self, announcement: Announcement, now: float, seen_at: float | None = None) -> bool:
+        """Record an announcement heard at ``seen_at`` (default ``now``; earlier when it was
+        relayed by a peer's table sync); True when the peer is new or was down and is up now.
+        An announcement older than what the table holds, or already past its silence limit,
+        changes nothing."""
         if announcement.peer_id == self.self_id:
             return False
         if not self.flood.allow(announcement.peer_id, now):
             return False
+        heard = now if seen_at is None else min(seen_at, now)
         entry = self.peers.get(announcement.peer_id)
+        if entry is not None and heard < entry.last_seen:
+            return False
+        candidate = PeerEntry(announcement, heard)
+        if now - heard > self.silence_limit(candidate):
+            return False
         fresh = entry is None or not entry.up
         if entry is None:
-            self.peers[announcement.peer_id] = PeerEntry(announcement, now)
+            self.peers[announcement.peer_id] = candidate
         else:
             entry.announcement = announcement
-            entry.last_seen = now
+            entry.last_seen = heard
             entry.up = True
         return fresh
 
@@ -160,7 +172,7 @@ class PeerTable:
     def silence_limit(self, entry: PeerEntry) -> float:
         """Seconds of silence after which ``entry`` is marked down."""
         stated = entry.announcement.every_ms / 1000.0 * DOWN_AFTER_INTERVALS
-        return max(self.down_after_s, stated)
+        return max(self.down_after_s, stated, self.floor_s)
 
     def sweep(self, now: float) -> list[str]:
         """Mark peers not heard from recently as down; return the newly-down peer IDs."""

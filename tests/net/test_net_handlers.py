@@ -71,6 +71,9 @@ async def test_raising_handler_does_not_kill_the_host(
     assert await _echo_round_trip(client, server) == b"ping"  # same connection
     await dial(late_client, full_addrs(server)[0], timeout_s=3)
     assert await _echo_round_trip(late_client, server) == b"ping"  # new connection
+    with trio.fail_after(3):  # the echo arrives before the server's handler has returned
+        while counters.completed[str(ECHO)] < 2:
+            await trio.sleep(0.01)
     assert counters.completed[str(ECHO)] == 2
 
 
@@ -116,6 +119,8 @@ async def test_streams_over_the_per_peer_limit_are_reset(spawn_hosts: HostSpawne
     with trio.fail_after(3):
         for stream in [*held, s]:
             assert await stream.read(1) == b"k"
+        while wrapped.counters.completed[str(HOLD)] < 3:  # handlers return after the reply
+            await trio.sleep(0.01)
     assert wrapped.counters.completed[str(HOLD)] == 3
     assert wrapped.limiter.active(str(client.get_id())) == 0
 

@@ -278,7 +278,7 @@ async def test_an_oversized_frame_is_refused_before_it_is_read(nursery: trio.Nur
 async def test_py_libp2p_drops_unread_data_of_a_stream_reset_after_the_write(
     nursery: trio.Nursery,
 ) -> None:
-    """G15, the bug itself: why a refusal is followed by close_write and a drain, not reset."""
+    """G30, the bug itself: why a refusal is followed by close_write and a drain, not reset."""
     a, b = await Libp2pLane(nursery).start(2)
     assert a.host is not None and b.host is not None
 

@@ -53,3 +53,14 @@ def test_bad_announce_interval_is_rejected(bad: object) -> None:
     wire["every_ms"] = bad
     with pytest.raises(MalformedAnnouncement):
         Announcement.from_wire(wire)
+
+
+def test_the_announce_interval_grows_with_the_network_so_the_network_rate_falls() -> None:
+    from igor_p2p.node.discovery import announce_interval_s
+
+    assert announce_interval_s(1.0, 0) == announce_interval_s(1.0, 4) == 1.0
+    assert announce_interval_s(1.0, 15) == 3.75
+    # Announcements per second in the whole network of n nodes (each sees n - 1 peers up).
+    rates = [n / announce_interval_s(1.0, n - 1) for n in (5, 16, 32, 64)]
+    assert rates == sorted(rates, reverse=True)
+    assert rates[1] <= 4.3 and rates[-1] <= 1.1  # about one per second at 64 nodes
