@@ -51,6 +51,7 @@ from igor_p2p.runtime.local import (
 from igor_p2p.runtime.metering import DEFAULT_PRICE, format_micro, units_to_micro
 from igor_p2p.runtime.scheduler import SchedulerConfig
 from igor_p2p.runtime.services import RuntimeConfig
+from igor_p2p.store.retention import parse_retention
 from igor_p2p.store.sqlite import Store
 
 app = typer.Typer(no_args_is_help=True, help="Run, resume, launch and inspect agents.")
@@ -80,6 +81,15 @@ IntervalOption = Annotated[
     ),
 ]
 PriceOption = Annotated[int, typer.Option("--price", help="Price in µ per 1,000 fuel.")]
+RetainOption = Annotated[
+    str,
+    typer.Option(
+        "--retain",
+        metavar="N|all",
+        help="Checkpoints kept: the last N (custody, effect records and each epoch's last "
+        "checkpoint are always kept) or all (full archive).",
+    ),
+]
 ManifestOption = Annotated[
     Path | None,
     typer.Option("--manifest", help="Capability manifest (JSON); default: the example's own."),
@@ -162,6 +172,7 @@ def run_cmd(
     checkpoint_every: EveryOption = 1,
     interval: IntervalOption = None,
     price: PriceOption = DEFAULT_PRICE,
+    retain: RetainOption = "16",
     as_json: JsonOption = False,
 ) -> None:
     """Launch a new agent locally and tick it (no network). Stop with Ctrl-C; resume later."""
@@ -176,7 +187,7 @@ def run_cmd(
         )
         options = LocalRunOptions(
             data=data_dir(data),
-            runtime=RuntimeConfig(price=price),
+            runtime=RuntimeConfig(price=price, retention=parse_retention(retain)),
             scheduler=_scheduler(checkpoint_every, interval),
             ticks=ticks,
         )
@@ -198,6 +209,7 @@ def resume_cmd(
     checkpoint_every: EveryOption = 1,
     interval: IntervalOption = None,
     price: PriceOption = DEFAULT_PRICE,
+    retain: RetainOption = "16",
     as_json: JsonOption = False,
 ) -> None:
     """Continue an agent from its last committed checkpoint, with the same identity."""
@@ -206,7 +218,7 @@ def resume_cmd(
         did = _resolve(data, agent_id)
         options = LocalRunOptions(
             data=data_dir(data),
-            runtime=RuntimeConfig(price=price),
+            runtime=RuntimeConfig(price=price, retention=parse_retention(retain)),
             scheduler=_scheduler(checkpoint_every, interval),
             ticks=ticks,
         )

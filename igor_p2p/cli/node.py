@@ -133,6 +133,15 @@ def run_cmd(
     tick_interval: Annotated[
         float | None, typer.Option("--tick-interval", help="Idle tick interval in seconds.")
     ] = None,
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            "--retain",
+            metavar="N|all",
+            help="Checkpoints kept per agent: the last N (default 16; custody, effect records "
+            "and each epoch's last checkpoint are always kept) or all (full archive).",
+        ),
+    ] = None,
     log_format: Annotated[
         str | None, typer.Option("--log-format", help="Log format: json or console.")
     ] = None,
@@ -174,6 +183,7 @@ def run_cmd(
                 "capacity": capacity,
                 "wander": wander,
                 "checkpoint_every": checkpoint_every,
+                "retain": retain,
                 "idle_interval_s": tick_interval,
                 "log_format": log_format,
                 "log_level": log_level,

@@ -27,6 +27,12 @@ from igor_p2p.errors import InvalidInput
 from igor_p2p.files import BadInputFile, read_regular_text
 from igor_p2p.runtime.metering import DEFAULT_PRICE, MAX_PRICE
 from igor_p2p.runtime.scheduler import SchedulerConfig
+from igor_p2p.store.retention import (
+    DEFAULT_KEEP_LAST,
+    InvalidRetention,
+    Retention,
+    parse_retention,
+)
 
 
 class ConfigError(InvalidInput):
@@ -113,6 +119,9 @@ class NodeConfig:
     idle_interval_s: float = 1.0
     busy_interval_s: float = 0.01
     checkpoint_every: int = 1
+    retain: str = str(DEFAULT_KEEP_LAST)
+    """Checkpoints kept per agent: the last N (plus every custody record, each epoch's last
+    checkpoint and every effect record), or ``all`` for the full archive."""
     handoff_timeout_s: float = 5.0
     """Before the decision, a handoff step that takes longer aborts (FS-1)."""
     recover_interval_s: float = 1.0
@@ -143,6 +152,14 @@ class NodeConfig:
             )
         if not 0 < self.connections_low <= self.connections_high:
             raise ConfigError("need 0 < connections_low <= connections_high")
+        try:
+            parse_retention(self.retain)
+        except InvalidRetention as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def retention(self) -> Retention:
+        return parse_retention(self.retain)
 
     @property
     def scheduler(self) -> SchedulerConfig:
@@ -238,6 +255,8 @@ def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
     if not from_text:
         if kind == "float" and type(value) is int:
             return float(value)
+        if name == "retain" and type(value) is int:  # TOML: retain = 64 (or "all")
+            return str(value)
         if kind == "str | None" and value == "":
             return None
         return value  # NodeConfig checks the exact type and range

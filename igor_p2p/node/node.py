@@ -144,7 +144,10 @@ class Node:
         route_libp2p_logs(logging.getLogger("igor_p2p.libp2p"))
         data = DataDir(config.data_dir)
         runtime = RuntimeConfig(
-            price=config.price, node_name=config.name, resources=node_budget(config)
+            price=config.price,
+            node_name=config.name,
+            resources=node_budget(config),
+            retention=config.retention,
         )
         async with open_services(data, runtime) as services:
             bind(node=config.name or services.peer_id[-8:])
@@ -176,7 +179,10 @@ class Node:
         peers = PeerTable(self_id=services.peer_id, down_after_s=config.peer_down_after_s)
         hooks = SchedulerHooks()
         scheduler = TickScheduler(
-            services, StoreTickSink(services.committer), config.scheduler, hooks
+            services,
+            StoreTickSink(services.committer, services.config.retention),
+            config.scheduler,
+            hooks,
         )
         runner = SchedulerRunner(services, store, scheduler)
         limits = RequestLimits(services.key.public_key, now=trio.current_time)

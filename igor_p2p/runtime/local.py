@@ -169,7 +169,12 @@ async def _run(
 ) -> LocalRunResult:
     store = SqliteAuthorityStore(services.store, services.committer)
     hooks = SchedulerHooks()
-    scheduler = TickScheduler(services, StoreTickSink(services.committer), options.scheduler, hooks)
+    scheduler = TickScheduler(
+        services,
+        StoreTickSink(services.committer, services.config.retention),
+        options.scheduler,
+        hooks,
+    )
     runner = SchedulerRunner(services, store, scheduler)
     runner.tick_limit = options.ticks
     me = services.key.public_key

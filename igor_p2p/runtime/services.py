@@ -21,6 +21,7 @@ from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE
 from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.committer import GroupCommitter
+from igor_p2p.store.retention import Retention
 from igor_p2p.store.sqlite import Store
 
 SETTLEMENT_LEDGER = "settlement.jsonl"
@@ -38,6 +39,8 @@ class RuntimeConfig:
     """Name used in history and logs (e.g. ``n1``); the peer ID when empty."""
     resources: NodeBudget = field(default_factory=NodeBudget)
     """The node-wide memory and disk budget and the per-agent storage cap."""
+    retention: Retention = field(default_factory=Retention)
+    """Which checkpoints the store keeps (the last N plus custody; or all)."""
 
 
 @dataclass

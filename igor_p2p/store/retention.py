@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from igor_p2p.errors import InvalidInput
 
 DEFAULT_KEEP_LAST = 16
+MAX_KEEP_LAST = 1 << 31
 COMPACTION_BATCH = 256
 """Most rows one compaction transaction drops (a tick waits at most for one such batch)."""
 
@@ -31,10 +32,22 @@ class Retention:
     """Keep every checkpoint (full archive): compaction drops nothing."""
 
     def __post_init__(self) -> None:
-        if type(self.keep_last) is not int or self.keep_last < 1:
+        if type(self.keep_last) is not int or not 1 <= self.keep_last <= MAX_KEEP_LAST:
             raise InvalidRetention(
                 f"keep at least the last checkpoint (asked to keep {self.keep_last!r})"
             )
 
 
 RETAIN_ALL = Retention(retain_all=True)
+
+
+def parse_retention(text: str) -> Retention:
+    """``all`` (the full archive) or how many of the last checkpoints to keep (≥ 1)."""
+    words = text.strip().lower()
+    if words == "all":
+        return RETAIN_ALL
+    if not words.isdigit():
+        raise InvalidRetention(
+            f"retain: want a number of checkpoints (at least 1) or 'all', got {text!r}"
+        )
+    return Retention(keep_last=int(words))
