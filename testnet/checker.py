@@ -705,7 +705,12 @@ def _is_snapshot_of_parent(lin: Lineage, e: _Entry) -> bool:
     )
 
 
-def check_lineage(lineages: Mapping[str, Lineage], *, limit: int = 1000) -> CheckOutcome:
+CUSTODY_RECORD_KINDS = frozenset({"TRANSFER", "FORCED"})
+
+
+def check_lineage(
+    lineages: Mapping[str, Lineage], *, data_lost: bool = False, limit: int = 1000
+) -> CheckOutcome:
     """Per agent: no two different entries with the same ``prev`` (fork), with two kinds of
     dead ends tolerated beside the one chain that continues:
 
@@ -715,7 +720,10 @@ def check_lineage(lineages: Mapping[str, Lineage], *, limit: int = 1000) -> Chec
       and budget: an offer a target still holds after the source aborted the handoff and ticked
       on. It carries no tick, and no custody record ever followed it.
 
-    Every non-root entry's ``prev`` was committed or stored somewhere (gap)."""
+    Every non-root entry's ``prev`` was committed or stored somewhere (gap). When a node lost
+    data (``data_lost``: a backup was restored), the checkpoint a custody record names may be
+    gone from every store, as the verifier allows for a compacted lineage: the certified record
+    vouches for it (its signer owned that epoch). Nothing else may be missing."""
     out = CheckOutcome("lineage", limit=limit)
     for agent, lin in lineages.items():
         children: dict[str, list[_Entry]] = defaultdict(list)
@@ -723,7 +731,8 @@ def check_lineage(lineages: Mapping[str, Lineage], *, limit: int = 1000) -> Chec
             out.checked += 1
             children["" if e.is_root else e.prev].append(e)
             if not e.is_root and e.prev not in lin.entries:
-                out.add(GapViolation(agent, e.ref(), e.prev))
+                if not (data_lost and e.kind in CUSTODY_RECORD_KINDS):
+                    out.add(GapViolation(agent, e.ref(), e.prev))
         has_child = {p for p in children if p}
         for prev, kids in children.items():
             if len(kids) < 2:
@@ -1026,7 +1035,9 @@ def check(
     lineages = build_lineages(history, stores)
     outcomes = [
         check_overlap(history, limit=limit),
-        check_lineage(lineages, limit=limit),
+        check_lineage(
+            lineages, data_lost=any(f.fault == "restore" for f in history.faults), limit=limit
+        ),
         check_epochs(history, lineages, limit=limit),
         check_budget(history, lineages, limit=limit),
         check_durability(history, lineages, stores, limit=limit),

@@ -158,6 +158,45 @@ def test_entry_whose_prev_was_never_committed_is_a_gap():
     assert v.missing_prev == dg(2) and v.entry.digest == dg(3) and v.nodes() == ("n1",)
 
 
+def _epoch_two_after_a_transfer():
+    return [
+        commit("n1", 1, dg(1), kind="GENESIS", budget=100),
+        commit("n1", 2, dg(2), dg(1), n=1, kind="HANDOFF", budget=100),
+        commit("n1", 3, dg(3), dg(2), n=1, epoch=2, kind="TRANSFER", budget=0),
+        commit("n1", 4, dg(4), dg(3), n=1, epoch=2, kind="CERT", budget=0),
+    ]
+
+
+def test_a_dead_offer_made_right_after_a_certificate_is_not_a_fork():
+    # n1 took epoch 2 and offered it twice before ticking: n3 still holds the first HANDOFF
+    # (childless); the second one went on (a transfer record follows it).
+    def held_by_n3(tick: int, budget: int) -> dict[str, StoreSnapshot]:
+        entry = (dg(5), dg(4), 2, tick, "HANDOFF", budget)
+        return {"n3": StoreSnapshot("n3", {"a1": AgentStore((entry,), "HANDOFF_PENDING")})}
+
+    chosen = commit("n1", 6, dg(6), dg(4), n=1, epoch=2, kind="HANDOFF", budget=100)
+    on = commit("n1", 6, dg(7), dg(6), n=1, epoch=3, kind="TRANSFER", budget=0)
+    events = [*_epoch_two_after_a_transfer(), chosen, on]
+    r = run(*events, stores=held_by_n3(1, 100))
+    assert r.counts["lineage"].violations == 0, r.to_text()
+    # Not a snapshot of its checkpoint parent (another tick or budget): a fork.
+    r = run(*events, stores=held_by_n3(2, 90))
+    assert any(isinstance(v, ForkViolation) for v in r.violations), r.to_text()
+
+
+def test_a_custody_records_missing_checkpoint_is_a_gap_unless_a_backup_was_restored():
+    events = [
+        commit("n1", 1, dg(1), kind="GENESIS", budget=100),
+        commit("n2", 3, dg(3), dg(2), n=1, epoch=2, kind="TRANSFER", budget=0),
+        commit("n2", 4, dg(4), dg(3), n=1, epoch=2, kind="CERT", budget=0),
+    ]
+    only(run(*events), GapViolation)
+    assert run(*events, fault("n1", 2, "restore", 16)).ok
+    # A restore excuses only the checkpoint a custody record names, not a tick's parent.
+    lost_tick = commit("n2", 5, dg(6), dg(5), n=2, epoch=2, budget=90)
+    only(run(*events, fault("n1", 2, "restore", 16), lost_tick), GapViolation)
+
+
 def test_store_entries_fill_a_gap_in_the_commit_events():
     stores = {"n1": StoreSnapshot("n1", {"a1": AgentStore(((dg(2), dg(1), 1, 0, "TICK", 1000),))})}
     r = run(commit("n1", 1, dg(1), kind="GENESIS"), commit("n2", 5, dg(3), dg(2)), stores=stores)
