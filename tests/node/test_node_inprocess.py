@@ -68,7 +68,9 @@ async def test_status_follows_the_custody_chain_to_the_current_owner(tmp_path: P
         assert found["source"] == "network" and found["verified"] is True
         assert found["state"] == "ACTIVE_OWNER"
         assert found["owner_peer"] == c.api.services.peer_id and found["epoch"] == 3
-        assert found["hops"] == 2
+        # a asks b (whom it handed the agent to), or c at once when it has since learned the
+        # certified epoch 3 (gossiped claims): never more nodes than the custody has hops
+        assert 1 <= found["hops"] <= 2, found
         for node in (a, b, c):
             node.stop()
 
