@@ -24,7 +24,7 @@ test: $(STAMP) lint
 
 # Unit tests and the deterministic simulation: no processes, no sockets (under a minute).
 test-fast: $(STAMP)
-	IGOR_SIM_SCHEDULES=300 $(BIN)/python -m pytest -q -m "not soak and not e2e" -p no:cacheprovider
+	IGOR_SIM_SCHEDULES=300 $(BIN)/python -m pytest -q -m "not soak and not e2e and not sockets" -p no:cacheprovider -n 2 --dist loadfile
 
 # The simulation sweep: `make sim` runs 20,000 seeded schedules; `make sim SEED=N` replays one.
 sim: $(STAMP)

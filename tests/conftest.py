@@ -8,3 +8,20 @@ node process the tests start (they inherit the environment).
 import os
 
 os.environ["IGOR_ALLOW_TEST_SWITCHES"] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TESTS = Path(__file__).parent
+SOCKETS = ("net", "cli", "node/test_node_inprocess.py")
+"""Tests that open real sockets (libp2p hosts in this process) or run ``igor`` as a subprocess:
+``make test`` runs them, ``make test-fast`` (units and the simulation) does not."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    marked = [TESTS / part for part in SOCKETS]
+    for item in items:
+        path = Path(str(item.path))
+        if any(path == m or m in path.parents for m in marked):
+            item.add_marker(pytest.mark.sockets)

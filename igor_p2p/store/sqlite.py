@@ -577,6 +577,8 @@ class Store:
                     continue
                 raise ChainBreak(f"{agent}: entry {e.digest.hex()[:12]} is already in the chain")
             view = ap.view
+            if view.head is None and e.kind not in GENESIS_KINDS:
+                raise StoreRefused(f"{agent}: a lineage starts with its genesis, not a {e.kind}")
             gap = view.head is not None and e.prev != view.head
             if gap:
                 why = gap_problem(

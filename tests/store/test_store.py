@@ -317,6 +317,24 @@ def test_a_discarded_copy_may_be_offered_again(store: Store) -> None:
     assert store.check_integrity() == []
 
 
+def test_after_a_whole_copy_is_discarded_the_next_copy_must_start_with_the_genesis(
+    store: Store,
+) -> None:
+    life = AgentLife()
+    life.genesis()
+    life.ticks(3)
+    pending = AuthorityRecord(
+        state=AuthorityState.HANDOFF_PENDING,
+        epoch=1,
+        pending=PendingCopy(bytes(16), NODE_B.public_key, life.head),
+    )
+    store.apply([AppendEntries(life.agent, life.blobs()[:2]), PutRecord(life.agent, pending)])
+    with pytest.raises(StoreRefused, match="genesis"):  # a TICK may not open a lineage
+        store.apply([DiscardCopy(life.agent), AppendEntries(life.agent, life.blobs()[2:])])
+    assert store.lineage(life.agent) == life.blobs()[:2]  # the refused batch left nothing
+    assert store.check_integrity() == []
+
+
 # --------------------------------------------------------------------------- atomicity
 
 
