@@ -6,12 +6,12 @@ node process the tests start (they inherit the environment).
 """
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ["IGOR_ALLOW_TEST_SWITCHES"] = "1"
 
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 
 TESTS = Path(__file__).parent
 SOCKETS = ("net", "cli", "node/test_node_inprocess.py")
