@@ -730,9 +730,9 @@ def check_lineage(
         for e in lin.entries.values():
             out.checked += 1
             children["" if e.is_root else e.prev].append(e)
-            if not e.is_root and e.prev not in lin.entries:
-                if not (data_lost and e.kind in CUSTODY_RECORD_KINDS):
-                    out.add(GapViolation(agent, e.ref(), e.prev))
+            missing = not e.is_root and e.prev not in lin.entries
+            if missing and not (data_lost and e.kind in CUSTODY_RECORD_KINDS):
+                out.add(GapViolation(agent, e.ref(), e.prev))
         has_child = {p for p in children if p}
         for prev, kids in children.items():
             if len(kids) < 2:
