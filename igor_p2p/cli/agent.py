@@ -653,7 +653,10 @@ def recover_cmd(
     operator: Annotated[str, typer.Option("--operator", help="Who forces it.")] = "operator",
     as_json: JsonOption = False,
 ) -> None:
-    """Run the recover exchange now; with --force --yes-i-know, force this node owner."""
+    """Show this node's authority state of an agent (unresolved handoffs and restarts settle on
+    their own: the node asks the agent's witnesses with backoff). With --force --yes-i-know,
+    claim a new epoch here through the witnesses (a forced recovery, recorded in the lineage
+    with the operator's name)."""
     with typed_errors(as_json):
         if force and not yes_i_know:
             raise ForceNotConfirmed("a forced recovery needs --yes-i-know")

@@ -123,9 +123,12 @@ class NodeConfig:
     """Checkpoints kept per agent: the last N (plus every custody record, each epoch's last
     checkpoint and every effect record), or ``all`` for the full archive."""
     handoff_timeout_s: float = 5.0
-    """Before the decision, a handoff step that takes longer aborts (FS-1)."""
+    """*h*, the base of the authority timeouts: one peer request and one witness ballot take
+    at most *h*, an OFFER 4*h*; a handoff not decided after 6*h* aborts (before any ACCEPT
+    left) or goes on in the background; a pending target asks the witnesses after 3*h*."""
     recover_interval_s: float = 1.0
-    """How often unresolved handoffs retry the recover exchange."""
+    """Claims that got no quorum retry after a jittered backoff starting at a fifth of this
+    (at least 0.05 s) and doubling up to 30 s."""
     test_disable_fencing: bool = False
     """TEST ONLY: ignore fencing so the testnet checker can be shown to catch a violation.
     Refused unless ``IGOR_ALLOW_TEST_SWITCHES=1`` (set by the test harness only)."""
