@@ -118,6 +118,8 @@ class ClaimGossip:
         self.query_interval_s = query_interval_s
         self.mine: OrderedDict[str, Claim] = OrderedDict()
         self._asked: OrderedDict[str, float] = OrderedDict()
+        self._answered: OrderedDict[str, float] = OrderedDict()
+        """When each agent's conflicting claim was last answered with ours (bounded)."""
         self._nursery: trio.Nursery | None = None
 
     # ---------------------------------------------------------------- publishing
@@ -126,8 +128,10 @@ class ClaimGossip:
         """The gate's PublishClaim: remember our claim and gossip it soon. Epoch 1's proof is
         the genesis itself (signed by the agent key), so that two geneses of one agent (a
         launcher that reused a key) meet and both halt."""
-        if start is None:
+        if start is None:  # a launch or an import: the store holds the epoch's start
             self.mine.pop(agent, None)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._publish_stored, agent, epoch)
             return
         proof = (start.genesis, b"") if start.is_genesis else (start.record, start.cert)
         if len(proof[0]) > MAX_BLOB or len(proof[1]) > MAX_BLOB:
@@ -138,6 +142,15 @@ class ClaimGossip:
             self.mine.popitem(last=False)
         if self._nursery is not None:
             self._nursery.start_soon(self._send, [self.mine[agent]])
+
+    async def _publish_stored(self, agent: str, epoch: int) -> None:
+        try:
+            custody = await self.store.custody(agent)
+        except IgorError as exc:
+            log.debug("no custody to claim: %s", exc, agent=agent, epoch=epoch)
+            return
+        if custody and custody[-1].epoch == epoch:
+            self.publish(agent, custody[-1], epoch)
 
     async def _send(self, claims: Sequence[Claim]) -> None:
         try:
@@ -228,7 +241,27 @@ class ClaimGossip:
             self.counts.ignored += 1
             return
         if other.digest != mine.digest:
+            if self._may_answer(claim.agent):
+                # Answer with our own proof at once: the other owner may have halted us before
+                # it published again, and must learn of the conflict too (MC-9: both stop).
+                self._answer(claim.agent, mine)
             await self._prove(claim.agent, other)
+
+    def _may_answer(self, agent: str) -> bool:
+        now = trio.current_time()
+        last = self._answered.get(agent)
+        if last is not None and now - last < self.query_interval_s:
+            return False
+        self._answered[agent] = now
+        self._answered.move_to_end(agent)
+        while len(self._answered) > MAX_TRACKED_AGENTS:
+            self._answered.popitem(last=False)
+        return True
+
+    def _answer(self, agent: str, mine: EpochStart) -> None:
+        proof = (mine.genesis, b"") if mine.is_genesis else (mine.record, mine.cert)
+        if len(proof[0]) <= MAX_BLOB and len(proof[1]) <= MAX_BLOB and self._nursery is not None:
+            self._nursery.start_soon(self._send, [Claim(agent, mine.epoch, *proof)])
 
     def _may_ask(self, agent: str) -> bool:
         now = trio.current_time()
