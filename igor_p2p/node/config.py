@@ -70,6 +70,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "memory_budget_mb": (0, 1 << 30),
     "disk_budget_mb": (0, 1 << 30),
     "connections_low": (1, 10_000),
+    "offers_per_s": (0.1, 10_000.0),
+    "arrivals_per_min": (1, 1_000_000),
     "connections_high": (1, 10_000),
 }
 """Inclusive ranges of the numeric settings. Intervals have a floor so that no setting can
@@ -132,6 +134,11 @@ class NodeConfig:
     test_disable_fencing: bool = False
     """TEST ONLY: ignore fencing so the testnet checker can be shown to catch a violation.
     Refused unless ``IGOR_ALLOW_TEST_SWITCHES=1`` (set by the test harness only)."""
+    offers_per_s: float = 10.0
+    """OFFERs one peer may send per second (burst 5×); more are refused RATE_LIMITED."""
+    arrivals_per_min: int = 120
+    """Times one agent may arrive here per minute; more OFFERs of it are REJECTed
+    POLICY_DENIED (no peer can bounce an agent between nodes without end)."""
     connections_low: int = 8
     """The connection manager dials peers while it holds fewer connections than this."""
     connections_high: int = 24

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 from libp2p.abc import IHost
 
+from igor_p2p.net.ratelimit import HopLimiter, PeerRateLimiter
 from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.events import BudgetExhausted, IntegrityFailure, TickFailed
 from igor_p2p.core.config import CoreConfig
@@ -185,7 +186,12 @@ class Node:
             hooks,
         )
         runner = SchedulerRunner(services, store, scheduler)
-        limits = RequestLimits(services.key.public_key, now=trio.current_time)
+        limits = RequestLimits(
+            services.key.public_key,
+            now=trio.current_time,
+            offers=PeerRateLimiter(config.offers_per_s, 5 * config.offers_per_s),
+            arrivals=HopLimiter(config.arrivals_per_min, 60.0),
+        )
         transport = LimitedTransport(
             Libp2pTransport(host, services.key.public_key, gate=faults), limits
         )

@@ -48,10 +48,10 @@ class RequestLimits:
 
     me: bytes
     now: Callable[[], float]
-    offers: PeerRateLimiter = field(default_factory=lambda: PeerRateLimiter(2.0, 20.0))
+    offers: PeerRateLimiter = field(default_factory=lambda: PeerRateLimiter(10.0, 50.0))
     status: PeerRateLimiter = field(default_factory=lambda: PeerRateLimiter(20.0, 200.0))
     witness: PeerRateLimiter = field(default_factory=lambda: PeerRateLimiter(100.0, 1000.0))
-    arrivals: HopLimiter = field(default_factory=lambda: HopLimiter(30, 60.0))
+    arrivals: HopLimiter = field(default_factory=lambda: HopLimiter(120, 60.0))
     _logged: dict[str, float] = field(default_factory=dict)
 
     def check(self, sender: bytes, message: Message) -> Message | None:

@@ -84,8 +84,12 @@ def typed_error(result: CliResult) -> str:
 
 
 def run_counter(data: Path, ticks: int, agent: str = "counter") -> tuple[str, CliResult]:
-    """Launch ``agent`` in ``data`` for ``ticks`` ticks; returns its DID and the run."""
-    result = igor("agent", "run", agent, "-d", data, "--ticks", ticks, "--interval", "0", "--json")
+    """Launch ``agent`` in ``data`` for ``ticks`` ticks, keeping every checkpoint (the tests
+    look at rows by position); returns its DID and the run."""
+    result = igor(
+        "agent", "run", agent, "-d", data, "--ticks", ticks, "--interval", "0", "--json",
+        "--retain", "all",
+    )  # fmt: skip
     assert result.rc == 0, result.stderr
     return result.event("started")["agent"], result
 

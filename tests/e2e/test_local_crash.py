@@ -53,9 +53,23 @@ def _kill_repeatedly(data: Path, seed: int) -> KillChain:
     chain = KillChain(data)
     for _ in range(KILLS_PER_AGENT):
         if not chain.did:
-            live = spawn("agent", "run", "counter", "-d", data, "--interval", "0", "--json")
+            live = spawn(
+                "agent",
+                "run",
+                "counter",
+                "-d",
+                data,
+                "--interval",
+                "0",
+                "--json",
+                "--retain",
+                "all",
+            )
         else:
-            live = spawn("agent", "resume", chain.did, "-d", data, "--interval", "0", "--json")
+            live = spawn(
+                "agent", "resume", chain.did, "-d", data, "--interval", "0", "--json",
+                "--retain", "all",
+            )  # fmt: skip
         started = live.wait_for("started")
         if not chain.did:
             chain.did = started["agent"]
@@ -93,7 +107,10 @@ def _check_nothing_committed_was_lost(chain: KillChain, bundle_path: Path) -> No
     assert chain.runs_with_commits >= KILLS_PER_AGENT // 2, "most kills must follow commits"
 
     # A clean resume continues from the last committed checkpoint.
-    final = igor("agent", "resume", did, "-d", data, "--ticks", "5", "--interval", "0", "--json")
+    final = igor(
+        "agent", "resume", did, "-d", data, "--ticks", "5", "--interval", "0", "--json",
+        "--retain", "all",
+    )  # fmt: skip
     assert final.rc == 0, final.stderr
     started = final.event("started")
     assert started["agent"] == did and started["epoch"] == chain.epoch + 1
