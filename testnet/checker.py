@@ -807,7 +807,8 @@ def check_budget(
       requests and payments: the charges of their EFFECT entries).
 
     Tick events no checkpoint of the lineage covers (rolled back by a crash, or after the
-    last commit) are not counted. Summed over the chain from the root to its tip, this
+    last commit) are not counted. A checkpoint only a store holds, with no commit event and
+    no tick event (written just before the node stopped or was read), is not judged. Summed over the chain from the root to its tip, this
     proves ``Σ cost(counted ticks) + Σ effect charges = budget(root) − budget(tip)``: spent = tick
     costs (fuel, hostcalls, storage, logs) + what effects cost (http fees, payments).
     """
@@ -841,6 +842,12 @@ def check_budget(
                         break
                 else:
                     counted.append(chosen)
+            if e.first_commit is None and not counted:
+                # In a store, never reported: the node stopped (or was read) between the
+                # commit and its history lines. Its ticks' costs are unknown; the budget never
+                # increased (checked above) and the next reported checkpoint is judged.
+                out.checked -= 1
+                continue
             spans = tuple(TickSpan.of(t) for t in counted)
             cost = sum(t.cost for t in counted)
             if missing_list:

@@ -267,6 +267,26 @@ def test_committed_tick_without_a_tick_event_is_missing():
     assert v.reason == "missing_ticks" and v.missing_ticks == (2,)
 
 
+def test_a_stored_checkpoint_never_reported_is_not_judged_but_one_reported_is():
+    # The node was read (or stopped) between committing tick 2 and writing its history lines.
+    events = [
+        commit("n1", 1, dg(1), kind="GENESIS", budget=100),
+        tick("n1", 2, 3, n=1, cost=10),
+        commit("n1", 4, dg(2), dg(1), n=1, budget=90),
+    ]
+    row = (dg(3), dg(2), 1, 2, "TICK", 80)
+    stores = {"n1": StoreSnapshot("n1", {"a1": AgentStore((row,), "ACTIVE_OWNER")})}
+    assert run(*events, stores=stores).ok
+    # Reported (a commit event) but its tick event is missing: a violation.
+    (v,) = only(run(*events, commit("n1", 6, dg(3), dg(2), n=2, budget=80)), BudgetViolation)
+    assert v.reason == "missing_ticks"
+    # A stored checkpoint that raises the budget is judged all the same.
+    up = (dg(3), dg(2), 1, 2, "TICK", 95)
+    stores = {"n1": StoreSnapshot("n1", {"a1": AgentStore((up,), "ACTIVE_OWNER")})}
+    (v,) = only(run(*events, stores=stores), BudgetViolation)
+    assert v.reason == "increase"
+
+
 # (e) durability ----------------------------------------------------------------------------
 
 
