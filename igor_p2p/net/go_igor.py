@@ -134,12 +134,16 @@ class GoRefusal:
         try:
             with trio.fail_after(self.limits.write_timeout_s):
                 await stream.write(agent_started(agent, self.node_id, self.reason))
-                await stream.close()
         except Exception as exc:
             self._quiet.warning(peer, f"{GO_MIGRATE_PROTOCOL}: reply to {peer} failed: {exc}")
             await reset_quietly(stream)
             return
-        self.refused += 1
+        self.refused += 1  # the refusal is on its way; closing is courtesy
+        try:
+            with trio.fail_after(self.limits.write_timeout_s):
+                await stream.close()
+        except Exception:  # the Go side may still be writing, or gone: nothing to tell it
+            await reset_quietly(stream)
         self._quiet.warning(
             peer, f"refused a Go Igor migration of agent {agent!r} from {peer} (Go protocol)"
         )

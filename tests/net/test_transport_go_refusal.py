@@ -185,4 +185,7 @@ async def test_reading_stops_at_the_size_cap_and_the_refusal_still_comes(
         started = await read_json_line(stream)
         inner.cancel_scope.cancel()
     assert started["AgentID"] == "endless" and started["Success"] is False
+    with trio.fail_after(TIMEOUT):  # the handler counts once its write returned
+        while refusal.refused == 0:
+            await trio.sleep(0.01)
     assert refusal.refused == 1
