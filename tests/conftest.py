@@ -14,7 +14,7 @@ os.environ["IGOR_ALLOW_TEST_SWITCHES"] = "1"
 
 
 TESTS = Path(__file__).parent
-SOCKETS = ("net", "cli", "node/test_node_inprocess.py")
+SOCKETS = ("net", "cli", "node/test_node_inprocess.py", "node/test_aged_agent_handoff.py")
 """Tests that open real sockets (libp2p hosts in this process) or run ``igor`` as a subprocess:
 ``make test`` runs them, ``make test-fast`` (units and the simulation) does not."""
 

@@ -138,7 +138,7 @@ async def _build_one(
             return out
 
         checkpoints = await trio.to_thread.run_sync(sign_batch)
-        errors = await sink.commit_ticks([(did, 1, ck) for ck in checkpoints])
+        errors = await sink.commit_ticks([(did, 1, ck, None) for ck in checkpoints])
         refused = [e for e in errors if e is not None]
         if refused:
             raise refused[0]

@@ -1,11 +1,12 @@
 """An agent older than any OFFER could once carry moves to a node that never held it, and the
-copy there verifies: the handoff's size is the state plus the custody hops, not the ticks."""
+copy there verifies: the handoff's size is the state plus the custody hops, not the ticks
+(in-process nodes, so the bytes each message type carried can be read; the same move between
+real processes: ``tests/e2e/test_long_lived.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import trio
 
 from igor_p2p.bench._lineage import build_agents
@@ -20,8 +21,6 @@ from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.runtime.datadir import DataDir
 
 TICKS = 20_001
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_an_agent_with_20001_committed_ticks_moves_to_a_fresh_node_and_verifies_there(
