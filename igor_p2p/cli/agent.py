@@ -544,7 +544,7 @@ def _interrupted(did: str, target: str, data: Path, as_json: bool) -> NoReturn:
     "migrate",
     epilog=examples(
         "igor agent migrate $DID --to $(igor node id -d /tmp/n2) --data-dir /tmp/n1",
-        "igor agent migrate 4xQf --to /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW… -d /tmp/n1 --json",
+        "igor agent migrate 4xQf --to /ip4/10.0.0.2/tcp/4747/p2p/12D3KooW… -d /tmp/n1 --json",
     ),
 )
 def migrate_cmd(

@@ -94,9 +94,9 @@ def _detach(data_dir: Path, log_file: Path | None) -> None:
 @app.command(
     "run",
     epilog=examples(
-        "igor node run --data-dir /tmp/n1 --name n1 --listen /ip4/127.0.0.1/tcp/4001 --detach",
-        "igor node run -d /tmp/n2 --name n2 --listen /ip4/127.0.0.1/tcp/4002 "
-        "--bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW… --log-file /tmp/n2.log",
+        "igor node run --data-dir /tmp/n1 --name n1 --listen /ip4/127.0.0.1/tcp/4747 --detach",
+        "igor node run -d /tmp/n2 --name n2 --listen /ip4/127.0.0.1/tcp/4748 "
+        "--bootstrap /ip4/127.0.0.1/tcp/4747/p2p/12D3KooW… --log-file /tmp/n2.log",
         "igor node run --config node.toml",
     ),
 )

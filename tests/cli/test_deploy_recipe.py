@@ -48,11 +48,11 @@ def test_compose_file_has_five_nodes_on_their_own_addresses() -> None:
     for name, svc in services.items():
         ip = svc["networks"]["igor"]["ipv4_address"]
         command = " ".join(svc["command"])
-        assert f"--announce /ip4/{ip}/tcp/4001" in command, name
+        assert f"--announce /ip4/{ip}/tcp/4747" in command, name
         assert f"--name {name}" in command
         assert svc["build"]["dockerfile"] == "docs/deploy/Containerfile"
         if name != "n1":
-            assert "--bootstrap /ip4/172.28.0.11/tcp/4001/p2p/$$(cat /ids/n1)" in command
+            assert "--bootstrap /ip4/172.28.0.11/tcp/4747/p2p/$$(cat /ids/n1)" in command
     subnet = spec["networks"]["igor"]["ipam"]["config"][0]["subnet"]
     assert subnet == "172.28.0.0/24"
 
@@ -83,9 +83,9 @@ def test_compose_commands_form_one_network_when_run_on_loopback(tmp_path: Path) 
             command = command.replace("/ids/", f"{tmp_path}/ids/").replace(
                 "/data/", f"{tmp_path}/data/"
             )
-            command = command.replace("/ip4/0.0.0.0/tcp/4001", f"/ip4/127.0.0.1/tcp/{ports[name]}")
+            command = command.replace("/ip4/0.0.0.0/tcp/4747", f"/ip4/127.0.0.1/tcp/{ports[name]}")
             for ip, port in ip_port.items():
-                command = command.replace(f"/ip4/{ip}/tcp/4001", f"/ip4/127.0.0.1/tcp/{port}")
+                command = command.replace(f"/ip4/{ip}/tcp/4747", f"/ip4/127.0.0.1/tcp/{port}")
             command = re.sub(r"\bigor ", f"{IGOR_BIN} ", command)
             command = f"until sh -c {shlex.quote(command)}; do sleep 1; done"
             log = (tmp_path / f"{name}.log").open("wb")
