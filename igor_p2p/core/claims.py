@@ -127,6 +127,19 @@ class Claimant:
         self.ctx = ctx
         self._nursery: trio.Nursery | None = None
         self._pending: list[tuple[str, ClaimPurpose, int, str]] = []
+        self._changed = trio.Event()
+
+    def network_changed(self) -> None:
+        """A peer came back or a partition healed: claims waiting out a backoff retry now
+        (after a long partition the backoff has grown; the quorum may be back already)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _backoff(self, attempt: int) -> None:
+        changed = self._changed
+        ctx = self.ctx
+        with trio.move_on_after(ctx.config.backoff(attempt, ctx.env.rng.random())):
+            await changed.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -174,7 +187,7 @@ class Claimant:
                 return
             above = max(above, claim.highest_round)
             self._set_waiting(agent, f"handing off: {claim.missing() or 'no quorum'}")
-            await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+            await self._backoff(attempt)
             attempt += 1
 
     # ---------------------------------------------------------------- the loop
@@ -225,7 +238,7 @@ class Claimant:
                 peer="",
                 detail=f"{purpose.value}: {reason}",
             )
-            await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+            await self._backoff(attempt)
             attempt += 1
 
     async def _feed(self, agent: str, event: ClaimResolved | ClaimStale | SourceAborted) -> None:

@@ -123,6 +123,11 @@ class NodeCore:
         assert self.messenger is not None
         return self.messenger
 
+    def network_changed(self) -> None:
+        """A peer came back or a partition healed (the node's discovery and fault gate say so):
+        claims waiting out a backoff retry at once."""
+        self._require_claimant().network_changed()
+
     async def run(
         self,
         *,

@@ -112,6 +112,7 @@ class Discovery:
         announcement: Callable[[], Announcement],
         interval_s: float,
         on_peer_down: Callable[[str], None] | None = None,
+        on_peer_up: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
         self.gossip = gossip
@@ -119,6 +120,8 @@ class Discovery:
         self.announcement = announcement
         self.interval_s = interval_s
         self.on_peer_down = on_peer_down
+        self.on_peer_up = on_peer_up
+        """Called when a peer is heard that was unknown or down (it came back)."""
         self._rng = random.Random()
         self.stall_credited_s = 0.0
         self.rejected = 0
@@ -191,7 +194,9 @@ class Discovery:
                 oldest = min(self.signed, key=lambda p: self.signed[p][2])
                 del self.signed[oldest]
         previous = self.peers.peers.get(announcement.peer_id)
-        self.peers.observe(announcement, trio.current_time(), heard_at)
+        came_up = self.peers.observe(announcement, trio.current_time(), heard_at)
+        if came_up and self.on_peer_up is not None:
+            self.on_peer_up(announcement.peer_id)
         if previous is None or previous.announcement.addrs != announcement.addrs:
             remember_addrs(self.host, announcement.peer_id, announcement.addrs)
         return True

@@ -18,7 +18,6 @@ from typing import Any
 import trio
 from libp2p.abc import IHost
 
-from igor_p2p.net.ratelimit import HopLimiter, PeerRateLimiter
 from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.events import BudgetExhausted, IntegrityFailure, TickFailed
 from igor_p2p.core.config import CoreConfig
@@ -33,6 +32,7 @@ from igor_p2p.net.gossip import GossipConfig, GossipService, gossip_service
 from igor_p2p.net.host import HostConfig, build_host, full_addrs, running_host
 from igor_p2p.net.logs import route_libp2p_logs
 from igor_p2p.net.peerid import public_key_from_peer_id_text
+from igor_p2p.net.ratelimit import HopLimiter, PeerRateLimiter
 from igor_p2p.net.transport import Libp2pTransport
 from igor_p2p.node.admin import AdminConfig, AdminServer
 from igor_p2p.node.admin_methods import register_methods
@@ -223,8 +223,14 @@ class Node:
             limits=limits,
         )
         discovery = Discovery(
-            host, gossip, peers, lambda: _announcement(api), config.announce_interval_s
+            host,
+            gossip,
+            peers,
+            lambda: _announcement(api),
+            config.announce_interval_s,
+            on_peer_up=lambda _peer: core.network_changed(),
         )
+        faults.on_fault = _also_on_heal(faults.on_fault, core.network_changed)
         claims = ClaimGossip(
             core=core,
             store=store,
@@ -291,6 +297,20 @@ def _fault_recorder(services: NodeServices) -> Callable[[str, dict[str, Any]], N
         services.history.emit("fault", fault=kind, detail=detail)
 
     return record
+
+
+def _also_on_heal(
+    record: Callable[[str, dict[str, Any]], None] | None, changed: Callable[[], None]
+) -> Callable[[str, dict[str, Any]], None]:
+    """The fault gate's callback, plus: a lifted block (``heal``) is a network change."""
+
+    def on_fault(kind: str, detail: dict[str, Any]) -> None:
+        if record is not None:
+            record(kind, detail)
+        if kind == "unblock":
+            changed()
+
+    return on_fault
 
 
 def _announcement(api: NodeApi) -> Announcement:
