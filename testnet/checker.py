@@ -809,7 +809,8 @@ def check_budget(
     Tick events no checkpoint of the lineage covers (rolled back by a crash, or after the
     last commit) are not counted. A checkpoint only a store holds, with no commit event and
     no tick event (written just before the node stopped or was read), is not judged. Summed
-    over the chain from the root to its tip, this proves ``Σ cost(counted ticks) + Σ effect charges = budget(root) − budget(tip)``: spent = tick
+    over the chain from the root to its tip, this proves
+    ``Σ cost(counted ticks) + Σ effect charges = budget(root) − budget(tip)``: spent = tick
     costs (fuel, hostcalls, storage, logs) + what effects cost (http fees, payments).
     """
     out = CheckOutcome("budget", limit=limit)
