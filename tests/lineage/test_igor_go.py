@@ -38,6 +38,8 @@ def _fixture(name: str) -> bytes:
 
 COPIED = [
     *FIXTURE_NAMES,
+    "agent_package.json",  # Go's migration payloads (tests/net/test_transport_go_refusal.py)
+    "agent_package_with_replay.json",
     *(f"v4-go-written/{n}" for n in ("agent.checkpoint", "agent.identity", "agent.v3.checkpoint")),
     *(f"v4-go-written/history/agent/{t:010d}.ckpt" for t in (5, 10, 15)),
     *(

@@ -2,7 +2,7 @@
 
 A Go node writes one ``AgentTransfer`` as a JSON line (Go's ``json.Encoder``), then decodes one
 ``AgentStarted``. The messages here are built from Go's own test fixtures
-(``../shared/fixtures/igor-go/agent_package*.json``).
+(``tests/lineage/fixtures/igor-go/agent_package*.json``, copied from ``../shared/fixtures/igor-go``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from igor_p2p.net.go_igor import (
 )
 from igor_p2p.wire.codec import Message
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "igor-go"
+FIXTURES = Path(__file__).resolve().parents[1] / "lineage" / "fixtures" / "igor-go"
 TIMEOUT = 5.0
 
 
