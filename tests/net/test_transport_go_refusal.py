@@ -2,7 +2,8 @@
 
 A Go node writes one ``AgentTransfer`` as a JSON line (Go's ``json.Encoder``), then decodes one
 ``AgentStarted``. The messages here are built from Go's own test fixtures
-(``tests/lineage/fixtures/igor-go/agent_package*.json``, copied from ``../shared/fixtures/igor-go``).
+(``tests/lineage/fixtures/igor-go/agent_package*.json``, copied from
+``../shared/fixtures/igor-go``).
 """
 
 from __future__ import annotations
