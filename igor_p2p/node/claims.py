@@ -302,6 +302,13 @@ class ClaimGossip:
             await self._prove(agent, best[-1])
 
     async def _prove(self, agent: str, latest: EpochStart) -> None:
+        try:
+            custody = await self.store.custody(agent)
+        except IgorError:
+            custody = []
+        held = next((s for s in custody if s.epoch == latest.epoch), None)
+        if held is not None and (held.record, held.genesis) == (latest.record, latest.genesis):
+            return  # the start we hold (perhaps with another quorum's certificate): no news
         self.counts.proven += 1
         try:
             await self.core.superseded(agent, latest)
