@@ -23,7 +23,6 @@ from igor_p2p.runtime.local import Alone, LoopbackTransport
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, TickScheduler
 from igor_p2p.runtime.services import NodeServices
-from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 
 BUDGET = 10**15
@@ -42,7 +41,7 @@ class LocalCore:
 
 def local_core(services: NodeServices, config: SchedulerConfig | None = None) -> LocalCore:
     store = SqliteAuthorityStore(services.store, services.committer)
-    scheduler = TickScheduler(services, StoreTickSink(services.committer), config)
+    scheduler = TickScheduler(services, services.tick_sink(), config)
     runner = SchedulerRunner(services, store, scheduler)
     me = services.key.public_key
     core = NodeCore(

@@ -83,7 +83,7 @@ async def build_agents(
     built: list[BuiltAgent] = []
     async with open_services(data) as services:
         local = local_core(services)
-        sink = StoreTickSink(services.committer)
+        sink = services.tick_sink()
         try:
             for count in ticks:
                 built.append(

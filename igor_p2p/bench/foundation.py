@@ -36,7 +36,6 @@ from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.metering import fuel_allowance
 from igor_p2p.runtime.scheduler import SchedulerConfig, TickScheduler, _tick_batch
 from igor_p2p.runtime.services import NodeServices, open_services
-from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.benchmark import bench_checkpoint_commits, bench_raw_sqlite_batch_insert
 
 AREA = "foundation"
@@ -227,7 +226,7 @@ async def _scheduler_rate(
     config = SchedulerConfig(
         idle_interval_s=0.0, busy_interval_s=0.0, checkpoint_every=checkpoint_every
     )
-    scheduler = TickScheduler(services, StoreTickSink(services.committer), config)
+    scheduler = TickScheduler(services, services.tick_sink(), config)
     for agent in agents:
         scheduler.add(agent)
     async with trio.open_nursery() as nursery:

@@ -53,7 +53,6 @@ from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerHooks, TickScheduler
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
-from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 
 log = get_logger(__name__)
@@ -181,7 +180,7 @@ class Node:
         hooks = SchedulerHooks()
         scheduler = TickScheduler(
             services,
-            StoreTickSink(services.committer, services.config.retention),
+            services.tick_sink(),
             config.scheduler,
             hooks,
         )

@@ -39,7 +39,6 @@ from igor_p2p.runtime.loader import (
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
-from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.wire.codec import Message
 
@@ -171,7 +170,7 @@ async def _run(
     hooks = SchedulerHooks()
     scheduler = TickScheduler(
         services,
-        StoreTickSink(services.committer, services.config.retention),
+        services.tick_sink(),
         options.scheduler,
         hooks,
     )

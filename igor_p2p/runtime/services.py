@@ -68,10 +68,14 @@ class NodeServices:
     def price(self) -> int:
         return self.config.price
 
+    def tick_sink(self) -> StoreTickSink:
+        """The scheduler's durable sink on this store, under this runtime's retention."""
+        return StoreTickSink(self.committer, self.config.retention)
+
     @property
     def owned_append(self) -> StoreTickSink:
         """The owner-fenced append the effect journals write through."""
-        return StoreTickSink(self.committer)
+        return self.tick_sink()
 
 
 def default_peer_id(key: Keypair) -> str:

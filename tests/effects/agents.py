@@ -32,7 +32,6 @@ from igor_p2p.runtime.local import (
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import SchedulerConfig, TickScheduler
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
-from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.store.sqlite import Store
 
@@ -183,7 +182,7 @@ async def local_node(data: Path) -> AsyncIterator[LocalNode]:
     """The pieces ``igor agent run`` wires together, kept open for the test to drive."""
     async with open_services(DataDir(data), RuntimeConfig()) as services:
         store = SqliteAuthorityStore(services.store, services.committer)
-        scheduler = TickScheduler(services, StoreTickSink(services.committer), FAST)
+        scheduler = TickScheduler(services, services.tick_sink(), FAST)
         runner = SchedulerRunner(services, store, scheduler)
         me = services.key.public_key
         core = NodeCore(

@@ -14,7 +14,6 @@ from igor_p2p.runtime.loader import LaunchRequest, load_hosted, prepare_launch
 from igor_p2p.runtime.offline import core_over
 from igor_p2p.runtime.scheduler import SchedulerConfig, SchedulerHooks, TickScheduler
 from igor_p2p.runtime.services import NodeServices
-from igor_p2p.runtime.ticksink import StoreTickSink
 
 
 async def launch_hosted(services: NodeServices, request: LaunchRequest) -> HostedAgent:
@@ -31,4 +30,4 @@ def store_scheduler(
     services: NodeServices, config: SchedulerConfig, hooks: SchedulerHooks | None = None
 ) -> TickScheduler:
     """A tick scheduler committing to the services' store (one fenced append per batch)."""
-    return TickScheduler(services, StoreTickSink(services.committer), config, hooks)
+    return TickScheduler(services, services.tick_sink(), config, hooks)

@@ -22,7 +22,6 @@ from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.runner import SchedulerRunner
 from igor_p2p.runtime.scheduler import TickScheduler
 from igor_p2p.runtime.services import open_services
-from igor_p2p.runtime.ticksink import StoreTickSink
 from igor_p2p.store.adapter import SqliteAuthorityStore
 from igor_p2p.wire.messages import RejectCode
 
@@ -90,7 +89,7 @@ async def test_the_runner_refuses_an_offer_it_cannot_hold_as_no_capacity(tmp_pat
         runner = SchedulerRunner(
             services,
             SqliteAuthorityStore(services.store, services.committer),
-            TickScheduler(services, StoreTickSink(services.committer)),
+            TickScheduler(services, services.tick_sink()),
         )
         assert await runner.admit_offer(wasm, manifest, 1024) is None
 
