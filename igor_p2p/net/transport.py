@@ -16,7 +16,9 @@ request at a time; the requester keeps a finished stream warm (at most
 sends its next request to that peer on it, which saves the two multistream-select round trips
 of a fresh stream (measured: 3.2 ms → 0.8 ms per small request on loopback). A stream that
 failed or timed out is reset, never reused, so a late reply is never delivered; a reply whose
-number is below the one awaited is a duplicate (message faults) and is skipped.
+number is below the one awaited is a duplicate (message faults) and is skipped. When the peer
+ends a reused stream before answering (its idle timeout raced the request, as with an HTTP
+keep-alive close), the request goes once more on a fresh stream; a fresh stream is not retried.
 
 Serving, per stream: read one frame within ``read_timeout_s`` (size capped per protocol),
 decode it strictly (a malformed message gets REFUSED ``MALFORMED`` with words), check that it
@@ -158,8 +160,12 @@ class _HandlerFailed(Exception):
     """The handler raised (a bug in the node core): its stream is reset, the node lives on."""
 
 
-class _NotSent(Exception):
-    """A warm stream failed before the request went out: retry on a fresh stream."""
+class _StaleWarmStream(Exception):
+    """A reused stream failed before the peer answered: the write failed, or the peer ended the
+    stream at a frame boundary (its idle ``read_timeout_s`` raced our request, as an HTTP
+    keep-alive close does). The request goes once more on a fresh stream. The server resets an
+    idle stream without reading what arrives, and every request is safe to deliver twice (the
+    core answers duplicates; the simulation's message faults duplicate requests)."""
 
 
 class Libp2pTransport:
@@ -239,7 +245,7 @@ class Libp2pTransport:
             self.stats["reused"] += 1
             try:
                 return await self._round_trip(warm, body, reused=True)
-            except _NotSent:
+            except _StaleWarmStream:
                 self.stats["stale_warm_stream"] += 1
         warm = await self._open(peer_id, route)
         return await self._round_trip(warm, body, reused=False)
@@ -279,16 +285,21 @@ class Libp2pTransport:
                 )
             except StreamBroken as exc:
                 if reused:
-                    raise _NotSent() from exc
+                    raise _StaleWarmStream() from exc
                 raise
-            answered, frame = await self._read_reply(warm, number)
+            try:
+                answered, frame = await self._read_reply(warm, number)
+            except ConnectionClosedCleanly as exc:
+                if reused:
+                    raise _StaleWarmStream() from exc
+                raise
             try:
                 reply = MESSAGES.decode(frame[REQUEST_NUMBER.size :])
             except MalformedMessage as exc:
                 raise PeerUnreachable(f"garbled reply from {warm.peer}: {exc}") from None
             keep = answered == number  # a refusal of the frame itself ends the stream
             return reply
-        except (PeerUnreachable, _NotSent):
+        except (PeerUnreachable, _StaleWarmStream):
             raise
         except Exception as exc:  # framing errors, libp2p stream errors, ...
             raise PeerUnreachable(f"{warm.protocol} to {warm.peer}: {exc}") from None

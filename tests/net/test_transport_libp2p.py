@@ -174,6 +174,46 @@ async def test_a_warm_stream_the_server_closed_is_replaced_without_failing_the_r
     assert transport(a).stats["opened"] == 2
 
 
+async def test_a_reused_stream_the_server_ends_before_answering_is_retried_on_a_fresh_one(
+    nursery: trio.Nursery,
+) -> None:
+    """The race CI hit: the server's idle timeout ends a warm stream just as the next request
+    goes out on it, so the write succeeds and the read meets EOF. Forced here by a server that
+    answers a stream's first request and ends the stream at the second, unanswered."""
+    a, b = await Libp2pLane(nursery).start(2)
+    assert b.host is not None
+    streams_served = 0
+
+    async def answer_one_then_end(stream: INetStream) -> None:
+        nonlocal streams_served
+        streams_served += 1
+        frame = await read_frame(stream, max_size=MiB, timeout_s=TIMEOUT)
+        (number,) = REQUEST_NUMBER.unpack_from(frame)
+        asked = MESSAGES.decode(frame[REQUEST_NUMBER.size :])
+        assert isinstance(asked, Status)
+        reply = status_reply(b.key, asked.known)
+        await write_frame(stream, REQUEST_NUMBER.pack(number) + encode(reply), timeout_s=TIMEOUT)
+        await read_frame(stream, max_size=MiB, timeout_s=TIMEOUT)  # read, never answered
+        await stream.close()
+
+    b.host.set_stream_handler(TProtocol(WITNESS_PROTOCOL), answer_one_then_end)
+    assert await ask(a, b, 1) == 1
+    assert await ask(a, b, 2) == 2  # its first stream ended unanswered: sent again, answered
+    assert streams_served == 2 and transport(a).stats["stale_warm_stream"] == 1
+    ended_unanswered = 0
+
+    async def end_unanswered(stream: INetStream) -> None:
+        nonlocal ended_unanswered
+        ended_unanswered += 1
+        await read_frame(stream, max_size=MiB, timeout_s=TIMEOUT)
+        await stream.close()
+
+    b.host.set_stream_handler(TProtocol(WITNESS_PROTOCOL), end_unanswered)
+    with pytest.raises(PeerUnreachable):  # a fresh stream that ends unanswered is not retried
+        await a.transport.request(b.key, Status(a.key, "x", 3), TIMEOUT)
+    assert ended_unanswered == 1 and transport(a).stats["stale_warm_stream"] == 2
+
+
 async def test_a_warm_stream_whose_connection_died_is_replaced(nursery: trio.Nursery) -> None:
     a, b = await Libp2pLane(nursery).start(2)
     await serve_status(b)
