@@ -11,7 +11,7 @@ from igor_p2p.authority.custody import EpochStart, next_start
 from igor_p2p.node.claims import Claim, ClaimGossip
 from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import Holding, Status, StatusReply
-from tests.authority.chain import A, B, C, D, E, F, Custody, make_cert, make_transfer
+from tests.authority.chain import A, B, C, Custody, D, E, F, make_cert, make_transfer
 
 
 class Store:
