@@ -51,6 +51,10 @@ class ResourceLimits:
     max_storage_bytes: int | None = None
 
 
+MAX_REPLAY_ON_ARRIVAL = 64
+"""The most ticks a manifest may ask a target to replay (the wire's ``MAX_REPLAY_TICKS``)."""
+
+
 @dataclass(frozen=True)
 class MigrationPolicy:
     """``migration_policy``; ``max_price_per_second`` is in Go's µ¢ per second (compare it
@@ -59,6 +63,9 @@ class MigrationPolicy:
     enabled: bool = True
     max_price_per_second: int | None = None
     preferred_regions: tuple[str, ...] = ()
+    replay_on_arrival: int = 0
+    """Igor-P2P: ask every target to re-execute this agent's last N ticks before it takes
+    the agent (0..:data:`MAX_REPLAY_ON_ARRIVAL`; docs/effects.md#replay-on-arrival)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,10 @@ def _parse_migration(raw: Mapping[str, Any] | None) -> MigrationPolicy:
             raw, "max_price_per_second", "migration_policy", minimum=INT64_MIN
         ),
         preferred_regions=tuple(regions),
+        replay_on_arrival=_optional_int(
+            raw, "replay_on_arrival", "migration_policy", maximum=MAX_REPLAY_ON_ARRIVAL
+        )
+        or 0,
     )
 
 

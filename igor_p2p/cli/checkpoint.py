@@ -25,6 +25,7 @@ from igor_p2p.cli.common import (
     resolve_agent_id,
     typed_errors,
 )
+from igor_p2p.effects.arrival import Evidence, load_evidence
 from igor_p2p.effects.replay import ReplayReport, replay_lineage
 from igor_p2p.files import read_regular_file
 from igor_p2p.lineage.bundle import MAX_BUNDLE_BYTES, AgentBundle
@@ -444,11 +445,20 @@ def verify_cmd(
                 report = bundle.verify()
             _report_out(report, as_json, str(path))
             return
-        store, did = _agent_in_store(data, target)
+        store = _open_store(data)
+        evidence = load_evidence(data)  # of offers this node refused (replay on arrival)
         try:
+            known = {agent for agent, _ in store.records()} | {e.agent for e in evidence}
+            did = resolve_agent_id(sorted(known), target)
+            evidence = [e for e in evidence if e.agent == did]
             blobs = store.lineage(did)
             if not blobs and store.record(did) is None:
-                fail(f"no agent here matches {target!r}", ExitCode.NOT_FOUND)
+                if not evidence:
+                    fail(f"no agent here matches {target!r}", ExitCode.NOT_FOUND)
+                report = VerifyReport(valid=False, agent=did)
+                _add_evidence(report, evidence)
+                _report_out(report, as_json, did)
+                return
             damage = _store_damage(store, did, blobs)
             head = store.last_checkpoint(did)
             wasm = store.module(head.wasm_hash) if head is not None else None
@@ -464,7 +474,21 @@ def verify_cmd(
                     interval.checkpoint,
                 )
             report.valid = not report.problems
+        if evidence:
+            _add_evidence(report, evidence)
         _report_out(report, as_json, did, damage)
+
+
+def _add_evidence(report: VerifyReport, evidence: list[Evidence]) -> None:
+    """Replay-on-arrival evidence: an offered copy whose recorded ticks did not give the state
+    its owner signed (docs/effects.md#replay-on-arrival)."""
+    for found in evidence:
+        report.add(
+            ProblemCode.REPLAY_MISMATCH,
+            f"refused on arrival: {found.describe()}",
+            bytes.fromhex(found.checkpoint),
+        )
+    report.valid = False
 
 
 # ---------------------------------------------------------------- replay

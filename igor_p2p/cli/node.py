@@ -142,6 +142,16 @@ def run_cmd(
             "and each epoch's last checkpoint are always kept) or all (full archive).",
         ),
     ] = None,
+    replay_on_arrival: Annotated[
+        int | None,
+        typer.Option(
+            "--replay-on-arrival",
+            metavar="K",
+            help="Re-execute the last K ticks (0-64) of every incoming agent before taking "
+            "it; a state that comes out different refuses it and is kept as evidence "
+            "(default 0: off).",
+        ),
+    ] = None,
     log_format: Annotated[
         str | None, typer.Option("--log-format", help="Log format: json or console.")
     ] = None,
@@ -184,6 +194,7 @@ def run_cmd(
                 "wander": wander,
                 "checkpoint_every": checkpoint_every,
                 "retain": retain,
+                "replay_on_arrival": replay_on_arrival,
                 "idle_interval_s": tick_interval,
                 "log_format": log_format,
                 "log_level": log_level,

@@ -25,6 +25,7 @@ HANDOFF_PENDING and acking; takes the epoch on a COMMIT whose record and certifi
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 import trio
 
+from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.authority.claim import Chosen, Claim, ClaimPhase, Failed, Stale
 from igor_p2p.authority.custody import EpochStart, InvalidCustody, chain_after, next_start
 from igor_p2p.authority.events import (
@@ -53,11 +55,13 @@ from igor_p2p.authority.events import (
 from igor_p2p.authority.record import ABSENT, Phase
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness_choice import choose_witnesses
+from igor_p2p.bounded import BoundedLRU
 from igor_p2p.core.claims import Claimant, ClaimContext, drive
 from igor_p2p.core.gate import AgentPort, Gate
 from igor_p2p.core.offer_check import OfferInvalid, check_offer
 from igor_p2p.core.phases import PhaseTrace
 from igor_p2p.core.ports import AgentRunner, PeerUnreachable
+from igor_p2p.effects.arrival import replay_ticks, replay_window
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.custody import UnsignedTransferRecord
 from igor_p2p.lineage.entries import decode_entry
@@ -85,6 +89,8 @@ log = get_logger(__name__)
 OFFER_LOCK_WAIT_S = 1.0
 """How long an OFFER waits for the agent's lock before the target answers BUSY."""
 OFFER_LOCK_POLL_S = 0.02
+REPLAY_ASKED_PEERS = 1024
+"""Targets remembered with the ticks they replay of arrivals (replay on arrival)."""
 
 
 class MigrationResult(enum.StrEnum):
@@ -266,10 +272,23 @@ class HandoffSource:
         self.messenger = messenger
         self.trace = PhaseTrace(ctx.env.now)
         """When each step of recent migrations from here happened (bench, debugging)."""
+        self.replay_asked: BoundedLRU[bytes, int] = BoundedLRU(REPLAY_ASKED_PEERS)
+        """Targets that answered REPLAY_REQUIRED, and the ticks they replay (offered at once
+        next time)."""
 
     @property
     def gate(self) -> Gate:
         return self.ctx.gate
+
+    async def _replay_window(
+        self, agent: str, checkpoint: Checkpoint, ticks: int
+    ) -> tuple[bytes, ...] | None:
+        """The entries a target needs to replay ``ticks`` ticks before ``checkpoint`` (None
+        for none: nothing asked, or nothing stored that reaches back)."""
+        if ticks <= 0:
+            return None
+        blobs = await self.ctx.store.lineage(agent)
+        return replay_window(blobs, checkpoint, ticks) or None
 
     def _step(
         self, agent: str, epoch: int, mid: bytes, step: str, target: bytes, detail: str = ""
@@ -427,6 +446,9 @@ class HandoffSource:
         self.trace.mark(mid, "snapshot")
         blob = checkpoint.encode()
         after, chain = chain_after(ready.custody, 0)
+        ticks = max(
+            self.replay_asked.get(target, 0), replay_ticks(0, parse_manifest(ready.manifest))
+        )
         offer = Offer(
             sender=ctx.key.public_key,
             agent=agent,
@@ -438,6 +460,7 @@ class HandoffSource:
             wasm_hash=checkpoint.wasm_hash,
             manifest=ready.manifest,
             wasm=None,  # a target that lacks the module asks for it (GET_MODULE)
+            replay=await self._replay_window(agent, checkpoint, ticks),
         )
         self.trace.mark(mid, "offer_built")
         reply: Message | None = None
@@ -445,6 +468,19 @@ class HandoffSource:
             with trio.move_on_after(ctx.config.handoff_deadline_s):
                 try:
                     reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
+                    if (
+                        isinstance(reply, Reject)
+                        and reply.code is RejectCode.REPLAY_REQUIRED
+                        and reply.replay_ticks is not None
+                        and offer.replay is None
+                    ):  # the target replays arrivals: offer once more, with the ticks it asks
+                        self.replay_asked[target] = reply.replay_ticks
+                        window = await self._replay_window(agent, checkpoint, reply.replay_ticks)
+                        if window is not None:
+                            offer = dataclasses.replace(offer, replay=window)
+                            reply = await ctx.transport.request(
+                                target, offer, ctx.config.offer_timeout_s
+                            )
                 except PeerUnreachable as exc:
                     log.info("offer not answered", agent=agent, step=str(exc))
             self.trace.mark(mid, "offer_answered")
@@ -563,9 +599,14 @@ class HandoffTarget:
                 self.trace.mark(mid, "admitted")
                 if refusal is not None:
                     raise OfferInvalid(*refusal)
+                await self.runner.replay_arrival(offer, copy.custody, copy.checkpoint, wasm)
+                self.trace.mark(mid, "replayed")
             except OfferInvalid as exc:
                 actions = await port.handle(OfferRefused(offer.migration_id, exc.code, exc.reason))
-                return replies(actions, self.me, agent)
+                reply = replies(actions, self.me, agent)
+                if isinstance(reply, Reject) and reply.code is RejectCode.REPLAY_REQUIRED:
+                    reply = dataclasses.replace(reply, replay_ticks=exc.replay_ticks)
+                return reply
             await ctx.store.put_module(wasm, offer.manifest)
             self.trace.mark(mid, "module_stored")
             start = copy.epoch_start

@@ -30,10 +30,12 @@ from igor_p2p.wire.messages import Offer, RejectCode
 class OfferInvalid(IgorError):
     """An OFFER the target refuses; ``code`` goes on the wire."""
 
-    def __init__(self, code: RejectCode, reason: str) -> None:
+    def __init__(self, code: RejectCode, reason: str, replay_ticks: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.replay_ticks = replay_ticks
+        """With REPLAY_REQUIRED: the ticks this node replays (sent in the REJECT)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.wire.codec import Message
-from igor_p2p.wire.messages import RejectCode
+from igor_p2p.wire.messages import Offer, RejectCode
 
 
 class PeerUnreachable(IgorError):
@@ -132,6 +132,14 @@ class AgentRunner(Protocol):
     ) -> tuple[RejectCode, str] | None:
         """Why this node will not take an incoming agent (it cannot run the module, or has no
         room for it), as a wire code and words; None when it will."""
+
+    async def replay_arrival(
+        self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
+    ) -> None:
+        """Replay on arrival (docs/effects.md): re-execute the ticks the offer's window holds
+        when this node's policy or the manifest asks; raises
+        :class:`~igor_p2p.core.offer_check.OfferInvalid` to refuse (REPLAY_REQUIRED,
+        REPLAY_MISMATCH, …). Returns at once when nothing is asked."""
 
     def ticking(self) -> list[str]: ...
 

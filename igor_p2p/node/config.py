@@ -33,6 +33,7 @@ from igor_p2p.store.retention import (
     Retention,
     parse_retention,
 )
+from igor_p2p.wire.messages import MAX_REPLAY_TICKS
 
 
 class ConfigError(InvalidInput):
@@ -73,6 +74,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "offers_per_s": (0.1, 10_000.0),
     "arrivals_per_min": (1, 1_000_000),
     "connections_high": (1, 10_000),
+    "replay_on_arrival": (0, MAX_REPLAY_TICKS),
 }
 """Inclusive ranges of the numeric settings. Intervals have a floor so that no setting can
 make a loop spin (an interval of 0 busy-loops)."""
@@ -143,6 +145,10 @@ class NodeConfig:
     """The connection manager dials peers while it holds fewer connections than this."""
     connections_high: int = 24
     """Above this many connections, it closes idle ones (never gossip-mesh peers) down to low."""
+    replay_on_arrival: int = 0
+    """Re-execute the last K ticks of every incoming agent (from the tick inputs its lineage
+    recorded) before taking it, and refuse it when a state comes out different; 0: off. At
+    most 64."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

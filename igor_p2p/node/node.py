@@ -148,6 +148,7 @@ class Node:
             node_name=config.name,
             resources=node_budget(config),
             retention=config.retention,
+            replay_on_arrival=config.replay_on_arrival,
         )
         async with open_services(data, runtime) as services:
             bind(node=config.name or services.peer_id[-8:])

@@ -8,13 +8,14 @@ open the data directory, start a node core over a loopback transport and an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
 import trio
 
+from igor_p2p.authority.custody import EpochStart
 from igor_p2p.core.node_core import CorePorts, NodeCore
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
@@ -24,7 +25,7 @@ from igor_p2p.runtime.loader import check_runnable
 from igor_p2p.runtime.local import Alone, LoopbackTransport
 from igor_p2p.runtime.services import NodeServices, RuntimeConfig, open_services
 from igor_p2p.store.adapter import SqliteAuthorityStore
-from igor_p2p.wire.messages import RejectCode
+from igor_p2p.wire.messages import Offer, RejectCode
 
 
 class OfflineRunner:
@@ -74,6 +75,11 @@ class OfflineRunner:
 
     async def final_checkpoint(self, agent: str) -> bytes | None:
         return (await self._resigned(agent, CheckpointKind.FINAL)).encode()
+
+    async def replay_arrival(
+        self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
+    ) -> None:
+        return None  # an offline core takes no offers (its transport has no peers)
 
     async def admit_offer(
         self, wasm: bytes, manifest: bytes, incoming_bytes: int

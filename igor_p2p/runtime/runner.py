@@ -8,20 +8,33 @@ so a handoff or a halt can snapshot it); ``forget`` takes it off and closes it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import trio
 
 from igor_p2p.agent.environment import ResumeReason
 from igor_p2p.agent.manifest import parse_manifest
+from igor_p2p.authority.custody import EpochStart
 from igor_p2p.bounded import BoundedLRU
+from igor_p2p.core.offer_check import OfferInvalid
 from igor_p2p.core.ports import AuthorityStore
+from igor_p2p.effects.arrival import (
+    ArrivalRefused,
+    Evidence,
+    checked_window,
+    keep_evidence,
+    replay_ticks,
+)
+from igor_p2p.effects.replay import replay_lineage
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
 from igor_p2p.runtime.capacity import ResourceCheck, admit_offer
 from igor_p2p.runtime.hosted import HostedAgent
-from igor_p2p.runtime.loader import check_runnable, load_hosted
+from igor_p2p.runtime.loader import check_runnable, compile_module, load_hosted
 from igor_p2p.runtime.scheduler import TickScheduler
 from igor_p2p.runtime.services import NodeServices
-from igor_p2p.wire.messages import RejectCode
+from igor_p2p.wire.messages import Offer, RejectCode
 
 KNOWN_RUNNABLE = 1024
 """Module/manifest pairs remembered as runnable here (the sandbox and its limits are fixed for
@@ -47,6 +60,10 @@ class SchedulerRunner:
         """The node's resource check (incoming agents beyond the budget get NO_CAPACITY)."""
         self._runnable: BoundedLRU[tuple[bytes, bytes], None] = BoundedLRU(KNOWN_RUNNABLE)
         """(module, manifest) hashes that compiled and instantiated here (checked once)."""
+        self.arrival_ticks_replayed = 0
+        """Ticks of incoming agents re-executed to identical states (replay on arrival)."""
+        self.arrival_mismatches = 0
+        """Offers refused because a replayed state differed (each kept as evidence)."""
 
     def ticking(self) -> list[str]:
         return sorted(self.scheduler.agents)
@@ -101,3 +118,35 @@ class SchedulerRunner:
             if not verdict.admitted:
                 return RejectCode.NO_CAPACITY, verdict.reason
         return None
+
+    async def replay_arrival(
+        self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
+    ) -> None:
+        services = self.services
+        manifest = parse_manifest(offer.manifest)
+        ticks = replay_ticks(services.config.replay_on_arrival, manifest)
+        if ticks == 0:
+            return
+        try:
+            entries = checked_window(offer, checkpoint, custody, ticks)
+        except ArrivalRefused as exc:
+            raise OfferInvalid(exc.code, exc.reason, exc.replay_ticks) from None
+        compiled = await compile_module(services, wasm)
+        # Off the trio thread, as ticks are; each tick under MAX_TICK_FUEL and the watchdog.
+        report = await trio.to_thread.run_sync(
+            partial(replay_lineage, [*entries, checkpoint], compiled, manifest, services.sandbox)
+        )
+        self.arrival_ticks_replayed += report.ticks_verified
+        if report.ok:
+            return
+        self.arrival_mismatches += 1
+        found = [Evidence.of(offer, i, services.clock.wall_ns()) for i in report.mismatches]
+        await trio.to_thread.run_sync(keep_evidence, services.data.root, found)
+        for evidence in found:
+            services.history.emit("replay_mismatch", **evidence.to_json())
+        first = report.mismatches[0]
+        raise OfferInvalid(
+            RejectCode.REPLAY_MISMATCH,
+            f"replaying ticks {first.first_tick}–{first.last_tick} gave a state other than "
+            f"the checkpoint's ({first.detail}); kept as evidence",
+        )

@@ -41,6 +41,9 @@ class RuntimeConfig:
     """The node-wide memory and disk budget and the per-agent storage cap."""
     retention: Retention = field(default_factory=Retention)
     """Which checkpoints the store keeps (the last N plus custody; or all)."""
+    replay_on_arrival: int = 0
+    """Ticks of an incoming agent re-executed before it is taken (0: off; a manifest may ask
+    for more, up to ``MAX_REPLAY_TICKS``)."""
 
 
 @dataclass

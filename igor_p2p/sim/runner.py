@@ -9,17 +9,18 @@ threads, no wasm: every tick is a deterministic function of the seed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
 
+from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.events import BudgetExhausted
 from igor_p2p.core.ports import StoreRefused
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.sim.disk import SimStore
-from igor_p2p.wire.messages import RejectCode
+from igor_p2p.wire.messages import Offer, RejectCode
 
 TICK_COST = 1
 
@@ -198,6 +199,11 @@ class FakeRunner:
     async def final_checkpoint(self, agent: str) -> bytes | None:
         hosted = self.hosted.get(agent)
         return self._checkpoint(hosted, CheckpointKind.FINAL).encode() if hosted else None
+
+    async def replay_arrival(
+        self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
+    ) -> None:
+        return None  # the simulator runs no agent code: nothing to replay
 
     async def admit_offer(
         self, wasm: bytes, manifest: bytes, incoming_bytes: int

@@ -156,11 +156,16 @@ class Message:
 
     TYPE: ClassVar[str]
     FIELDS: ClassVar[Mapping[str, Check]]
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+    """Fields left out of the map when None (and None when absent): a field added later costs
+    nothing, not even its key, when it is not used."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": self.TYPE}
         for name in self.FIELDS:
             value = getattr(self, name)
+            if value is None and name in self.OMITTED_WHEN_NONE:
+                continue
             if isinstance(value, enum.Enum):
                 value = value.value
             elif isinstance(value, Ballot):
@@ -185,9 +190,13 @@ class Registry:
         if cls is None:
             raise MalformedMessage("unknown or missing message type")
         expected = {"type", *cls.FIELDS}
-        if set(wire) != expected:
+        omitted = expected - set(wire)
+        if not set(wire) <= expected or not omitted <= cls.OMITTED_WHEN_NONE:
             raise MalformedMessage(f"{kind}: keys differ from {sorted(expected)}")
-        values = {name: check(name, wire[name]) for name, check in cls.FIELDS.items()}
+        values = {
+            name: None if name in omitted else check(name, wire[name])
+            for name, check in cls.FIELDS.items()
+        }
         message = cls(**values)
         validate = getattr(message, "validate", None)
         if validate is not None:

@@ -18,6 +18,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from igor_p2p.lineage._codec import MAX_ENTRY_BYTES
 from igor_p2p.lineage.cert import Ballot
 from igor_p2p.wire.codec import (
     AGENT,
@@ -33,7 +34,9 @@ from igor_p2p.wire.codec import (
     Message,
     Registry,
     ballot,
+    blobs,
     exact_bytes,
+    integer,
     max_bytes,
     one_of,
     optional,
@@ -42,6 +45,12 @@ from igor_p2p.wire.codec import (
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024 + 64 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_WASM_BYTES = 16 * 1024 * 1024
+MAX_REPLAY_TICKS = 64
+"""Most ticks of an incoming agent a target re-executes (whatever a node or manifest asks)."""
+MAX_REPLAY_ENTRIES = 1024
+"""Most lineage entries an OFFER's replay window holds."""
+MAX_REPLAY_BYTES = 64 * 1024 * 1024
+"""Most bytes an OFFER's replay window holds in all."""
 
 RECORD = max_bytes(MAX_RECORD_BYTES)
 
@@ -65,6 +74,12 @@ class RejectCode(enum.StrEnum):
     POLICY_DENIED = "POLICY_DENIED"
     MODULE_UNAVAILABLE = "MODULE_UNAVAILABLE"
     UNKNOWN_MIGRATION = "UNKNOWN_MIGRATION"
+    REPLAY_REQUIRED = "REPLAY_REQUIRED"
+    """The target replays the last ``replay_ticks`` ticks of incoming agents and the offer
+    carried none: offer again with them (docs/effects.md#replay-on-arrival)."""
+    REPLAY_MISMATCH = "REPLAY_MISMATCH"
+    """Re-executing the offered ticks gave a state other than the one their checkpoint holds:
+    the target keeps the evidence."""
 
 
 class NackCode(enum.StrEnum):
@@ -130,6 +145,12 @@ class Offer(Message):
     wasm_hash: bytes
     manifest: bytes
     wasm: bytes | None = None
+    replay: tuple[bytes, ...] | None = None
+    """Replay on arrival: the lineage entries from a checkpoint some ticks back up to the
+    one ``checkpoint`` names as ``prev`` (their tick inputs and effect records included), for
+    the target to re-execute. Absent from the wire unless the target or the manifest asks."""
+
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"replay"})
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,14 @@ class Reject(Message):
     migration_id: bytes
     code: RejectCode
     reason: str = ""
+    replay_ticks: int | None = None
+    """With REPLAY_REQUIRED: how many ticks the target replays (absent otherwise)."""
+
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"replay_ticks"})
+
+    def validate(self) -> None:
+        if (self.replay_ticks is not None) != (self.code is RejectCode.REPLAY_REQUIRED):
+            raise MalformedMessage("REJECT: replay_ticks comes with REPLAY_REQUIRED, only")
 
 
 @dataclass(frozen=True)
@@ -331,6 +360,7 @@ Offer.FIELDS = {
     "wasm_hash": DIGEST,
     "manifest": max_bytes(MAX_MANIFEST_BYTES),
     "wasm": optional(max_bytes(MAX_WASM_BYTES)),
+    "replay": blobs(MAX_REPLAY_ENTRIES, MAX_ENTRY_BYTES, MAX_REPLAY_BYTES),
 }
 Ack.FIELDS = {
     "sender": NODE,
@@ -345,6 +375,7 @@ Reject.FIELDS = {
     "migration_id": MID,
     "code": one_of(RejectCode),
     "reason": REASON,
+    "replay_ticks": integer(1, MAX_REPLAY_TICKS),
 }
 Commit.FIELDS = {
     "sender": NODE,
