@@ -15,6 +15,7 @@ from igor_p2p.net.framing import decode_message
 from igor_p2p.node.info import BadInfoRequest, parse_request
 from igor_p2p.wire.codec import MAX_EPOCH, Message, encode
 from igor_p2p.wire.messages import (
+    MAX_REPLAY_TICKS,
     MESSAGES,
     Abort,
     Accept,
@@ -61,9 +62,15 @@ accepted = st.none() | st.tuples(ballots, blobs)
 
 BY_TYPE: dict[type[Message], st.SearchStrategy[Message]] = {
     Offer: st.builds(Offer, nodes, ids, mids, epochs, epochs_or_zero, chains, blobs, digests,
-                     blobs, st.none() | blobs),
+                     blobs, st.none() | blobs, st.none() | chains.filter(bool)),
     Ack: st.builds(Ack, nodes, ids, mids, epochs, digests),
-    Reject: st.builds(Reject, nodes, ids, mids, st.sampled_from(list(RejectCode)), reasons),
+    Reject: st.builds(
+        Reject, nodes, ids, mids,
+        st.sampled_from([c for c in RejectCode if c is not RejectCode.REPLAY_REQUIRED]), reasons,
+    ) | st.builds(
+        Reject, nodes, ids, mids, st.just(RejectCode.REPLAY_REQUIRED), reasons,
+        st.integers(1, MAX_REPLAY_TICKS),
+    ),
     Commit: st.builds(Commit, nodes, ids, mids, blobs, blobs),
     Confirm: st.builds(Confirm, nodes, ids, mids, epochs),
     Abort: st.builds(Abort, nodes, ids, mids),
