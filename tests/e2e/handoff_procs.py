@@ -105,6 +105,7 @@ def wait_ticks(node: NodeProc, did: str, count: int, since_ns: int, deadline_s: 
 
 def migrate(node: NodeProc, did: str, to: str) -> str:
     result = node.admin("migrate", timeout_s=MIGRATE_TIMEOUT_S, agent=did, to=to)
+    print(f"migrate {did[-8:]} from {node.name} to {to[-8:]}: {result}")  # shown on a failure
     return str(result["outcome"])
 
 

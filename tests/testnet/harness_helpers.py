@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from testnet.checker import CheckResult
+from testnet.checker import CheckResult, LivenessViolation
 from testnet.harness import Testnet
+from testnet.history import AuthorityEvent, FaultEvent, HandoffEvent, Histories
 
 
 @contextmanager
@@ -34,7 +35,27 @@ def running_testnet(root: Path) -> Iterator[Testnet]:
             tn.down(grace_s=5.0)
 
 
-def evidence(result: CheckResult, limit: int = 10) -> str:
-    """The violations' summaries, for an assertion message."""
+def evidence(result: CheckResult, history: Histories | None = None, limit: int = 10) -> str:
+    """The violations' summaries, for an assertion message; with the history, also the last
+    handoff, authority and fault events around each agent that was not live after heal."""
     lines = [v.summary() for v in result.violations[:limit]]
+    stuck = {v.agent for v in result.violations if isinstance(v, LivenessViolation)}
+    for agent in sorted(stuck) if history is not None else ():
+        assert history is not None
+        lines.append(f"last events of {agent[-8:]} (ms from the first event shown):")
+        events = [
+            e
+            for e in history.events
+            if isinstance(e, FaultEvent)
+            or (isinstance(e, AuthorityEvent | HandoffEvent) and e.agent == agent)
+        ][-25:]
+        for e in events:
+            at = (e.mono_ns - events[0].mono_ns) // 1_000_000
+            what = {k: v for k, v in vars_of(e).items() if k not in ("peer_id", "wall_ns")}
+            lines.append(f"  +{at} ms {type(e).__name__} {what}")
     return result.to_text() + "\n" + "\n".join(lines)
+
+
+def vars_of(event: object) -> dict[str, object]:
+    """A slotted event's fields."""
+    return {name: getattr(event, name) for name in getattr(event, "__dataclass_fields__", {})}

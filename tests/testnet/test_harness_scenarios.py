@@ -67,7 +67,7 @@ def test_random_schedule_passes_the_checker(wandering_testnet: Testnet, seed: in
         seed, wandering_testnet.names, RANDOM_DURATION_S, sorted(wandering_testnet.state.agents)
     )
     assert sum(runner.counts.values()) >= len(steps)
-    assert checked.result.ok, f"seed {seed}: {evidence(checked.result)}"
+    assert checked.result.ok, f"seed {seed}: {evidence(checked.result, checked.history)}"
 
 
 @pytest.mark.soak
