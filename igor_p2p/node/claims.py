@@ -309,6 +309,10 @@ class ClaimGossip:
         held = next((s for s in custody if s.epoch == latest.epoch), None)
         if held is not None and (held.record, held.genesis) == (latest.record, latest.genesis):
             return  # the start we hold (perhaps with another quorum's certificate): no news
+        if held is None and latest.owner == self.transport.me:
+            view = self.core.describe(agent)
+            if view is not None and view["epoch"] == latest.epoch:
+                return  # the epoch being handed to us, certified before its COMMIT arrived
         self.counts.proven += 1
         try:
             await self.core.superseded(agent, latest)

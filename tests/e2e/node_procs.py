@@ -137,7 +137,8 @@ class NodeProc:
     def wait_ready(self, deadline_s: float = START_DEADLINE_S) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             if not self.alive():
-                raise Timeout(f"{self.name} exited with {self.proc and self.proc.returncode}")
+                code = self.proc and self.proc.returncode
+                raise Timeout(f"{self.name} exited with {code}{self.log_tail()}")
             return self.status()
 
         return wait_until(probe, deadline_s, f"{self.name} ready", self.log_tail)

@@ -149,3 +149,16 @@ async def test_a_damaged_proof_of_the_next_epoch_is_ignored() -> None:
     await observe(claims, Claim(custody.agent, 2, record, bytes([cert[0] ^ 1]) + cert[1:]))
     await observe(claims, Claim(custody.agent, 2, bytes([record[0] ^ 1]) + record[1:], cert))
     assert core.proofs == [] and claims.counts.ignored == 2
+
+
+async def test_the_certificate_of_the_epoch_handed_to_this_node_is_left_to_its_commit() -> None:
+    """E is the pending target of epoch 2 (its custody still ends at epoch 1) when a forged
+    claim makes it ask the witnesses, who already know epoch 2 certified to E: that is the
+    handoff E is part of, not news about another owner (the COMMIT settles it)."""
+    custody, record, cert, _ = moved_to_e()
+    witnesses = Witnesses(1, (record, cert))
+    core = Core(epoch=2)
+    claims = claims_of(core, Store([custody.latest]), witnesses)
+    await observe(claims, Claim(custody.agent, 99, record, cert))
+    assert witnesses.asked == 3
+    assert core.proofs == [] and claims.counts.proven == 0
