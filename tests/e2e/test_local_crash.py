@@ -5,7 +5,6 @@ is a claim of the next epoch: one self-transfer and its certificate in the linea
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import time
@@ -82,7 +81,7 @@ def _kill_repeatedly(data: Path, seed: int) -> KillChain:
         assert started["epoch"] == chain.epoch + 1
         chain.epoch = started["epoch"]
         time.sleep(rng.uniform(*KILL_DELAY_S))  # the kill moment itself is the randomness
-        os.kill(live.proc.pid, signal.SIGKILL)
+        live.proc.send_signal(signal.SIGKILL)  # never a reaped, reused pid
         events = live.finish()
         assert live.proc.returncode == -signal.SIGKILL
         assert not [e for e in events if e["event"] == "stopped"]

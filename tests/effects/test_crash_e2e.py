@@ -3,7 +3,6 @@ agent is told the outcome is unknown, the request is not sent again, and the lin
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import threading
@@ -42,7 +41,7 @@ def test_a_request_cut_by_kill_9_is_reported_unknown_and_never_sent_again(tmp_pa
         did = run.wait_for("started")["agent"]
         # The request arrives: its INTENT is durable (appended before it was sent).
         first = server.wait_for("/price", timeout=120)
-        os.kill(run.proc.pid, signal.SIGKILL)
+        run.proc.send_signal(signal.SIGKILL)  # never a reaped, reused pid
         run.proc.wait(timeout=30)
         server.routes["/price"] = Route(200, b"50100\n")
         release.set()
