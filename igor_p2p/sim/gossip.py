@@ -45,6 +45,7 @@ class _Queue:
         self.alive = alive
         self.heap: list[tuple[float, int, bytes, bytes]] = []
         self.changed = trio.Event()
+        self.waiting_until = math.inf
 
     def put(self, due: float, src: bytes, data: bytes) -> None:
         if len(self.heap) >= QUEUE_LIMIT:
@@ -54,7 +55,8 @@ class _Queue:
             heapq.heapify(self.heap)
             self.hub.stats["overflow"] += 1
         heapq.heappush(self.heap, (due, next(self.hub.seq), src, data))
-        self.changed.set()
+        if due < self.waiting_until:  # wake the reader only when it would sleep past this
+            self.changed.set()
 
     async def get(self) -> dict[str, Any]:
         while True:
@@ -73,7 +75,12 @@ class _Queue:
                 self.hub.stats["delivered"] += 1
                 return message
             self.changed = trio.Event()
-            with trio.move_on_at(self.heap[0][0] if self.heap else math.inf):
+            if not self.heap:
+                self.waiting_until = math.inf
+                await self.changed.wait()
+                continue
+            self.waiting_until = self.heap[0][0]
+            with trio.move_on_at(self.waiting_until):
                 await self.changed.wait()
 
 
