@@ -9,12 +9,13 @@ system clock) and over the simulator's in-memory ones (:mod:`igor_p2p.sim`). Con
 - :class:`AgentRunner` — ticks agents this node owns.
 - :class:`Env` — time, randomness, the event history and fault-injection sites.
 - :class:`Membership` — which nodes are up (for choosing witnesses and placement).
+- :class:`Gossip` — best-effort broadcast of small messages on a topic (claims: hints only).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -142,6 +143,17 @@ class AgentRunner(Protocol):
         REPLAY_MISMATCH, …). Returns at once when nothing is asked."""
 
     def ticking(self) -> list[str]: ...
+
+
+class Gossip(Protocol):
+    """Best-effort broadcast on a topic: a message (a msgpack map with a str ``type``) may be
+    lost, duplicated, delayed or reordered, so it carries hints, never a protocol step."""
+
+    async def publish(self, topic: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every other subscriber of ``topic`` (may raise on encoding)."""
+
+    async def subscribe(self, topic: str) -> AsyncIterator[dict[str, Any]]:
+        """The decoded messages others publish on ``topic`` (malformed ones are skipped)."""
 
 
 class Membership(Protocol):

@@ -397,3 +397,22 @@ class MessageSubscription:
 async def subscribe_messages(service: GossipService, topic: str) -> MessageSubscription:
     """Subscribe to ``topic``; iterate the result for :class:`GossipMessage`\\ s."""
     return MessageSubscription(topic, await service.pubsub.subscribe(topic))
+
+
+class PubsubGossip:
+    """The core's :class:`~igor_p2p.core.ports.Gossip` port over a :class:`GossipService`
+    (the simulation's adapter is :class:`igor_p2p.sim.gossip.SimGossip`)."""
+
+    def __init__(self, service: GossipService) -> None:
+        self.service = service
+
+    async def publish(self, topic: str, message: dict[str, Any]) -> None:
+        await publish_message(self.service, topic, message)
+
+    async def subscribe(self, topic: str) -> AsyncIterator[dict[str, Any]]:
+        return _payloads(await subscribe_messages(self.service, topic))
+
+
+async def _payloads(subscription: MessageSubscription) -> AsyncIterator[dict[str, Any]]:
+    async for gossip in subscription:
+        yield gossip.message

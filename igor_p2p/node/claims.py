@@ -32,11 +32,10 @@ from igor_p2p.authority.custody import (
     read_chain,
 )
 from igor_p2p.core.node_core import NodeCore
-from igor_p2p.core.ports import AuthorityStore, PeerUnreachable, Transport
+from igor_p2p.core.ports import AuthorityStore, Gossip, PeerUnreachable, Transport
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.entries import Checkpoint, decode_entry
 from igor_p2p.logs import get_logger
-from igor_p2p.net.gossip import GossipService, publish_message, subscribe_messages
 from igor_p2p.wire.messages import Status, StatusReply
 
 log = get_logger(__name__)
@@ -104,7 +103,7 @@ class ClaimGossip:
         core: NodeCore,
         store: AuthorityStore,
         transport: Transport,
-        gossip: GossipService,
+        gossip: Gossip,
         interval_s: Callable[[], float],
         counts: ClaimCounts | None = None,
         query_interval_s: float = 10.0,
@@ -154,10 +153,8 @@ class ClaimGossip:
 
     async def _send(self, claims: Sequence[Claim]) -> None:
         try:
-            await publish_message(
-                self.gossip,
-                CLAIMS_TOPIC,
-                {"type": "claims", "claims": [c.to_wire() for c in claims]},
+            await self.gossip.publish(
+                CLAIMS_TOPIC, {"type": "claims", "claims": [c.to_wire() for c in claims]}
             )
         except Exception as exc:  # gossip is a hint
             log.debug("claim publish failed: %s", exc)
@@ -173,13 +170,12 @@ class ClaimGossip:
     # ---------------------------------------------------------------- observing
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        subscription = await subscribe_messages(self.gossip, CLAIMS_TOPIC)
+        subscription = await self.gossip.subscribe(CLAIMS_TOPIC)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._publish_loop)
             task_status.started()
-            async for gossip in subscription:
-                message = gossip.message
+            async for message in subscription:
                 claims = message.get("claims") if isinstance(message, dict) else None
                 if not isinstance(claims, list):
                     self.counts.heard += 1

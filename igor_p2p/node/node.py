@@ -28,7 +28,7 @@ from igor_p2p.logs import bind, get_logger
 from igor_p2p.net.dht import DhtService, dht_service, put_location, sign_location
 from igor_p2p.net.errors import NetError
 from igor_p2p.net.faults import FaultGate
-from igor_p2p.net.gossip import GossipConfig, GossipService, gossip_service
+from igor_p2p.net.gossip import GossipConfig, GossipService, PubsubGossip, gossip_service
 from igor_p2p.net.host import HostConfig, build_host, full_addrs, running_host
 from igor_p2p.net.logs import route_libp2p_logs
 from igor_p2p.net.peerid import public_key_from_peer_id_text
@@ -235,7 +235,7 @@ class Node:
             core=core,
             store=store,
             transport=transport,
-            gossip=gossip,
+            gossip=PubsubGossip(gossip),
             interval_s=lambda: config.announce_interval_s,
             counts=api.claim_counts,
         )

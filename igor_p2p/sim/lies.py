@@ -155,3 +155,60 @@ class FieldLiar:
         key = f"{message.TYPE}.{name}"
         self.told[key] = self.told.get(key, 0) + 1
         return lie
+
+
+class ClaimForger:
+    """Forges authority claims on gossip from the real ones it hears, as the e2e liar does
+    (``tests/e2e/liar_node.py``): a bare far epoch, the real proof replayed for a far epoch, a
+    damaged record or certificate for the next epoch, the largest epoch with no proof, junk.
+
+    Each real ``(agent, epoch)`` claim is forged from at most ``per_claim`` times (an owner
+    repeats its claim every announce interval), ``limit`` times in all, never from a forgery;
+    each lie leaves after a delay drawn in ``[0, spread)`` seconds, so lies keep landing in
+    the middle of later handoffs. ``told`` counts the claims forged from."""
+
+    FAR_EPOCH = 99
+
+    def __init__(
+        self, rng: random.Random, *, limit: int = 60, per_claim: int = 8, spread: float = 3.0
+    ) -> None:
+        self.rng = rng
+        self.limit = limit
+        self.per_claim = per_claim
+        self.spread = spread
+        self.told = 0
+        self._seen: dict[tuple[str, int], int] = {}
+
+    def __call__(self, message: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
+        """``(delay, message)`` for every lie to publish in reply to ``message``."""
+        claims = message.get("claims")
+        if message.get("type") != "claims" or not isinstance(claims, list):
+            return []
+        lies: list[Any] = []
+        for claim in claims:
+            if not isinstance(claim, dict) or self.told >= self.limit:
+                continue
+            agent, epoch = claim.get("agent"), claim.get("epoch")
+            record, cert = claim.get("record"), claim.get("cert")
+            if not isinstance(agent, str) or not isinstance(epoch, int):
+                continue
+            if not isinstance(record, bytes) or not isinstance(cert, bytes):
+                continue
+            heard = self._seen.get((agent, epoch), 0)
+            if epoch >= self.FAR_EPOCH or heard >= self.per_claim:
+                continue
+            if len(self._seen) < 1024:  # bounded: a flood of fake agents is not remembered
+                self._seen[(agent, epoch)] = heard + 1
+            self.told += 1
+            lies += [
+                {"agent": agent, "epoch": self.FAR_EPOCH},
+                {"agent": agent, "epoch": self.FAR_EPOCH, "record": record, "cert": cert},
+                {"agent": agent, "epoch": epoch + 1, "record": _flip(record), "cert": cert},
+                {"agent": agent, "epoch": epoch + 1, "record": record, "cert": _flip(cert)},
+                {"agent": agent, "epoch": _INT_MAX, "record": b"", "cert": b""},
+                "junk",
+            ]
+        return [
+            (self.rng.uniform(0.0, self.spread), {"type": "claims", "claims": [lie]})
+            for lie in lies
+        ]

@@ -13,10 +13,14 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SIM_VERSION = 2
+SIM_VERSION = 3
+"""3: every node runs the authority-claim gossip (``ClaimGossip``); claim forgers."""
 
 LIAR_SHARE = 0.15
-"""Share of random plans in which one node lies in every message it sends (sim/lies.py)."""
+"""Share of random plans in which one node lies (sim/lies.py): in every message it sends, or
+(:data:`CLAIM_FORGER_SHARE` of them) in the authority claims it gossips."""
+
+CLAIM_FORGER_SHARE = 0.5
 
 FAULT_KINDS = (
     "partition",
@@ -120,7 +124,9 @@ def make_plan(seed: int, *, restores: bool = True) -> Plan:
         raise AssertionError("one restored node per run")
     notes: dict[str, Any] = {}
     if rng.random() < LIAR_SHARE:  # one node lies in what it sends
-        notes["liars"] = {str(rng.randrange(1, n)): "every_field"}
+        # (its own stream, so that the draws below stay what they were before forgers)
+        forges = random.Random(f"{seed}/liar").random() < CLAIM_FORGER_SHARE
+        notes["liars"] = {str(rng.randrange(1, n)): "forge_claims" if forges else "every_field"}
     return Plan(
         seed=seed,
         n_nodes=n,

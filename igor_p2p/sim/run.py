@@ -133,6 +133,10 @@ def _coverage(world: World) -> Counter[str]:
         coverage.update({f"lie:{name}": count for name, count in liar.told.items()})
     for one in world.one_lies:
         coverage[f"lie:{one.kind}.{one.field}"] += one.told
+    for forger in world.claim_forgers:
+        coverage["lie:forge_claims"] += forger.told
+    for node in world.nodes:
+        coverage.update({f"claims:{k}": v for k, v in node.claim_counts.to_json().items()})
     return coverage
 
 

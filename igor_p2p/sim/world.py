@@ -29,8 +29,10 @@ from igor_p2p.errors import IgorError
 from igor_p2p.lineage._codec import ZERO_HASH
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
+from igor_p2p.node.claims import ClaimCounts, ClaimGossip
 from igor_p2p.sim.disk import NodeCrashed, SimDisk, SimStore
-from igor_p2p.sim.lies import FieldLiar, OneLie
+from igor_p2p.sim.gossip import SimGossipNet
+from igor_p2p.sim.lies import ClaimForger, FieldLiar, OneLie
 from igor_p2p.sim.net import NetFaults, SimNet
 from igor_p2p.sim.plan import Plan
 from igor_p2p.sim.runner import FakeRunner
@@ -38,7 +40,9 @@ from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import Accepted, Ack, Nack, NackCode, Promise, StatusReply
 
 FAKE_WASM = b"\x00asm\x01\x00\x00\x00igor-sim"
-FAKE_MANIFEST = b'{"capabilities":["clock"]}'
+FAKE_MANIFEST = b'{"capabilities":{"clock":{"version":1}}}'
+CLAIM_INTERVAL_S = 1.0
+"""How often an owner gossips its claims: the node's default ``announce_interval_s``."""
 
 
 def _key(seed: int, name: str) -> Keypair:
@@ -104,6 +108,8 @@ class SimNode:
     core: NodeCore | None = None
     store: SimStore | None = None
     restored: bool = False
+    claim_counts: ClaimCounts = field(default_factory=ClaimCounts)
+    """What became of the claims this node heard, over all its incarnations."""
 
 
 class World:
@@ -121,12 +127,14 @@ class World:
         self.events: list[dict[str, Any]] = []
         self.faults = NetFaults(drop=plan.drop, dup=plan.dup, mean_delay=plan.mean_delay)
         self.net = SimNet(random.Random(f"{plan.seed}/net"), self.faults)
+        self.gossip = SimGossipNet(random.Random(f"{plan.seed}/gossip"), self.faults)
         self.nodes = [
             SimNode(i, f"n{i + 1}", _key(plan.seed, f"node{i}")) for i in range(plan.n_nodes)
         ]
         self.membership = StaticMembership([n.key.public_key for n in self.nodes])
         self.field_liars: list[FieldLiar] = []
         self.one_lies: list[OneLie] = []
+        self.claim_forgers: list[ClaimForger] = []
         for index, behaviour in plan.notes.get("liars", {}).items():
             liar = self.nodes[int(index)]
             if behaviour.startswith("one:"):  # one:TYPE.field.variant (the lie matrix)
@@ -149,6 +157,10 @@ class World:
                 )
                 self.field_liars.append(told)
                 self.net.liars[liar.key.public_key] = told
+            elif behaviour == "forge_claims":  # honest on the wire, lies on gossip
+                forger = ClaimForger(random.Random(f"{plan.seed}/forger"))
+                self.claim_forgers.append(forger)
+                self.gossip.forgers[liar.key.public_key] = forger
             else:
                 self.net.liars[liar.key.public_key] = LIES[behaviour](liar.key.public_key)
         self.agents: list[str] = []
@@ -231,19 +243,30 @@ class World:
                     capacity=self.plan.notes.get("capacity", {}).get(str(node.index)),
                 )
                 runner.nursery = nursery
-                core = NodeCore(
-                    node.key,
-                    CorePorts(
-                        store=store,
-                        transport=transport,
-                        runner=runner,
-                        env=env,
-                        membership=self.membership,
-                    ),
-                    self.config,
+                incarnation = node.incarnation
+                gossip = self.gossip.endpoint(
+                    node.key.public_key, lambda: node.up and node.incarnation == incarnation
                 )
+                ports = CorePorts(
+                    store=store,
+                    transport=transport,
+                    runner=runner,
+                    env=env,
+                    membership=self.membership,
+                )
+                core = NodeCore(node.key, ports, self.config)
+                claims = ClaimGossip(
+                    core=core,
+                    store=store,
+                    transport=transport,
+                    gossip=gossip,
+                    interval_s=lambda: CLAIM_INTERVAL_S,
+                    counts=node.claim_counts,
+                )
+                ports.publish = claims.publish  # the gate's PublishClaim, as node.py wires it
                 node.core = core
                 env.history.emit("node", event="start", detail="")
+                await nursery.start(claims.run)
                 await nursery.start(core.run)
                 task_status.started()
                 await trio.sleep_forever()

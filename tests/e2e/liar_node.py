@@ -21,7 +21,6 @@ import sys
 from typing import Any
 
 from igor_p2p.cli.main import main
-from igor_p2p.net.gossip import publish_message
 from igor_p2p.net.transport import Libp2pTransport
 from igor_p2p.node.claims import CLAIMS_TOPIC, Claim, ClaimGossip
 from igor_p2p.sim.lies import FieldLiar, OneLie
@@ -79,9 +78,7 @@ def install_claim_forger() -> None:
         ]
         for lie in lies:
             try:
-                await publish_message(
-                    self.gossip, CLAIMS_TOPIC, {"type": "claims", "claims": [lie]}
-                )
+                await self.gossip.publish(CLAIMS_TOPIC, {"type": "claims", "claims": [lie]})
             except Exception as exc:  # a liar that cannot even encode its lie says so
                 _say(f"could not publish {lie!r:.40}: {exc}")
         _say(f"forged claims for {claim.agent} epoch {claim.epoch}")

@@ -127,3 +127,22 @@ def lie_matrix(kind: str, field: str, variant: int = 0, seed: int = 1) -> Plan:
         liars={"1": f"one:{kind}.{field}.{variant}"},
         capacity={"1": 1},
     )
+
+
+def forged_gossip_claims(seed: int = 1) -> Plan:
+    """Issue 9, case 6 on gossip: one node forges authority claims from every real one it
+    hears (a bare far epoch, the real proof replayed for a far epoch, a damaged proof for the
+    next epoch, the largest epoch, junk) while two agents wander among five nodes, their owners
+    halt and resume (a self-claim of the next epoch while forgeries arrive) and one restarts."""
+    events: list[Event] = []
+    for i in range(10):
+        events.append((1.0 + 1.7 * i, "migrate", {"agent": i % 2, "target": (i * 3 + 1) % 5}))
+    events += [
+        (6.2, "halt_resume", {"agent": 0, "pause": 0.3}),
+        (9.5, "crash", {"node": 2, "down": 0.8}),
+        (12.1, "halt_resume", {"agent": 1, "pause": 0.2}),
+        (16.4, "halt_resume", {"agent": 0, "pause": 0.1}),
+    ]
+    return scenario(
+        seed, events, n_nodes=5, n_agents=2, launch_on=[0, 2], liars={"1": "forge_claims"}
+    )

@@ -74,3 +74,25 @@ def test_forged_higher_epochs_never_halt_or_retire_an_agent() -> None:
             == "ACTIVE_OWNER"
         ]
         assert len(owners) == 1, (agent, owners)
+
+
+def test_forged_gossip_claims_never_halt_or_retire_an_agent() -> None:
+    out = run_schedule(scenarios.forged_gossip_claims(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    assert not _events(out, "authority", to_state="RECOVERY_REQUIRED")
+    assert out.world is not None
+    for agent in out.world.agents:
+        owners = [
+            n.name
+            for n in out.world.nodes
+            if (record := n.disk.state.records.get(agent)) is not None
+            and str(record.state) == "ACTIVE_OWNER"
+        ]
+        assert len(owners) == 1, (agent, owners)
+    # Non-vacuity: the forger lied throughout, honest nodes heard the lies, dropped the
+    # malformed and unproven ones, and asked the witnesses about the far epochs.
+    assert out.coverage["lie:forge_claims"] >= 20
+    assert out.coverage["claims:ignored"] >= 200
+    assert out.coverage["claims:asked"] >= 5
+    assert out.coverage["migrate:TRANSFERRED"] >= 5
+    assert out.coverage["operator:resume"] >= 2

@@ -52,6 +52,10 @@ def test_seeded_schedules_with_rollbacks_never_violate_an_invariant(swept: Sweep
         "operator:halt",
         "authority:HANDOFF_PENDING->RETIRED",
         "authority:HALTED->ACTIVE_OWNER",
+        "claims:heard",
+        "claims:ignored",
+        "claims:asked",
+        "lie:forge_claims",
     ):
         assert coverage[probe] >= minimum, (probe, coverage[probe])
     assert sum(v for k, v in coverage.items() if k.startswith("lie:")) >= minimum
