@@ -13,7 +13,7 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SIM_VERSION = 3
+SIM_VERSION = 4
 """3: every node runs the authority-claim gossip (``ClaimGossip``); claim forgers."""
 
 LIAR_SHARE = 0.15
@@ -101,6 +101,11 @@ def _params(rng: random.Random, kind: str, n: int, agents: int) -> dict[str, Any
     raise ValueError(kind)
 
 
+REPLAY_SHARE = 0.2
+"""Plans in which some nodes replay the last ticks of arriving agents (replay on arrival), so
+handoffs to them go through REPLAY_REQUIRED and a second OFFER with the window."""
+
+
 def make_plan(seed: int, *, restores: bool = True) -> Plan:
     rng = random.Random(f"{seed}/plan")
     n = rng.randint(3, 7)
@@ -127,6 +132,11 @@ def make_plan(seed: int, *, restores: bool = True) -> Plan:
         # (its own stream, so that the draws below stay what they were before forgers)
         forges = random.Random(f"{seed}/liar").random() < CLAIM_FORGER_SHARE
         notes["liars"] = {str(rng.randrange(1, n)): "forge_claims" if forges else "every_field"}
+    replays = random.Random(f"{seed}/replay")  # its own stream too: the draws above stay
+    if replays.random() < REPLAY_SHARE:  # some nodes replay arrivals: REPLAY_REQUIRED, re-offer
+        notes["replay"] = {
+            str(i): replays.randint(1, 4) for i in range(n) if replays.random() < 0.5
+        }
     return Plan(
         seed=seed,
         n_nodes=n,

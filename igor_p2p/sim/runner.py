@@ -16,7 +16,9 @@ import trio
 
 from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.events import BudgetExhausted
+from igor_p2p.core.offer_check import OfferInvalid
 from igor_p2p.core.ports import StoreRefused
+from igor_p2p.effects.arrival import ArrivalRefused, checked_window
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.sim.disk import SimStore
@@ -52,9 +54,16 @@ class FakeRunner:
         tick_time: float,
         report: Callable[[str, BudgetExhausted], None],
         capacity: int | None = None,
+        replay_on_arrival: int = 0,
+        cover: Callable[[str], None] = lambda _probe: None,
     ) -> None:
+        self.cover = cover
         self.capacity = capacity
         """Offers beyond this many held agents are refused NO_CAPACITY (None: no limit)."""
+        self.replay_on_arrival = replay_on_arrival
+        """The node policy of replay on arrival: an offer must carry a window of this many
+        ticks, checked as the real runner checks it (chain, owners' signatures, reach); the
+        simulator runs no agent code, so the ticks themselves are not re-executed."""
         self.key = key
         self.store = store
         self.record = record
@@ -203,7 +212,14 @@ class FakeRunner:
     async def replay_arrival(
         self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
     ) -> None:
-        return None  # the simulator runs no agent code: nothing to replay
+        if self.replay_on_arrival == 0:
+            return
+        try:
+            checked_window(offer, checkpoint, custody, self.replay_on_arrival)
+        except ArrivalRefused as exc:
+            self.cover(f"replay:{exc.code.value}")
+            raise OfferInvalid(exc.code, exc.reason, exc.replay_ticks) from None
+        self.cover("replay:window_checked")
 
     async def admit_offer(
         self, wasm: bytes, manifest: bytes, incoming_bytes: int

@@ -241,6 +241,8 @@ class World:
                     tick_time=self.plan.tick_time,
                     report=lambda agent, event: _report(node, agent, event),
                     capacity=self.plan.notes.get("capacity", {}).get(str(node.index)),
+                    replay_on_arrival=self.plan.notes.get("replay", {}).get(str(node.index), 0),
+                    cover=self.cover,
                 )
                 runner.nursery = nursery
                 incarnation = node.incarnation

@@ -18,6 +18,7 @@ def scenario(
     launch_on: list[int] | None = None,
     liars: dict[str, str] | None = None,
     capacity: dict[str, int] | None = None,
+    replay: dict[str, int] | None = None,
     drop: float = 0.0,
 ) -> Plan:
     notes: dict[str, Any] = {"launch_on": launch_on or [0] * n_agents}
@@ -25,6 +26,8 @@ def scenario(
         notes["liars"] = liars
     if capacity:
         notes["capacity"] = capacity
+    if replay:
+        notes["replay"] = replay
     return Plan(
         seed=seed,
         n_nodes=n_nodes,
@@ -103,7 +106,9 @@ def lie_matrix(kind: str, field: str, variant: int = 0, seed: int = 1) -> Plan:
     """A liar (n2, room for one agent) tells one lie — ``field`` of every ``kind`` message it
     sends is wrong — while it is a handoff target that fetches a module and refuses an offer, a
     handoff source that serves a module and aborts, a witness of claims and handoffs, and a
-    restored pending target that settles; honest nodes settle through it too."""
+    restored pending target that settles; honest nodes settle through it too. The liar and n3
+    replay arrivals (2 ticks), so the liar asks for windows (REJECT replay_ticks) and sends one
+    (OFFER replay)."""
     return scenario(
         seed,
         [
@@ -126,6 +131,7 @@ def lie_matrix(kind: str, field: str, variant: int = 0, seed: int = 1) -> Plan:
         launch_on=[0, 3],
         liars={"1": f"one:{kind}.{field}.{variant}"},
         capacity={"1": 1},
+        replay={"1": 2, "2": 2},  # the liar asks for replay windows, and must send one to n3
     )
 
 

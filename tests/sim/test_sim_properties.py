@@ -56,6 +56,8 @@ def test_seeded_schedules_with_rollbacks_never_violate_an_invariant(swept: Sweep
         "claims:ignored",
         "claims:asked",
         "lie:forge_claims",
+        "replay:REPLAY_REQUIRED",
+        "replay:window_checked",
     ):
         assert coverage[probe] >= minimum, (probe, coverage[probe])
     assert sum(v for k, v in coverage.items() if k.startswith("lie:")) >= minimum
