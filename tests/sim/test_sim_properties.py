@@ -1,7 +1,7 @@
 """Seeded schedules of 3–7 real node cores with faults; every invariant checked after each.
 
 ``IGOR_SIM_SCHEDULES`` sets how many seeds the sweep runs (``make test``: 2,000; ``make
-test-fast``: a few hundred; ``make sim``: 20,000). Every failure names its seed and replays
+test-fast``: 120; ``make sim``: 20,000). Every failure names its seed and replays
 exactly from it: ``python -m igor_p2p.sim run --seed N``.
 """
 
