@@ -21,7 +21,13 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 TESTS = Path(__file__).parent
-SOCKETS = ("net", "cli", "node/test_node_inprocess.py", "node/test_aged_agent_handoff.py")
+SOCKETS = (
+    "net",
+    "cli",
+    "node/test_node_inprocess.py",
+    "node/test_aged_agent_handoff.py",
+    "node/test_offer_backoff.py",
+)
 """Tests that open real sockets (libp2p hosts in this process) or run ``igor`` as a subprocess:
 ``make test`` runs them, ``make test-fast`` (units and the simulation) does not."""
 

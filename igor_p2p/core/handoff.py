@@ -290,6 +290,32 @@ class HandoffSource:
         blobs = await self.ctx.store.lineage(agent)
         return replay_window(blobs, checkpoint, ticks) or None
 
+    async def _offer(self, target: bytes, offer: Offer, checkpoint: Checkpoint) -> Message:
+        """Send ``offer`` until the target answers it: a target that takes offers from this
+        node at a bounded rate (REFUSED RATE_LIMITED) is asked again after a backoff, and one
+        that replays arrivals (REJECT REPLAY_REQUIRED) gets the same offer once more with the
+        ticks it asks for. The caller bounds the whole exchange (``handoff_deadline_s``)."""
+        ctx = self.ctx
+        attempt = 0
+        while True:
+            reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
+            if isinstance(reply, Refused) and reply.code is RefusedCode.RATE_LIMITED:
+                await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+                attempt += 1
+                continue
+            if (
+                isinstance(reply, Reject)
+                and reply.code is RejectCode.REPLAY_REQUIRED
+                and reply.replay_ticks is not None
+                and offer.replay is None
+            ):
+                self.replay_asked[target] = reply.replay_ticks
+                window = await self._replay_window(offer.agent, checkpoint, reply.replay_ticks)
+                if window is not None:
+                    offer = dataclasses.replace(offer, replay=window)
+                    continue
+            return reply
+
     def _step(
         self, agent: str, epoch: int, mid: bytes, step: str, target: bytes, detail: str = ""
     ) -> None:
@@ -467,20 +493,7 @@ class HandoffSource:
         if claim.phase is ClaimPhase.WAITING_VALUE:
             with trio.move_on_after(ctx.config.handoff_deadline_s):
                 try:
-                    reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
-                    if (
-                        isinstance(reply, Reject)
-                        and reply.code is RejectCode.REPLAY_REQUIRED
-                        and reply.replay_ticks is not None
-                        and offer.replay is None
-                    ):  # the target replays arrivals: offer once more, with the ticks it asks
-                        self.replay_asked[target] = reply.replay_ticks
-                        window = await self._replay_window(agent, checkpoint, reply.replay_ticks)
-                        if window is not None:
-                            offer = dataclasses.replace(offer, replay=window)
-                            reply = await ctx.transport.request(
-                                target, offer, ctx.config.offer_timeout_s
-                            )
+                    reply = await self._offer(target, offer, checkpoint)
                 except PeerUnreachable as exc:
                     log.info("offer not answered", agent=agent, step=str(exc))
             self.trace.mark(mid, "offer_answered")
