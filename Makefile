@@ -19,13 +19,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m igor_p2p.demo
 
-# Everything but the soak: units, simulation and sockets tests spread over both cores, then the
-# real-process (e2e) tests, two files at a time (their nodes mostly wait on each other and on
-# timers: about 1.2 cores busy on average, measured).
+# Everything but the soak: units, simulation and sockets tests spread over both cores; the
+# real-process (e2e) tests two files at a time (their nodes mostly wait on each other and on
+# timers: about 1.2 cores busy on average, measured); last, alone, the tests that assert a
+# latency bound in seconds (mark `timing`).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -m "not soak and not e2e" -p no:cacheprovider -n 2 --dist loadfile
-	$(BIN)/python -m pytest -q -m "e2e and not soak" -p no:cacheprovider -n 2 --dist loadfile \
-		--durations=10
+	$(BIN)/python -m pytest -q -m "not soak and not e2e and not timing" -p no:cacheprovider \
+		-n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -m "e2e and not soak and not timing" -p no:cacheprovider \
+		-n 2 --dist loadfile --durations=10
+	$(BIN)/python -m pytest -q -m "timing and not soak" -p no:cacheprovider
 
 # Unit tests and the deterministic simulation: no processes, no sockets (under a minute).
 test-fast: $(STAMP)

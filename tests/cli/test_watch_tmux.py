@@ -20,6 +20,7 @@ from .clitools import cli_env, igor
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.timing,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
 ]
 SHOW_WITHIN_S = 3.0

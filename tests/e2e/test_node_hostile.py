@@ -150,6 +150,7 @@ def test_a_node_at_its_disk_budget_suspends_ticking_and_keeps_answering() -> Non
             assert n1.admin("ping") == "pong"
 
 
+@pytest.mark.timing
 def test_admin_answers_within_a_second_while_a_long_tick_runs() -> None:
     with scratch_dir() as root, node_processes(root, ["n1"]) as (n1,):
         n1.start()

@@ -20,7 +20,7 @@ from .node_procs import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timing]
 
 BACK_IN_TABLES_S = 5.0
 

@@ -118,6 +118,7 @@ def test_restored_pending_target_never_ticks_a_stale_epoch() -> None:
         restart(n2, n1)
         wait_state(n2, did, "ACTIVE_OWNER")  # it settles through the witnesses: epoch 2
         mover.join(timeout=120)
+        wait_ticks(n2, did, 1, now_ns())  # its claim done (until then a migrate is AgentBusy)
         assert migrate(n2, did, n3.peer_id) == "TRANSFERRED"  # epoch 3, on n3
         wait_ticks(n3, did, 3, 0)
 
@@ -153,6 +154,7 @@ def _restored_owner_while_the_new_owner_is_offline(
         wait_state(n1, did, "ACTIVE_OWNER")
         wait_ticks(n1, did, 3, now_ns())
         assert migrate(n1, did, n2.peer_id) == "TRANSFERRED"
+        wait_ticks(n2, did, 1, now_ns())  # the new owner ticks before it hands the agent on
         assert migrate(n2, did, n3.peer_id) == "TRANSFERRED"
         wait_ticks(n3, did, 3, 0)
         stop(n3)  # the owner goes offline: no live node holds its location
