@@ -33,6 +33,7 @@ from igor_p2p.authority.events import ClaimResolved, ClaimStale, SourceAborted
 from igor_p2p.authority.record import ClaimPurpose, Phase
 from igor_p2p.authority.table import IllegalTransition
 from igor_p2p.authority.witness_choice import choose_witnesses
+from igor_p2p.core.backoff import Backoff
 from igor_p2p.core.config import CoreConfig
 from igor_p2p.core.gate import Gate
 from igor_p2p.core.ports import AuthorityStore, Env, Membership, PeerUnreachable, Transport
@@ -118,6 +119,8 @@ class ClaimContext:
     config: CoreConfig
     membership: Membership
     ballots: Ballots
+    backoff: Backoff
+    """How retries wait (a network change ends every wait)."""
 
 
 class Claimant:
@@ -127,19 +130,6 @@ class Claimant:
         self.ctx = ctx
         self._nursery: trio.Nursery | None = None
         self._pending: list[tuple[str, ClaimPurpose, int, str]] = []
-        self._changed = trio.Event()
-
-    def network_changed(self) -> None:
-        """A peer came back or a partition healed: claims waiting out a backoff retry now
-        (after a long partition the backoff has grown; the quorum may be back already)."""
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _backoff(self, attempt: int) -> None:
-        changed = self._changed
-        ctx = self.ctx
-        with trio.move_on_after(ctx.config.backoff(attempt, ctx.env.rng.random())):
-            await changed.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -187,7 +177,7 @@ class Claimant:
                 return
             above = max(above, claim.highest_round)
             self._set_waiting(agent, f"handing off: {claim.missing() or 'no quorum'}")
-            await self._backoff(attempt)
+            await self.ctx.backoff.wait(attempt)
             attempt += 1
 
     # ---------------------------------------------------------------- the loop
@@ -238,7 +228,7 @@ class Claimant:
                 peer="",
                 detail=f"{purpose.value}: {reason}",
             )
-            await self._backoff(attempt)
+            await self.ctx.backoff.wait(attempt)
             attempt += 1
 
     async def _feed(self, agent: str, event: ClaimResolved | ClaimStale | SourceAborted) -> None:

@@ -14,7 +14,8 @@ class CoreConfig:
     handoff_deadline_s: float = 30.0
     """A source gives up a handoff it has not started to decide by then (and ticks on)."""
     settle_after_s: float = 15.0
-    """A pending target asks the witnesses itself when no COMMIT or ABORT came by then."""
+    """A pending target asks the witnesses itself when no COMMIT or ABORT came by then; until
+    then its source resends the COMMIT (backing off, at once after a network change)."""
     claim_round_s: float = 5.0
     """One ballot of a claim waits this long for a quorum."""
     backoff_min_s: float = 0.2
@@ -25,8 +26,6 @@ class CoreConfig:
     learn_delay_s: float = 0.1
     """LEARN waits this long first, so that repair traffic never competes with a handoff's
     COMMIT or the new owner's first tick (it is not on anyone's critical path)."""
-    commit_retries: int = 5
-    """A source resends a COMMIT this many times before the target's settlement takes over."""
     witnesses: int = 3
     """Witnesses per agent when the network is big enough (k)."""
     test_unsafe_resume: bool = False

@@ -197,24 +197,28 @@ class Messenger:
     async def _commit(self, agent: str, target: bytes, mid: bytes, start: EpochStart) -> None:
         ctx = self.ctx
         message = Commit(ctx.key.public_key, agent, mid, start.record, start.cert)
-        for attempt in range(ctx.config.commit_retries):
-            try:
-                reply = await ctx.transport.request(target, message, ctx.config.request_timeout_s)
-            except PeerUnreachable:
-                await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
-                continue
-            if isinstance(reply, Confirm) and reply.migration_id == mid:
-                self.confirmation(mid).set()
-                ctx.env.history.emit(
-                    "handoff",
-                    agent=agent,
-                    epoch=start.epoch,
-                    migration_id=mid.hex(),
-                    step="confirmed",
-                    peer=target.hex(),
-                    detail="",
-                )
-            return
+        reply: Message | None = None
+        with trio.move_on_after(ctx.config.settle_after_s):  # then the target settles itself
+            attempt = 0
+            while reply is None:
+                try:
+                    reply = await ctx.transport.request(
+                        target, message, ctx.config.request_timeout_s
+                    )
+                except PeerUnreachable:
+                    await ctx.backoff.wait(attempt)
+                    attempt += 1
+        if isinstance(reply, Confirm) and reply.migration_id == mid:
+            self.confirmation(mid).set()
+            ctx.env.history.emit(
+                "handoff",
+                agent=agent,
+                epoch=start.epoch,
+                migration_id=mid.hex(),
+                step="confirmed",
+                peer=target.hex(),
+                detail="",
+            )
 
     async def _abort(self, agent: str, target: bytes, mid: bytes) -> None:
         ctx = self.ctx
@@ -224,7 +228,7 @@ class Messenger:
                 await ctx.transport.request(target, message, ctx.config.request_timeout_s)
                 return
             except PeerUnreachable:
-                await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+                await ctx.backoff.wait(attempt)
 
     async def _learn(self, agent: str, start: EpochStart) -> None:
         ctx = self.ctx
@@ -243,7 +247,7 @@ class Messenger:
                     await ctx.transport.request(node, message, ctx.config.request_timeout_s)
                     return
                 except PeerUnreachable:
-                    await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+                    await ctx.backoff.wait(attempt)
 
         async with trio.open_nursery() as nursery:
             for node in nodes:
@@ -300,7 +304,7 @@ class HandoffSource:
         while True:
             reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
             if isinstance(reply, Refused) and reply.code is RefusedCode.RATE_LIMITED:
-                await ctx.env.sleep(ctx.config.backoff(attempt, ctx.env.rng.random()))
+                await ctx.backoff.wait(attempt)
                 attempt += 1
                 continue
             if (

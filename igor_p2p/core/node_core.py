@@ -33,6 +33,7 @@ from igor_p2p.authority.record import ABSENT, ClaimPurpose
 from igor_p2p.authority.table import IllegalTransition
 from igor_p2p.authority.witness import WitnessCore
 from igor_p2p.authority.witness_choice import choose_witnesses
+from igor_p2p.core.backoff import Backoff
 from igor_p2p.core.claims import Ballots, Claimant, ClaimContext
 from igor_p2p.core.config import CoreConfig
 from igor_p2p.core.gate import Effects, Gate
@@ -97,6 +98,8 @@ class NodeCore:
             me=self.me, store=ports.store, runner=ports.runner, env=ports.env, effects=effects
         )
         self.gate.unsafe_resume = self.config.test_unsafe_resume
+        self.backoff = Backoff(self.config, ports.env)
+        """How this node's retries wait (discovery and the fault gate end the waits)."""
         ctx = ClaimContext(
             key=key,
             store=ports.store,
@@ -106,6 +109,7 @@ class NodeCore:
             config=self.config,
             membership=ports.membership,
             ballots=Ballots(self.me, ports.env.token(8)),
+            backoff=self.backoff,
         )
         self._claimant = Claimant(ctx)
         self.messenger = Messenger(ctx)
@@ -125,8 +129,8 @@ class NodeCore:
 
     def network_changed(self) -> None:
         """A peer came back or a partition healed (the node's discovery and fault gate say so):
-        claims waiting out a backoff retry at once."""
-        self._require_claimant().network_changed()
+        claims, COMMITs, ABORTs, LEARNs and OFFERs waiting out a backoff retry at once."""
+        self.backoff.network_changed()
 
     async def run(
         self,

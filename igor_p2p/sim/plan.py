@@ -13,7 +13,7 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SIM_VERSION = 4
+SIM_VERSION = 5
 """3: every node runs the authority-claim gossip (``ClaimGossip``); claim forgers."""
 
 LIAR_SHARE = 0.15

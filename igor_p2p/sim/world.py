@@ -290,6 +290,14 @@ class World:
             return
         self.fault(node.name, "restart", "")
         await self.start_node(node)
+        self.network_changed()  # the others' discovery sees it come back
+
+    def network_changed(self) -> None:
+        """What a node's discovery (a peer up) and fault gate (a heal) tell its core: retries
+        waiting out a backoff try again now."""
+        for node in self.nodes:
+            if node.up and node.core is not None:
+                node.core.network_changed()
 
     async def on(self, node: SimNode, fn, *args) -> bool:  # type: ignore[no-untyped-def]
         """Run an operator call inside ``node`` (a crash cancels it, as it would kill the
@@ -468,6 +476,7 @@ class World:
             await trio.sleep(params["duration"])
             self.faults.blocked.difference_update(cuts)
             self.fault(nodes[params["node"] % len(nodes)].name, "heal", "")
+            self.network_changed()
         elif kind == "clog":
             node = nodes[params["node"] % len(nodes)]
             until = trio.current_time() + params["duration"]
@@ -534,6 +543,7 @@ class World:
             await self.restart(node)
         self.heal_ns = int(trio.current_time() * 1e9)
         self.fault(self.nodes[0].name, "heal", "final")
+        self.network_changed()
 
 
 def _wrong_ack_digest(me: bytes):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
-"""A claim that got no quorum waits out a growing backoff, but a network change (a peer came
-back, a partition healed) ends the wait at once: liveness after heal does not depend on how
+"""A retry of the authority protocols (a claim without a quorum, a COMMIT, ABORT or LEARN not
+answered, an OFFER refused for rate) waits out a growing backoff, but a network change (a peer
+came back, a partition healed) ends the wait at once: liveness after heal does not depend on how
 long the partition lasted."""
 
 from __future__ import annotations
@@ -11,41 +12,88 @@ from typing import Any
 import trio
 import trio.testing
 
-from igor_p2p.core.claims import Claimant
+from igor_p2p.core.backoff import Backoff
 from igor_p2p.core.config import CoreConfig
+from igor_p2p.core.handoff import Messenger
+from igor_p2p.core.ports import PeerUnreachable
+from igor_p2p.wire.codec import Message
+from igor_p2p.wire.messages import Commit, Confirm
 
 
-def _claimant() -> Claimant:
-    ctx: Any = SimpleNamespace(config=CoreConfig(), env=SimpleNamespace(rng=random.Random(1)))
-    return Claimant(ctx)
+def _backoff() -> Backoff:
+    env: Any = SimpleNamespace(rng=random.Random(1))
+    return Backoff(CoreConfig(), env)
 
 
 async def test_a_network_change_ends_a_long_backoff_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    claimant = _claimant()
+    backoff = _backoff()
     ended: list[float] = []
 
     async def wait() -> None:
-        await claimant._backoff(attempt=10)  # 15 to 30 s after a long partition
+        await backoff.wait(attempt=10)  # 15 to 30 s after a long partition
         ended.append(trio.current_time())
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(wait)
         await trio.sleep(2.0)
         assert ended == []
-        claimant.network_changed()
+        backoff.network_changed()
     assert ended == [2.0]
 
 
 async def test_without_a_change_the_backoff_runs_its_course(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    claimant = _claimant()
+    backoff = _backoff()
     start = trio.current_time()
-    await claimant._backoff(attempt=10)
+    await backoff.wait(attempt=10)
     assert 15.0 <= trio.current_time() - start <= 30.0
-    claimant.network_changed()  # a change after the wait wakes nothing later
+    backoff.network_changed()  # a change after the wait wakes nothing later
     start = trio.current_time()
-    await claimant._backoff(attempt=0)
+    await backoff.wait(attempt=0)
     assert 0.1 <= trio.current_time() - start <= 0.2
+
+
+class CutTarget:
+    """A target behind a partition until ``heal``; it confirms every COMMIT after that."""
+
+    me = b"\x01" * 32
+
+    def __init__(self) -> None:
+        self.cut = True
+        self.commits: list[float] = []
+
+    async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
+        if self.cut:
+            raise PeerUnreachable("partitioned")
+        assert isinstance(message, Commit)
+        self.commits.append(trio.current_time())
+        return Confirm(peer, message.agent, message.migration_id, epoch=2)
+
+
+async def test_a_commit_waiting_out_its_backoff_is_sent_as_soon_as_the_partition_heals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backoff = _backoff()
+    target = CutTarget()
+    history: Any = SimpleNamespace(emit=lambda *args, **kwargs: None)
+    ctx: Any = SimpleNamespace(
+        key=SimpleNamespace(public_key=b"\x02" * 32),
+        transport=target,
+        config=CoreConfig(),
+        env=SimpleNamespace(rng=random.Random(1), history=history),
+        backoff=backoff,
+    )
+    messenger = Messenger(ctx)
+    start: Any = SimpleNamespace(record=b"record", cert=b"cert", epoch=2)
+    mid = b"\x07" * 16
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(messenger._commit, "agent", target.me, mid, start)
+        await trio.sleep(2.9)  # four failed attempts: the next wait is 1.6 to 3.2 s long
+        target.cut = False
+        healed = trio.current_time()
+        backoff.network_changed()
+    assert target.commits == [healed]
+    assert messenger.confirmation(mid).is_set()
