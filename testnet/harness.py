@@ -237,11 +237,11 @@ class Testnet:
         proc = self._procs.get(name)
         if proc is not None and proc.pid == info.pid:
             return proc.poll() is None
-        if info.pid is None:
-            return False
+        if info.pid is None or info.create_time is None:
+            return False  # never signal a pid whose process we cannot tell apart (pid reuse)
         try:
             p = psutil.Process(info.pid)
-            if info.create_time is not None and abs(p.create_time() - info.create_time) > 0.5:
+            if abs(p.create_time() - info.create_time) > 0.5:
                 return False
             return p.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:

@@ -247,6 +247,10 @@ class Claimant:
         if not custody:
             raise InvalidCustody("no custody stored for the agent")
         previous = custody[-1]
+        if previous.epoch >= slot:
+            # The verified custody this node stores already goes past the slot (a stale
+            # pending copy, say): the slot is decided, and later epochs are proven.
+            return Stale((previous,))
         if previous.epoch != slot - 1:
             raise InvalidCustody(f"stored custody ends at epoch {previous.epoch}, not {slot - 1}")
         if purpose is ClaimPurpose.SETTLE:
