@@ -6,7 +6,9 @@ target refused for rate: each waits ``CoreConfig.backoff(attempt, jitter)`` befo
 again, and after a long partition that wait has grown to many seconds. When a peer comes back or
 a partition heals (the node's discovery and fault gate say so, :meth:`Backoff.network_changed`),
 every wait ends at once, so liveness after heal does not depend on how long the partition
-lasted.
+lasted. A request with a long timeout (an OFFER waits up to ``offer_timeout_s`` for its ACK) is
+sent again on a network change too (:meth:`Backoff.request`): its reply may have been lost to
+the partition, and the request is one the peer answers again when repeated.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import trio
 
 from igor_p2p.core.config import CoreConfig
-from igor_p2p.core.ports import Env
+from igor_p2p.core.ports import Env, PeerUnreachable, Transport
+from igor_p2p.wire.codec import Message
 
 
 class Backoff:
@@ -35,3 +38,33 @@ class Backoff:
         changed = self._changed
         with trio.move_on_after(self.config.backoff(attempt, self.env.rng.random())):
             await changed.wait()
+
+    async def request(
+        self, transport: Transport, peer: bytes, message: Message, timeout: float
+    ) -> Message:
+        """``transport.request``, sent again at once whenever the network changes before the
+        reply came (only for requests a peer answers the same way when repeated)."""
+        while True:
+            changed = self._changed
+            reply: Message | None = None
+            failure: PeerUnreachable | None = None
+            async with trio.open_nursery() as nursery:
+
+                async def ask() -> None:
+                    nonlocal reply, failure
+                    try:
+                        reply = await transport.request(peer, message, timeout)
+                    except PeerUnreachable as exc:
+                        failure = exc
+                    nursery.cancel_scope.cancel()
+
+                async def watch(changed: trio.Event) -> None:
+                    await changed.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(ask)
+                nursery.start_soon(watch, changed)
+            if reply is not None:
+                return reply
+            if failure is not None:
+                raise failure

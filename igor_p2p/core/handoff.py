@@ -298,11 +298,15 @@ class HandoffSource:
         """Send ``offer`` until the target answers it: a target that takes offers from this
         node at a bounded rate (REFUSED RATE_LIMITED) is asked again after a backoff, and one
         that replays arrivals (REJECT REPLAY_REQUIRED) gets the same offer once more with the
-        ticks it asks for. The caller bounds the whole exchange (``handoff_deadline_s``)."""
+        ticks it asks for; an OFFER whose ACK has not come when the network changes (a heal:
+        the ACK may be lost) is sent again at once. The caller bounds the whole exchange
+        (``handoff_deadline_s``)."""
         ctx = self.ctx
         attempt = 0
         while True:
-            reply = await ctx.transport.request(target, offer, ctx.config.offer_timeout_s)
+            reply = await ctx.backoff.request(
+                ctx.transport, target, offer, ctx.config.offer_timeout_s
+            )  # the same OFFER again after a heal: the target acks a repeat again
             if isinstance(reply, Refused) and reply.code is RefusedCode.RATE_LIMITED:
                 await ctx.backoff.wait(attempt)
                 attempt += 1

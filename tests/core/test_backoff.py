@@ -97,3 +97,36 @@ async def test_a_commit_waiting_out_its_backoff_is_sent_as_soon_as_the_partition
         backoff.network_changed()
     assert target.commits == [healed]
     assert messenger.confirmation(mid).is_set()
+
+
+class LostFirstReply:
+    """A peer whose reply to the first request is lost (the requester would wait the whole
+    timeout for it); it answers every later one."""
+
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+
+    async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
+        self.sent.append(trio.current_time())
+        if len(self.sent) == 1:
+            await trio.sleep(timeout)
+            raise PeerUnreachable("no reply within the timeout")
+        return message
+
+
+async def test_a_request_waiting_for_a_lost_reply_is_sent_again_when_the_network_heals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backoff = _backoff()
+    peer = LostFirstReply()
+    commit = Commit(b"\x02" * 32, "agent", b"\x07" * 16, b"record", b"cert")
+    answers: list[Message] = []
+
+    async def offer() -> None:
+        answers.append(await backoff.request(peer, b"\x01" * 32, commit, timeout=20.0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(offer)
+        await trio.sleep(3.0)  # the reply is lost; without a change it would wait 17 s more
+        backoff.network_changed()
+    assert answers == [commit] and peer.sent == [0.0, 3.0]
