@@ -17,10 +17,7 @@ from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.effects.observations import Obs, decode_log, encode_log
 from igor_p2p.effects.replay import Verdict, replay_lineage
-from igor_p2p.lineage.effect import EffectRecord, UnsignedEffectRecord
-from igor_p2p.lineage.entries import Checkpoint, LineageEntry
-from igor_p2p.lineage.envelope import UnsignedCheckpoint
-from igor_p2p.lineage.identity import Keypair
+from igor_p2p.lineage.entries import LineageEntry
 from igor_p2p.lineage.inputs import TickInputs, UnsignedTickInputs
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.runtime.datadir import DataDir
@@ -28,6 +25,7 @@ from igor_p2p.runtime.services import RuntimeConfig
 from igor_p2p.store.retention import parse_retention
 
 from .agents import lineage, manifest, observer, run_agent
+from .lineage_rewrite import resigned_from
 from .server import FeedServer, Route, http_server
 
 
@@ -58,26 +56,6 @@ def replay(entries: list[LineageEntry], wasm: bytes, manifest_bytes: bytes, **kw
         return replay_lineage(
             entries, sandbox.compile(wasm), parse_manifest(manifest_bytes), sandbox, **kw
         )
-
-
-def resigned_from(entries: list[LineageEntry], index: int, key: Keypair) -> list[LineageEntry]:
-    """The lineage with entry ``index`` as given and everything after it re-linked and
-    re-signed by ``key`` (an owner rewriting its own history)."""
-    out = list(entries[: index + 1])
-    for entry in entries[index + 1 :]:
-        prev = out[-1].digest()
-        fields = {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
-        fields.pop("signature", None)
-        fields.pop("signer", None)
-        fields["prev"] = prev
-        if isinstance(entry, Checkpoint):
-            out.append(UnsignedCheckpoint(**fields).sign(key))
-        elif isinstance(entry, TickInputs):
-            out.append(UnsignedTickInputs(**fields).sign(key))
-        else:
-            assert isinstance(entry, EffectRecord)
-            out.append(UnsignedEffectRecord(**fields).sign(key))
-    return out
 
 
 async def _replays_and_catches_a_tampered_clock(tmp_path: Path, server: FeedServer, n: int) -> None:

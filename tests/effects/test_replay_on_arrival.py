@@ -20,9 +20,7 @@ from typer.testing import CliRunner
 
 from igor_p2p.cli.main import app
 from igor_p2p.effects.observations import Obs, decode_log, encode_log
-from igor_p2p.lineage.effect import EffectRecord, UnsignedEffectRecord
-from igor_p2p.lineage.entries import Checkpoint, LineageEntry, decode_entry
-from igor_p2p.lineage.envelope import UnsignedCheckpoint
+from igor_p2p.lineage.entries import Checkpoint, decode_entry
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.lineage.inputs import TickInputs, UnsignedTickInputs
 from igor_p2p.node.config import NodeConfig
@@ -33,6 +31,7 @@ from igor_p2p.wire.codec import Message, encode
 from igor_p2p.wire.messages import Offer, Reject, RejectCode
 
 from .agents import observer
+from .lineage_rewrite import resigned_from
 
 TICKS_BEFORE = 6
 """Ticks the agent runs on the source before it is moved (more than the 3 replayed)."""
@@ -180,25 +179,6 @@ async def test_an_agent_whose_manifest_asks_for_replay_offers_its_ticks_at_once(
     assert replayed == 2
 
 
-def _resigned(entries: list[LineageEntry], index: int, key: Keypair) -> list[LineageEntry]:
-    """``entries`` with entry ``index`` as given and every later one re-linked and re-signed by
-    ``key`` (an owner rewriting the history it offers)."""
-    out = list(entries[: index + 1])
-    for entry in entries[index + 1 :]:
-        fields = {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
-        fields.pop("signature", None)
-        fields.pop("signer", None)
-        fields["prev"] = out[-1].digest()
-        if isinstance(entry, Checkpoint):
-            out.append(UnsignedCheckpoint(**fields).sign(key))
-        elif isinstance(entry, TickInputs):
-            out.append(UnsignedTickInputs(**fields).sign(key))
-        else:
-            assert isinstance(entry, EffectRecord)
-            out.append(UnsignedEffectRecord(**fields).sign(key))
-    return out
-
-
 def _forger(key: Keypair, changed: list[int]) -> Callable[[Offer], Offer]:
     """Changes one clock reading in the last tick-input record of the window, and re-signs
     everything after it (the HANDOFF checkpoint included) with the owner's key: every
@@ -221,7 +201,7 @@ def _forger(key: Keypair, changed: list[int]) -> Callable[[Offer], Offer]:
         fields.pop("signature")
         fields["log"] = encode_log(sorted(log.items()))
         entries[index] = UnsignedTickInputs(**fields).sign(key)
-        forged = _resigned(entries, index, key)
+        forged = resigned_from(entries, index, key)
         return dataclasses.replace(
             offer,
             replay=tuple(e.encode() for e in forged[:-1]),
