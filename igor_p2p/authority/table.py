@@ -93,6 +93,7 @@ from igor_p2p.authority.record import (
 )
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.errors import IgorError
+from igor_p2p.lineage.custody import TransferRecord
 from igor_p2p.wire.messages import RejectCode
 
 S = AuthorityState
@@ -263,6 +264,25 @@ def _handoff_chosen(v: View, e: Event) -> bool:
 def _next_epoch_chosen_for_another(v: View, e: Event) -> bool:
     assert isinstance(e, ClaimResolved)
     return e.start.owner != v.me and e.start.epoch == v.record.epoch + 1
+
+
+def _our_transfer(v: View, start: EpochStart) -> TransferRecord | None:
+    """The record that starts ``start``, when it is a handoff from this node to another one for
+    the epoch after ours (an earlier handoff of ours that a claim or the witnesses decided)."""
+    if start.is_genesis or start.owner == v.me or start.epoch != v.record.epoch + 1:
+        return None
+    record = decode_record(start.record)
+    if isinstance(record, TransferRecord) and record.from_node == v.me:
+        return record
+    return None
+
+
+def _our_handoff_chosen_late(v: View, e: Event) -> bool:
+    """The next epoch went to our own earlier handoff's target, and nobody has told it yet: this
+    incarnation no longer runs that handoff (a restart, or its deadline passed), so its COMMIT
+    was never sent; only the target's own settlement would find out, much later."""
+    start = e.start if isinstance(e, ClaimResolved) else e.latest  # type: ignore[attr-defined]
+    return _our_transfer(v, start) is not None
 
 
 def _stale_is_ours(v: View, e: Event) -> bool:
@@ -471,6 +491,17 @@ def _retire_adopted(v: View, e: Event) -> Out:
     )
 
 
+def _commit_late(v: View, e: Event) -> Out:
+    """Retire to our own earlier handoff's target and send it the COMMIT it is waiting for."""
+    start: EpochStart = e.start if isinstance(e, ClaimResolved) else e.latest  # type: ignore[attr-defined]
+    transfer = _our_transfer(v, start)
+    assert transfer is not None
+    out = _retire_adopted(v, e) if isinstance(e, ClaimResolved) else _retire_to(v, e)
+    at = next(i for i, a in enumerate(out.actions) if isinstance(a, PersistAuthority)) + 1
+    out.actions.insert(at, SendCommit(transfer.to_node, transfer.migration_id, start))
+    return out
+
+
 def _stale_but_ours(v: View, e: Event) -> Out:
     """The next epoch is ours already (proven): record it, then claim one more before ticking."""
     assert isinstance(e, ClaimStale | Superseded)
@@ -549,6 +580,17 @@ def _handoff_lost(v: View, e: Event) -> Out:
     out = _retire_adopted(v, e)
     out.actions.insert(0, SendAbort(target, mid))
     out.run["handoff"] = None
+    return out
+
+
+def _handoff_lost_to_earlier(v: View, e: Event) -> Out:
+    """Phase 1 of our handoff adopted an earlier handoff of ours to another target, which won:
+    abort this one, and send the earlier target the COMMIT it waits for."""
+    out = _handoff_lost(v, e)
+    transfer = _our_transfer(v, e.start)  # type: ignore[attr-defined]
+    assert transfer is not None
+    at = next(i for i, a in enumerate(out.actions) if isinstance(a, PersistAuthority)) + 1
+    out.actions.insert(at, SendCommit(transfer.to_node, transfer.migration_id, e.start))  # type: ignore[attr-defined]
     return out
 
 
@@ -757,6 +799,12 @@ _STALE_RULES = (
         (_PERSIST, EnterRecovery),
         _restored,
     ),
+    Rule(
+        _g("our own earlier handoff was chosen: tell its target", _our_handoff_chosen_late),
+        S.RETIRED,
+        (_PERSIST, SendCommit),
+        _commit_late,
+    ),
     Rule(OTHERWISE, S.RETIRED, (_PERSIST,), _retire_to),
 )
 _CLAIM_RESULT_RULES = (
@@ -766,6 +814,12 @@ _CLAIM_RESULT_RULES = (
         S.RECOVERY_REQUIRED,
         (_PERSIST, EnterRecovery),
         _restored,
+    ),
+    Rule(
+        _g("our own earlier handoff was chosen: tell its target", _our_handoff_chosen_late),
+        S.RETIRED,
+        (_PERSIST, SendCommit, Learn),
+        _commit_late,
     ),
     Rule(
         _g("the next epoch chosen for another node", _next_epoch_chosen_for_another),
@@ -920,6 +974,15 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         ),
         Rule(
             _g(
+                "handing off, our own earlier handoff to another target was chosen",
+                lambda v, e: _handing_off(v, e) and _our_handoff_chosen_late(v, e),
+            ),
+            S.RETIRED,
+            (SendAbort, _PERSIST, SendCommit, Learn),
+            _handoff_lost_to_earlier,
+        ),
+        Rule(
+            _g(
                 "handing off, another record was chosen for a third node",
                 lambda v, e: _handing_off(v, e) and _next_epoch_chosen_for_another(v, e),
             ),
@@ -965,6 +1028,17 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
             S.RECOVERY_REQUIRED,
             (_PERSIST, EnterRecovery),
             _restored,
+        ),
+        Rule(
+            _g(
+                "claiming or handing off, our own earlier handoff was chosen",
+                lambda v, e: (
+                    (_claiming(v, e) or _handing_off(v, e)) and _our_handoff_chosen_late(v, e)
+                ),
+            ),
+            S.RETIRED,
+            (_PERSIST, SendCommit),
+            _commit_late,
         ),
         Rule(
             _g("claiming or handing off", lambda v, e: _claiming(v, e) or _handing_off(v, e)),
@@ -1127,6 +1201,21 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         Rule(OTHERWISE, None, (LogRejected,), _ignore("the pending epoch is not decided yet")),
     ),
     (S.HANDOFF_PENDING, Superseded): (
+        Rule(
+            _g(
+                "hands our copy to us, this incarnation prepared it",
+                lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
+            ),
+            S.ACTIVE_OWNER,
+            _OWN,
+            _take_committed,
+        ),
+        Rule(
+            _g("hands our copy to us", _settled_for_me),
+            S.ACTIVE_OWNER,
+            (_PERSIST, StartClaim),
+            _take_committed,
+        ),
         Rule(
             _g("a later epoch, or the next one for another node", _later_than_pending),
             S.RETIRED,

@@ -19,14 +19,17 @@ from typing import Any
 import trio
 import trio.testing
 
+from igor_p2p.authority.custody import decode_record
 from igor_p2p.authority.events import BudgetExhausted, TickFailed
 from igor_p2p.authority.record import ABSENT, RecoveryReason
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.core.config import CoreConfig
 from igor_p2p.core.handoff import AgentBusy, BadTarget, NotOwnerHere
 from igor_p2p.core.node_core import CorePorts, NodeCore
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage._codec import ZERO_HASH
+from igor_p2p.lineage.custody import TransferRecord
 from igor_p2p.lineage.envelope import CheckpointKind, UnsignedCheckpoint
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.node.claims import ClaimCounts, ClaimGossip
@@ -486,6 +489,8 @@ class World:
             self.cover("fault:clog")
         elif kind == "crash":
             node = nodes[params["node"] % len(nodes)]
+            if "after_accepts" in params:
+                await self._accepted_from(node, params["agent"], params["after_accepts"])
             self.crash(node)
             await trio.sleep(params["down"])
             await self.restart(node)
@@ -517,6 +522,21 @@ class World:
             await self.halt_resume(params["agent"], params["pause"])
         elif kind == "force":
             await self.force(params["agent"], params["node"] % len(nodes))
+
+    async def _accepted_from(self, node: SimNode, agent_index: int, count: int) -> None:
+        """Wait until ``count`` witnesses durably accepted a handoff record ``node`` signed for
+        the agent (a crash then hits the source between the accepts and what it learns)."""
+        agent = self.agents[agent_index]
+        me = node.key.public_key
+
+        def from_node(record: WitnessRecord | None) -> bool:
+            if record is None or record.accepted_record is None:
+                return False
+            entry = decode_record(record.accepted_record)
+            return isinstance(entry, TransferRecord) and entry.from_node == me != entry.to_node
+
+        while sum(from_node(n.disk.state.witnesses.get(agent)) for n in self.nodes) < count:
+            await trio.sleep(0.0001)
 
     async def _backup(self, node: SimNode, params: dict[str, Any]) -> None:
         """Copy the node's disk now, or once ``agent`` is in ``state`` there (``when``)."""

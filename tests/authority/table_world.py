@@ -98,6 +98,22 @@ def _base(epochs: int) -> Custody:
 
 
 @functools.cache
+@functools.cache
+def _ours(epochs: int) -> Custody:
+    """A custody whose epoch ``epochs`` is ours (A's)."""
+    if epochs == 1:
+        return OUR_CUSTODY
+    custody = _base(epochs - 1).copy()
+    custody.hand(A)
+    return custody
+
+
+def our_handoff(epoch: int, to: Keypair, prev: bytes = H_OURS) -> EpochStart:
+    """A certified start of ``epoch``: our own handoff of epoch - 1 to ``to``."""
+    previous = _ours(epoch - 1).at(epoch - 1)
+    return certify(previous, make_transfer(previous, to, prev=prev))
+
+
 def start(epoch: int, owner: Keypair, prev: bytes = H_ELSE) -> EpochStart:
     """A certified start of ``epoch`` owned by ``owner`` whose record names ``prev``."""
     if epoch == 1:
@@ -115,6 +131,7 @@ def starts_around(epoch: int) -> dict[str, EpochStart]:
         "next, ours, another copy": start(e + 1, A, H_ELSE),
         "next, to our target": start(e + 1, TARGET, H_OURS),
         "next, to a third node": start(e + 1, THIRD, H_ELSE),
+        "next, our own handoff to a third node": our_handoff(e + 1, THIRD),
         "later, ours": start(e + 2, A, H_ELSE),
         "later, a third node's": start(e + 2, THIRD, H_ELSE),
     }

@@ -96,6 +96,7 @@ from .table_world import (
     _fed,
     _loaded,
     events_for,
+    our_handoff,
     start,
     walk,
 )
@@ -163,6 +164,39 @@ def test_a_restarted_owner_whose_next_epoch_went_to_another_node_retires() -> No
     record = owner.machine.record
     assert record.state is S.RETIRED
     assert record.successor == Successor(4, THIRD.public_key) and record.fence == 4
+
+
+@pytest.mark.parametrize("result", [ClaimResolved, ClaimStale])
+def test_a_restarted_owner_whose_own_earlier_handoff_was_chosen_sends_the_target_its_commit(
+    result: type,
+) -> None:
+    # Its transfer was accepted, then it died before it learned the outcome: nobody else will
+    # send the COMMIT its target waits for in HANDOFF_PENDING.
+    owner = _restarted(S.ACTIVE_OWNER, epoch=3)
+    chosen = our_handoff(4, TARGET)
+    actions = owner.feed(result(chosen))
+    assert _types(actions)[:2] == [PersistAuthority, SendCommit]
+    assert actions[1] == SendCommit(TARGET.public_key, b"\x07" * 16, chosen)
+    assert owner.machine.state is S.RETIRED
+    assert owner.machine.record.successor == Successor(4, TARGET.public_key)
+
+
+def test_a_handoff_adopting_our_earlier_handoff_aborts_its_target_and_commits_the_earlier() -> None:
+    owner = _restarted(S.ACTIVE_OWNER, epoch=3)
+    owner.feed(ClaimResolved(start(4, A, H_OURS)))  # the restart's claim: ticking epoch 4 now
+    owner.feed(BeginHandoff(TARGET.public_key, M2))
+    earlier = our_handoff(5, THIRD)
+    actions = owner.feed(ClaimResolved(earlier))
+    assert _types(actions) == [SendAbort, PersistAuthority, SendCommit, Learn]
+    assert actions[0] == SendAbort(TARGET.public_key, M2)
+    assert actions[2] == SendCommit(THIRD.public_key, b"\x07" * 16, earlier)
+
+
+def test_a_pending_target_told_its_copy_was_chosen_owns_it() -> None:
+    pending = _pending()
+    actions = pending.feed(Superseded(start(3, A, H_OFFER)))
+    assert _types(actions) == [PersistAuthority, StartTicking, PublishClaim, Learn]
+    assert pending.machine.state is S.ACTIVE_OWNER and pending.ticking
 
 
 def test_claim_results_count_only_while_the_node_claims() -> None:

@@ -231,3 +231,38 @@ def test_crash_at_point_settles_to_one_ticking_owner(
     if scenario.error is not None:
         raise AssertionError(f"{_id(point)}: {scenario.notes}") from scenario.error
     assert scenario.owner in POINTS[point], (point, scenario.owner, scenario.notes)
+
+
+def test_a_source_restarted_after_a_witness_accepted_its_transfer_commits_to_the_target() -> None:
+    """CI, random testnet schedule 8: the source dies once a witness accepted its transfer; on
+    restart its resume claim can only complete that transfer, and it must send the COMMIT the
+    target waits for. The target here would settle by itself only after 15 minutes, so it ticks
+    within the test's bound only if the restarted source tells it."""
+    with scratch_dir("igor-late-commit-") as root:
+        pair = _pair(root, armed=(SOURCE, "claimant:after_send:ACCEPT"))
+        source, target = pair
+        target.env["IGOR_HANDOFF_TIMEOUT_S"] = "300"  # settlement after 900 s
+        try:
+            _start(pair)
+            did = launch(source)
+            wait_ticks(source, did, 2, 0)
+            scenario = Scenario((SOURCE, "claimant:after_send:ACCEPT"))
+            mover = threading.Thread(target=_migrate_quietly, args=(source, did, target, scenario))
+            mover.start()
+            assert source.wait_exit(20) == -signal.SIGKILL
+            mover.join(15)
+            source.env.pop("IGOR_CRASH_AT")
+            source.start(bootstrap=[target.addr])
+            source.wait_ready()
+            wait_until(
+                lambda: _ticking_owner(target, did) and row(source, did)["state"] == "RETIRED",
+                SETTLE_S,
+                "the target ticks",
+                lambda: f"src={row(source, did)} tgt={row(target, did)}" + target.log_tail(12),
+            )
+            for node in pair:
+                node.admin("stop")
+                node.wait_exit()
+            checker_passes(pair)
+        finally:
+            _kill_all(pair)

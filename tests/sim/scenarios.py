@@ -152,3 +152,16 @@ def forged_gossip_claims(seed: int = 1) -> Plan:
     return scenario(
         seed, events, n_nodes=5, n_agents=2, launch_on=[0, 2], liars={"1": "forge_claims"}
     )
+
+
+def source_restarts_after_its_handoff_was_accepted(seed: int = 1) -> Plan:
+    """CI, random testnet schedule 8: a quorum of witnesses accepted the source's transfer, then
+    the source died before it learned so; back up, its resume claim can only complete that
+    transfer. The target still waits in HANDOFF_PENDING for a COMMIT nobody else will send."""
+    return scenario(
+        seed,
+        [
+            (1.0, "migrate", {"agent": 0, "target": 1}),
+            (1.0, "crash", {"node": 0, "agent": 0, "after_accepts": 2, "down": 0.3}),
+        ],
+    )

@@ -96,3 +96,20 @@ def test_forged_gossip_claims_never_halt_or_retire_an_agent() -> None:
     assert out.coverage["claims:asked"] >= 5
     assert out.coverage["migrate:TRANSFERRED"] >= 5
     assert out.coverage["operator:resume"] >= 2
+
+
+def test_a_restarted_source_that_completes_its_own_handoff_sends_the_target_its_commit() -> None:
+    """CI, random testnet schedule 8: the source died after a quorum accepted its transfer; its
+    resume claim on restart can only complete that transfer. It must tell the target at once
+    (COMMIT), not leave it in HANDOFF_PENDING until its own settlement or a partition's end."""
+    out = run_schedule(scenarios.source_restarts_after_its_handoff_was_accepted(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    assert out.world is not None
+    restart = max(e["mono_ns"] for e in _events(out, "fault", fault="restart", node="n1"))
+    prepared = _events(out, "authority", node="n2", to_state="HANDOFF_PENDING")[0]["mono_ns"]
+    [taken] = _events(out, "authority", node="n2", to_state="ACTIVE_OWNER")
+    assert taken["reason"] == "CommitReceived", taken
+    settle_ns = int(out.world.config.settle_after_s * 1e9)
+    assert restart < taken["mono_ns"] < prepared + settle_ns, "the target waited to settle"
+    assert _final_state(out, 0) == "RETIRED"
+    assert [t for t in _events(out, "tick", node="n2") if t["start_ns"] >= taken["mono_ns"]]
