@@ -3,11 +3,12 @@ ends at once.
 
 A claim that found no quorum, a COMMIT, ABORT or LEARN the peer did not answer, an OFFER the
 target refused for rate: each waits ``CoreConfig.backoff(attempt, jitter)`` before it tries
-again, and after a long partition that wait has grown to many seconds. When a peer comes back or
-a partition heals (the node's discovery and fault gate say so, :meth:`Backoff.network_changed`),
-every wait ends at once, so liveness after heal does not depend on how long the partition
-lasted. A request with a long timeout (an OFFER waits up to ``offer_timeout_s`` for its ACK) is
-sent again on a network change too (:meth:`Backoff.request`): its reply may have been lost to
+again (:class:`Retries`), and after a long partition that wait has grown to many seconds. When a
+peer comes back or a partition heals (the node's discovery and fault gate say so,
+:meth:`Backoff.network_changed`), every wait ends at once and the retries start again from the
+shortest wait, so liveness after heal does not depend on how long the partition lasted. A
+request with a long timeout (an OFFER waits up to ``offer_timeout_s`` for its ACK) is sent
+again on a network change too (:meth:`Backoff.request`): its reply may have been lost to
 the partition, and the request is one the peer answers again when repeated.
 """
 
@@ -27,11 +28,18 @@ class Backoff:
         self.config = config
         self.env = env
         self._changed = trio.Event()
+        self.generation = 0
+        """How many network changes this incarnation has seen."""
 
     def network_changed(self) -> None:
         """A peer came back or a partition healed: every wait in progress ends now."""
+        self.generation += 1
         self._changed.set()
         self._changed = trio.Event()
+
+    def retries(self) -> Retries:
+        """The waits of one retry loop."""
+        return Retries(self)
 
     async def wait(self, attempt: int) -> None:
         """Wait before retry ``attempt`` (0-based), or until the network changes."""
@@ -68,3 +76,25 @@ class Backoff:
                 return reply
             if failure is not None:
                 raise failure
+
+
+class Retries:
+    """The waits of one retry loop: each longer than the last, and back to the shortest after
+    a network change. A heal is seldom one moment: the nodes' links come back one by one, so
+    the first retry after a change may still meet a cut link, and the retries after it must
+    not have grown to the long waits of the partition (liveness after heal is bounded by the
+    shortest waits, not by how long the partition lasted)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.attempt = 0
+        self._generation = backoff.generation
+
+    async def wait(self) -> None:
+        if self._generation != self.backoff.generation:
+            self._generation, self.attempt = self.backoff.generation, 0
+        await self.backoff.wait(self.attempt)
+        if self._generation != self.backoff.generation:
+            self._generation, self.attempt = self.backoff.generation, 0
+        else:
+            self.attempt += 1

@@ -153,7 +153,7 @@ class Claimant:
 
     async def _handoff_loop(self, agent: str, first: Claim, checkpoint: bytes) -> None:
         ctx = self.ctx
-        attempt = 0
+        retries = ctx.backoff.retries()
         above = first.highest_round
         while True:
             machine = ctx.gate.peek(agent)
@@ -177,8 +177,7 @@ class Claimant:
                 return
             above = max(above, claim.highest_round)
             self._set_waiting(agent, f"handing off: {claim.missing() or 'no quorum'}")
-            await self.ctx.backoff.wait(attempt)
-            attempt += 1
+            await retries.wait()
 
     # ---------------------------------------------------------------- the loop
 
@@ -197,7 +196,7 @@ class Claimant:
 
     async def _loop(self, agent: str, purpose: ClaimPurpose, slot: int, operator: str) -> None:
         ctx = self.ctx
-        attempt = 0
+        retries = ctx.backoff.retries()
         above = 0
         if purpose is ClaimPurpose.SETTLE:
             # The source is deciding; settle only if its COMMIT or ABORT does not come.
@@ -228,8 +227,7 @@ class Claimant:
                 peer="",
                 detail=f"{purpose.value}: {reason}",
             )
-            await self.ctx.backoff.wait(attempt)
-            attempt += 1
+            await retries.wait()
 
     async def _feed(self, agent: str, event: ClaimResolved | ClaimStale | SourceAborted) -> None:
         try:

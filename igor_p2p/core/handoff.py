@@ -199,15 +199,14 @@ class Messenger:
         message = Commit(ctx.key.public_key, agent, mid, start.record, start.cert)
         reply: Message | None = None
         with trio.move_on_after(ctx.config.settle_after_s):  # then the target settles itself
-            attempt = 0
+            retries = ctx.backoff.retries()
             while reply is None:
                 try:
                     reply = await ctx.transport.request(
                         target, message, ctx.config.request_timeout_s
                     )
                 except PeerUnreachable:
-                    await ctx.backoff.wait(attempt)
-                    attempt += 1
+                    await retries.wait()
         if isinstance(reply, Confirm) and reply.migration_id == mid:
             self.confirmation(mid).set()
             ctx.env.history.emit(
@@ -302,14 +301,13 @@ class HandoffSource:
         the ACK may be lost) is sent again at once. The caller bounds the whole exchange
         (``handoff_deadline_s``)."""
         ctx = self.ctx
-        attempt = 0
+        retries = ctx.backoff.retries()
         while True:
             reply = await ctx.backoff.request(
                 ctx.transport, target, offer, ctx.config.offer_timeout_s
             )  # the same OFFER again after a heal: the target acks a repeat again
             if isinstance(reply, Refused) and reply.code is RefusedCode.RATE_LIMITED:
-                await ctx.backoff.wait(attempt)
-                attempt += 1
+                await retries.wait()
                 continue
             if (
                 isinstance(reply, Reject)

@@ -56,6 +56,32 @@ async def test_without_a_change_the_backoff_runs_its_course(
     assert 0.1 <= trio.current_time() - start <= 0.2
 
 
+async def test_after_a_network_change_the_retries_start_again_from_the_shortest_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A heal comes link by link: the first retry after it may still meet a cut link, and the
+    # next one must not wait out the long backoff the partition had grown.
+    backoff = _backoff()
+    retries = backoff.retries()
+    for _ in range(8):
+        await retries.wait()
+    assert retries.attempt == 8  # the next wait would be 12.8 to 25.6 s
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(retries.wait)
+        await trio.sleep(1.0)
+        backoff.network_changed()  # ends that wait, and starts the series again
+    assert retries.attempt == 0
+    start = trio.current_time()
+    await retries.wait()
+    assert 0.1 <= trio.current_time() - start <= 0.2
+    for _ in range(3):
+        await retries.wait()
+    backoff.network_changed()  # a change between two waits counts as well
+    start = trio.current_time()
+    await retries.wait()
+    assert 0.1 <= trio.current_time() - start <= 0.2
+
+
 class CutTarget:
     """A target behind a partition until ``heal``; it confirms every COMMIT after that."""
 
