@@ -88,6 +88,9 @@ def test_soak_random_schedules(wandering_testnet: Testnet) -> None:
             line = f"seed {seed} [{v.check}] {v.summary()}"
             failed.setdefault(seed, []).append(line)
             print(line, flush=True)
+        if new:
+            only = {v.summary() for v in new}
+            print(evidence(checked.result, checked.history, only=only), flush=True)
     print(
         f"\nsoak: {SOAK_SCHEDULES} schedules, faults injected {dict(faults)}, "
         f"{sum(len(v) for v in failed.values())} violations in {len(failed)} schedules"
