@@ -28,6 +28,11 @@ class CoreConfig:
     COMMIT or the new owner's first tick (it is not on anyone's critical path)."""
     witnesses: int = 3
     """Witnesses per agent when the network is big enough (k)."""
+    witness_max_agents: int = 10_000
+    """Most agents this node witnesses; a request about one more is refused BUSY."""
+    witness_max_bytes: int = 1 << 30
+    """Most bytes of custody (records, certificates, geneses) this node keeps as a witness;
+    a request about a new agent whose custody would not fit is refused BUSY."""
     test_unsafe_resume: bool = False
     """TEST ONLY (refused outside tests, see node/config.py): a restarted owner ticks its old
     epoch again without a claim — the bug witness claims prevent; e2e negative controls use it

@@ -39,7 +39,7 @@ from igor_p2p.core.config import CoreConfig
 from igor_p2p.core.gate import Effects, Gate
 from igor_p2p.core.handoff import HandoffSource, HandoffTarget, Messenger, MigrationOutcome
 from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env, Membership, Transport
-from igor_p2p.core.witness_service import WitnessService, holding_of
+from igor_p2p.core.witness_service import WitnessQuota, WitnessService, holding_of
 from igor_p2p.errors import IgorError, InvalidInput
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.logs import get_logger
@@ -113,7 +113,12 @@ class NodeCore:
         )
         self._claimant = Claimant(ctx)
         self.messenger = Messenger(ctx)
-        self.witness = WitnessService(WitnessCore(key), ports.store, self.gate)
+        self.witness = WitnessService(
+            WitnessCore(key),
+            ports.store,
+            self.gate,
+            WitnessQuota(self.config.witness_max_agents, self.config.witness_max_bytes),
+        )
         self.source = HandoffSource(ctx, ports.runner, self._claimant, self.messenger)
         self.target = HandoffTarget(ctx, ports.runner)
         ports.transport.serve(self.handle)

@@ -93,6 +93,23 @@ class AuthorityStore(Protocol):
     async def witness_chain(self, agent: str, after: int) -> tuple[int, tuple[bytes, ...]]:
         """The custody a witness stored after epoch ``after`` (wire form)."""
 
+    async def witness_usage(self) -> WitnessUsage:
+        """How many agents this node witnesses, and the bytes of custody it keeps for them."""
+
+
+@dataclass(frozen=True)
+class WitnessUsage:
+    """What a node keeps as a witness (its quota counts these)."""
+
+    agents: int
+    bytes: int
+    """Of every stored custody link: record, certificate and genesis (:func:`link_bytes`)."""
+
+
+def link_bytes(start: EpochStart) -> int:
+    """The bytes one stored custody link counts against the witness quota."""
+    return len(start.record) + len(start.cert) + len(start.genesis)
+
 
 Handler = Callable[[bytes, Message], Awaitable[Message]]
 

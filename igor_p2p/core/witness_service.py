@@ -5,16 +5,16 @@ Also answers STATUS, combining what the node knows as a witness with what it hol
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import trio
 
 from igor_p2p.authority.custody import chain_after
 from igor_p2p.authority.record import ABSENT, Phase
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.authority.witness import WitnessCore
+from igor_p2p.authority.witness import WitnessCore, WitnessStep
 from igor_p2p.core.gate import Gate
-from igor_p2p.core.ports import AuthorityStore
+from igor_p2p.core.ports import AuthorityStore, WitnessUsage, link_bytes
 from igor_p2p.wire.codec import Message
 from igor_p2p.wire.messages import (
     Accept,
@@ -22,6 +22,8 @@ from igor_p2p.wire.messages import (
     Learn,
     Nack,
     Prepare,
+    Refused,
+    RefusedCode,
     Status,
     StatusReply,
 )
@@ -48,14 +50,40 @@ def holding_of(state: object, phase: Phase, certified: int, epoch: int) -> Holdi
     }.get(state, Holding.NONE)  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True)
+class WitnessQuota:
+    """How much a node keeps as a witness: a request about an agent it does not witness yet is
+    refused (REFUSED ``BUSY``, nothing written) when that agent would not fit. Agents it already
+    witnesses are always served, so honest agents never lose a witness to a flood of new ones."""
+
+    max_agents: int
+    max_bytes: int
+
+
 class WitnessService:
     """Serves PREPARE, ACCEPT, LEARN and STATUS for one node."""
 
-    def __init__(self, core: WitnessCore, store: AuthorityStore, gate: Gate) -> None:
+    def __init__(
+        self, core: WitnessCore, store: AuthorityStore, gate: Gate, quota: WitnessQuota
+    ) -> None:
         self.core = core
         self.store = store
         self.gate = gate
+        self.quota = quota
         self._locks: dict[str, trio.Lock] = {}
+        self._usage: WitnessUsage | None = None
+        self.refused_full = 0
+        """Requests about new agents refused because the quota was reached."""
+
+    async def usage(self) -> WitnessUsage:
+        if self._usage is None:
+            self._usage = await self.store.witness_usage()
+        return self._usage
+
+    async def _fits(self, step: WitnessStep) -> bool:
+        usage = await self.usage()
+        size = sum(link_bytes(s) for s in step.learned)
+        return usage.agents < self.quota.max_agents and usage.bytes + size <= self.quota.max_bytes
 
     def _lock(self, agent: str) -> trio.Lock:
         lock = self._locks.get(agent)
@@ -77,7 +105,19 @@ class WitnessService:
             else:
                 step = self.core.learn(record, message)
             if step.record is not None or step.learned:
+                if record is None and not await self._fits(step):
+                    self.refused_full += 1
+                    return Refused(
+                        self.core.me,
+                        RefusedCode.BUSY,
+                        "this node witnesses as many agents as its quota allows",
+                    )
                 await self.store.commit_witness(agent, step.record, step.learned)
+                usage = await self.usage()
+                self._usage = WitnessUsage(
+                    usage.agents + (record is None and step.record is not None),
+                    usage.bytes + sum(link_bytes(s) for s in step.learned),
+                )
             reply = step.reply
             if step.chain_after is not None and isinstance(reply, Nack):
                 after, chain = await self.store.witness_chain(agent, step.chain_after)

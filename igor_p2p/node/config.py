@@ -75,6 +75,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "arrivals_per_min": (1, 1_000_000),
     "connections_high": (1, 10_000),
     "replay_on_arrival": (0, MAX_REPLAY_TICKS),
+    "witness_capacity": (0, 10_000_000),
+    "witness_budget_mb": (0, 1 << 30),
 }
 """Inclusive ranges of the numeric settings. Intervals have a floor so that no setting can
 make a loop spin (an interval of 0 busy-loops)."""
@@ -149,6 +151,12 @@ class NodeConfig:
     """Re-execute the last K ticks of every incoming agent (from the tick inputs its lineage
     recorded) before taking it, and refuse it when a state comes out different; 0: off. At
     most 64."""
+    witness_capacity: int = 10_000
+    """Most agents this node witnesses (keeps custody for and votes on); requests about one
+    more are refused BUSY, so no peer can fill its disk with made-up agents."""
+    witness_budget_mb: int = 1024
+    """Most custody this node keeps as a witness (MiB, geneses included); a new agent that
+    would not fit is refused BUSY."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

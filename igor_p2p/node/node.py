@@ -78,6 +78,8 @@ def core_config(config: NodeConfig) -> CoreConfig:
         handoff_deadline_s=6 * config.handoff_timeout_s,
         settle_after_s=3 * config.handoff_timeout_s,
         claim_round_s=config.handoff_timeout_s,
+        witness_max_agents=config.witness_capacity,
+        witness_max_bytes=config.witness_budget_mb * 1024 * 1024,
         backoff_min_s=max(0.05, config.recover_interval_s / 5),
         test_unsafe_resume=config.test_disable_fencing,
     )

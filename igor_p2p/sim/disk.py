@@ -29,7 +29,7 @@ from igor_p2p.authority.custody import (
 from igor_p2p.authority.record import AuthorityRecord
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness import WitnessRecord
-from igor_p2p.core.ports import StoreRefused
+from igor_p2p.core.ports import StoreRefused, WitnessUsage, link_bytes
 from igor_p2p.lineage.cert import WitnessCert
 from igor_p2p.lineage.custody import ForcedRecovery, TransferRecord
 from igor_p2p.lineage.entries import decode_entry
@@ -324,6 +324,12 @@ class SimStore:
             new = replace(state, witnesses=witnesses, witness_chains=chains)
             await self._sync()
             self.disk.write(new)
+
+    async def witness_usage(self) -> WitnessUsage:
+        self._check()
+        state = self.disk.state
+        size = sum(link_bytes(s) for chain in state.witness_chains.values() for s in chain)
+        return WitnessUsage(len(state.witnesses), size)
 
     async def witness_chain(self, agent: str, after: int) -> tuple[int, tuple[bytes, ...]]:
         self._check()

@@ -18,6 +18,7 @@ from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.record import AuthorityRecord
 from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.bounded import BoundedLRU
+from igor_p2p.core.ports import WitnessUsage
 from igor_p2p.lineage.envelope import Checkpoint
 from igor_p2p.store.committer import GroupCommitter
 from igor_p2p.store.ops import (
@@ -160,6 +161,10 @@ class SqliteAuthorityStore:
 
     async def witness_chain(self, agent: str, after: int) -> tuple[int, tuple[bytes, ...]]:
         return await self.committer.read(lambda s: s.witness_chain(agent, after))
+
+    async def witness_usage(self) -> WitnessUsage:
+        agents, size = await self.committer.read(lambda s: s.witness_usage())
+        return WitnessUsage(agents, size)
 
     # ---------------------------------------------------------------- retention
 

@@ -933,6 +933,15 @@ class Store:
             for epoch, owner, witnesses, digest, forced, record, cert, genesis in rows
         ]
 
+    def witness_usage(self) -> tuple[int, int]:
+        """How many agents this store witnesses, and the bytes of their custody links."""
+        agents = self._conn.execute("SELECT count(*) FROM witness").fetchone()[0]
+        size = self._conn.execute(
+            "SELECT coalesce(sum(length(record) + length(cert) + length(genesis)), 0) "
+            "FROM witness_chain"
+        ).fetchone()[0]
+        return int(agents), int(size)
+
     def witness_chain(self, agent: str, after: int) -> tuple[int, tuple[bytes, ...]]:
         """The custody a witness stored after epoch ``after`` (wire form ``(after, blobs)``);
         when its chain starts later, from where it starts."""

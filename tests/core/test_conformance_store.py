@@ -21,7 +21,7 @@ from igor_p2p.authority.custody import EpochStart
 from igor_p2p.authority.record import AuthorityRecord, PendingCopy, Successor
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness import WitnessRecord
-from igor_p2p.core.ports import AuthorityStore, StoreRefused
+from igor_p2p.core.ports import AuthorityStore, StoreRefused, WitnessUsage, link_bytes
 from igor_p2p.errors import InvalidInput
 from igor_p2p.lineage.cert import Ballot
 from igor_p2p.lineage.verify import verify_lineage
@@ -377,6 +377,10 @@ async def test_a_witness_record_and_its_chain_persist(harness: Harness) -> None:
         )
         assert await store.witness_chain(life.agent, 2) == (2, s3.links())
         assert await store.witness_chain(life.agent, 3) == (3, ())
+        # What the witness quota counts: one agent, and every link stored once.
+        assert await store.witness_usage() == WitnessUsage(
+            1, sum(link_bytes(s) for s in (s1, s2, s3))
+        )
 
     await before_and_after_restart(harness, check)
 
