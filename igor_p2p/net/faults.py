@@ -88,6 +88,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "reorder",  # a frame held back to be sent after the next one
     "reorder_flush",  # a held frame sent by its timeout (no next frame came)
     "reorder_lost",  # a held frame that could not be sent (the stream died)
+    "messages_cleared",  # message faults lifted (clear_message_faults while some were set)
     "clock_offset",
 )
 
@@ -309,8 +310,11 @@ class FaultGate:
 
     def clear_message_faults(self) -> None:
         """No more message faults; frames already held are still flushed by their timer."""
+        had = self._faults is not None
         self._faults = None
         self._rngs = {}
+        if had:
+            self._record("messages_cleared")
 
     def message_faults(self) -> MessageFaults | None:
         return self._faults

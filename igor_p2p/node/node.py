@@ -301,15 +301,20 @@ def _fault_recorder(services: NodeServices) -> Callable[[str, dict[str, Any]], N
     return record
 
 
+NETWORK_CHANGES = frozenset({"unblock", "messages_cleared"})
+"""Fault gate events after which the node's waiting retries try again at once."""
+
+
 def _also_on_heal(
     record: Callable[[str, dict[str, Any]], None] | None, changed: Callable[[], None]
 ) -> Callable[[str, dict[str, Any]], None]:
-    """The fault gate's callback, plus: a lifted block (``heal``) is a network change."""
+    """The fault gate's callback, plus: a lifted block (``heal``) or lifted message faults (a
+    request sent while they held may have been dropped) is a network change."""
 
     def on_fault(kind: str, detail: dict[str, Any]) -> None:
         if record is not None:
             record(kind, detail)
-        if kind == "unblock":
+        if kind in NETWORK_CHANGES:
             changed()
 
     return on_fault

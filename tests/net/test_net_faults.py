@@ -403,8 +403,21 @@ async def test_drop_1_drops_every_frame_and_reports_each(nursery: trio.Nursery) 
     await end(tx)
     assert await receive_until_end(rx) == [5]
     assert gate.stats()["drop"] == 5
-    assert [k for k, _ in reported] == ["drop"] * 5
+    assert [k for k, _ in reported] == ["drop"] * 5 + ["messages_cleared"]
     assert reported[0][1]["peer"] == PEER_X
+
+
+def test_lifting_message_faults_is_reported_once_and_only_when_some_were_set() -> None:
+    # The node treats it as a network change: a request sent while they held may be lost.
+    reported: list[str] = []
+    gate = FaultGate(on_fault=lambda kind, detail: reported.append(kind))
+    gate.clear_message_faults()
+    assert reported == []
+    gate.set_message_faults(MessageFaults(delay_ms=5))
+    gate.clear_message_faults()
+    gate.clear_message_faults()
+    assert reported == ["messages_cleared"]
+    assert gate.stats()["messages_cleared"] == 1
 
 
 async def test_duplicate_1_delivers_every_frame_twice() -> None:
