@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from typing import Any
@@ -115,6 +116,10 @@ class SimNode:
     """What became of the claims this node heard, over all its incarnations."""
 
 
+HEAL_STEP_S = 2.0
+"""Most time between two nodes' fault gates opening when a partition heals."""
+
+
 class World:
     def __init__(self, plan: Plan, config: CoreConfig | None = None) -> None:
         self.plan = plan
@@ -125,7 +130,7 @@ class World:
             settle_after_s=3.0,
             claim_round_s=1.5,
             backoff_min_s=0.1,
-            backoff_max_s=2.0,
+            backoff_max_s=30.0,  # as a node's: a partition grows the waits to many seconds
         )
         self.events: list[dict[str, Any]] = []
         self.faults = NetFaults(drop=plan.drop, dup=plan.dup, mean_delay=plan.mean_delay)
@@ -477,9 +482,8 @@ class World:
             cuts = self.partition(params)
             self.fault(nodes[params["node"] % len(nodes)].name, "partition", params["shape"])
             await trio.sleep(params["duration"])
-            self.faults.blocked.difference_update(cuts)
+            await self._open_node_by_node(cuts)
             self.fault(nodes[params["node"] % len(nodes)].name, "heal", "")
-            self.network_changed()
         elif kind == "clog":
             node = nodes[params["node"] % len(nodes)]
             until = trio.current_time() + params["duration"]
@@ -551,8 +555,28 @@ class World:
         self.backups[params["name"]] = len(node.disk.versions) - 1
         self.fault(node.name, "backup", params["name"])
 
+    async def _open_node_by_node(self, cuts: Iterable[tuple[bytes, bytes]]) -> None:
+        """Heal ``cuts`` as a real network heals: node by node, in a random order, within
+        ``HEAL_STEP_S`` of each other (each node's fault gate opens on its own; a link works
+        once both its ends are open). Only the node that opened hears of it (its network
+        changed); the others' retries learn it by trying."""
+        cuts = set(cuts)
+        ends = sorted({key for cut in cuts for key in cut})
+        by_key = {n.key.public_key: n for n in self.nodes}
+        opened: set[bytes] = set()
+        for i, key in enumerate(self.rng.sample(ends, len(ends))):
+            if i:
+                await trio.sleep(self.rng.uniform(0.0, HEAL_STEP_S))
+            opened.add(key)
+            self.faults.blocked.difference_update(
+                c for c in cuts if c[0] in opened and c[1] in opened
+            )
+            node = by_key[key]
+            self.fault(node.name, "open", "")
+            if node.up and node.core is not None:
+                node.core.network_changed()
+
     async def heal(self) -> None:
-        self.faults.blocked.clear()
         self.faults.clogged_until.clear()
         self.faults.drop = 0.0
         self.faults.dup = 0.0
@@ -561,9 +585,9 @@ class World:
                 node.skew = 0.0
                 self.fault(node.name, "unskew", "")
             await self.restart(node)
+        await self._open_node_by_node(set(self.faults.blocked))
         self.heal_ns = int(trio.current_time() * 1e9)
         self.fault(self.nodes[0].name, "heal", "final")
-        self.network_changed()
 
 
 def _wrong_ack_digest(me: bytes):  # type: ignore[no-untyped-def]
@@ -617,8 +641,8 @@ async def run_world(world: World) -> None:
             with trio.move_on_at(plan.heal_at):
                 await trio.sleep_forever()
             events.cancel_scope.cancel()
-        await world.heal()
-        await trio.sleep_until(plan.end_at)
+        await world.heal()  # node by node: it may take a few seconds
+        await trio.sleep(plan.end_at - plan.heal_at)  # the settle window, from the heal's end
         root.cancel_scope.cancel()
 
 

@@ -165,3 +165,17 @@ def source_restarts_after_its_handoff_was_accepted(seed: int = 1) -> Plan:
             (1.0, "crash", {"node": 0, "agent": 0, "after_accepts": 2, "down": 0.3}),
         ],
     )
+
+
+def owner_cut_off_through_a_long_partition(seed: int = 1) -> Plan:
+    """CI, random testnet schedules 8, 1006, 1008: an owner restarts into a partition that cuts
+    it off for the rest of the fault phase, so its resume claim's retries grow to waits of many
+    seconds. The heal opens node by node; the owner's opens first, so its first retry meets
+    links still cut, and the next one must not wait out the partition's long backoff."""
+    return scenario(
+        seed,
+        [
+            (2.0, "crash", {"node": 0, "down": 0.3}),
+            (1.5, "partition", {"shape": "isolate", "node": 0, "duration": 60.0}),
+        ],
+    )

@@ -113,3 +113,12 @@ def test_a_restarted_source_that_completes_its_own_handoff_sends_the_target_its_
     assert restart < taken["mono_ns"] < prepared + settle_ns, "the target waited to settle"
     assert _final_state(out, 0) == "RETIRED"
     assert [t for t in _events(out, "tick", node="n2") if t["start_ns"] >= taken["mono_ns"]]
+
+
+def test_an_owner_cut_off_through_a_long_partition_ticks_soon_after_a_heal_node_by_node() -> None:
+    """The owner's link opens first; its first retry meets the others still cut off. Its next
+    retry must start from the shortest wait again, not the 12-25 s the partition had grown."""
+    out = run_schedule(scenarios.owner_cut_off_through_a_long_partition(41), keep_world=True)
+    opened = [e["node"] for e in _events(out, "fault", fault="open")]
+    assert opened[-1] != "n1", opened  # the owner heard of the heal before all links opened
+    assert out.ok, out.result.to_text()
