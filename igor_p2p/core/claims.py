@@ -181,13 +181,19 @@ class Claimant:
 
     # ---------------------------------------------------------------- the loop
 
-    def _still_claiming(self, agent: str, purpose: ClaimPurpose) -> bool:
+    def _still_claiming(self, agent: str, purpose: ClaimPurpose, slot: int) -> bool:
+        """The agent's machine still makes this claim, for this slot (a claim for a later slot
+        is another loop's)."""
         machine = self.ctx.gate.peek(agent)
         if machine is None:
             return False
         if purpose is ClaimPurpose.RESUME and machine.run.phase is Phase.HANDING_OFF:
             return False
-        return machine.run.phase is Phase.CLAIMING and machine.run.claim is purpose
+        return (
+            machine.run.phase is Phase.CLAIMING
+            and machine.run.claim is purpose
+            and machine.record.epoch + 1 == slot
+        )
 
     def _set_waiting(self, agent: str, words: str) -> None:
         machine = self.ctx.gate.peek(agent)
@@ -201,22 +207,28 @@ class Claimant:
         if purpose is ClaimPurpose.SETTLE:
             # The source is deciding; settle only if its COMMIT or ABORT does not come.
             await ctx.env.sleep(ctx.config.settle_after_s)
-        while self._still_claiming(agent, purpose):
+        while self._still_claiming(agent, purpose, slot):
             try:
                 outcome = await self._attempt(agent, purpose, slot, operator, above)
             except IgorError as exc:
                 outcome = Failed(str(exc), above)
+            result: ClaimResolved | ClaimStale | SourceAborted | None = None
             if isinstance(outcome, Chosen):
-                await self._feed(agent, ClaimResolved(outcome.start))
-                return
-            if isinstance(outcome, Stale):
-                await self._feed(agent, ClaimStale(outcome.latest))
-                return
-            if isinstance(outcome, SourceAborted):
-                await self._feed(agent, outcome)
-                return
-            reason = outcome.reason if isinstance(outcome, Failed) else "no answer yet"
-            above = max(above, outcome.highest_round if isinstance(outcome, Failed) else 0)
+                result = ClaimResolved(outcome.start)
+            elif isinstance(outcome, Stale):
+                result = ClaimStale(outcome.latest)
+            elif isinstance(outcome, SourceAborted):
+                result = outcome
+            if result is not None:
+                await self._feed(agent, result)
+                if not self._still_claiming(agent, purpose, slot):
+                    return
+                # The table did not act on it (it proves nothing it can use): keep asking, or
+                # the machine would wait in CLAIMING with nobody claiming.
+                reason = f"{type(result).__name__} did not settle it"
+            else:
+                reason = outcome.reason if isinstance(outcome, Failed) else "no answer yet"
+                above = max(above, outcome.highest_round if isinstance(outcome, Failed) else 0)
             self._set_waiting(agent, f"claiming epoch {slot}: {reason}")
             ctx.env.history.emit(
                 "handoff",
@@ -341,13 +353,16 @@ class Claimant:
                 proven = max(proven, starts, key=lambda s: s[-1].epoch if s else 0)
             if reply.accepted_record is not None and reply.chosen == previous.epoch:
                 adoptable = True
-            if (
-                node == pending.source
-                and reply.holding is Holding.OWNER
-                and reply.epoch == previous.epoch
-                and reply.migration_id != pending.migration_id
-            ):
-                source_aborted = True
+            if node == pending.source and reply.epoch == previous.epoch:
+                # The source ticks the epoch again (it aborted our handoff before any ACCEPT
+                # left: only then does it tick on), or a tick ended the agent there (it does so
+                # only with no handoff in flight, testnet soak seed 1042): no witness accepted
+                # our transfer, so it can never be chosen.
+                ticks_on = (
+                    reply.holding is Holding.OWNER and reply.migration_id != pending.migration_id
+                )
+                if ticks_on or reply.holding is Holding.BUDGET_EXHAUSTED:
+                    source_aborted = True
         if proven:
             return Stale(tuple(proven))
         if adoptable:
