@@ -531,7 +531,8 @@ class _Entry:
     kind: str
     budget: int
     charge: int = 0
-    """An EFFECT entry: what it adds to the agent's charges (see ``CommitEvent.charge``)."""
+    """An EFFECT entry: what it adds to the agent's charges; a FINAL checkpoint at its parent's
+    tick: what the failing tick and the ticks rolled back with it cost (``CommitEvent.charge``)."""
     committed_on: set[str] = field(default_factory=set)
     stored_on: set[str] = field(default_factory=set)
     first_commit: CommitEvent | None = None
@@ -804,7 +805,8 @@ def check_budget(
       on C's author that ended no later than C's first commit (any node, any time if C was
       never reported committed). Each must exist, and their costs must sum to exactly
       ``P.budget − C.budget`` less what the effects recorded between P and C cost (http
-      requests and payments: the charges of their EFFECT entries).
+      requests and payments: the charges of their EFFECT entries) and, for a FINAL C at P's
+      tick, what the failing tick cost (C's own charge: its fuel stays paid).
 
     Tick events no checkpoint of the lineage covers (rolled back by a crash, or after the
     last commit) are not counted. A checkpoint only a store holds, with no commit event and
@@ -863,7 +865,7 @@ def check_budget(
                         tuple(missing_list),
                     )
                 )
-            elif cost + lin.effect_charge(e) != parent.budget - e.budget:
+            elif cost + lin.effect_charge(e) + e.charge != parent.budget - e.budget:
                 out.add(
                     BudgetViolation(agent, "cost_mismatch", parent.ref(), e.ref(), cost, spans, ())
                 )

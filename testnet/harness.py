@@ -703,8 +703,10 @@ class Testnet:
         )
         return str(result["agent"])
 
-    def launch_labelled(self, label: str, name: str, agent: str = "wanderer") -> str:
-        did = self.launch(name, agent)
+    def launch_labelled(
+        self, label: str, name: str, agent: str = "wanderer", *, budget: int = 1_000_000
+    ) -> str:
+        did = self.launch(name, agent, budget=budget)
         self.state.agents[label] = did
         self.save()
         return did

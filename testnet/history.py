@@ -76,7 +76,8 @@ class CommitEvent(Event):
     budget: int
     charge: int | None = None
     """An ``EFFECT`` entry: what it adds to what the agent was charged (an INTENT its reserve,
-    an OUTCOME its cost minus that reserve); None for every other kind."""
+    an OUTCOME its cost minus that reserve); a ``FINAL`` checkpoint at the committed head's
+    tick: what the failing tick (and any ticks rolled back with it) cost; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -82,10 +82,12 @@ def _quiet(_msg: str) -> None:
     return None
 
 
-def launch_workload(tn: Testnet, starts: dict[str, str], *, deadline_s: float = 30.0) -> None:
+def launch_workload(
+    tn: Testnet, starts: dict[str, str], *, deadline_s: float = 30.0, budget: int = 1_000_000
+) -> None:
     """Launch one wanderer per label on its start node and wait until each has ticked."""
     for label, node in starts.items():
-        tn.launch_labelled(label, node, AGENT)
+        tn.launch_labelled(label, node, AGENT, budget=budget)
 
     def ticking() -> bool:
         active = {a for row in tn.status() for a in row["agents"]}

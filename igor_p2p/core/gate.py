@@ -246,6 +246,10 @@ class Gate:
                 agent, action.record, append, discard_copy=action.discard_copy
             )
             for fields in authored_entries(added, self.me):
+                if fields["kind"] == CheckpointKind.FINAL.name:
+                    charge = self.runner.charged_without_tick(fields["digest"])  # type: ignore[arg-type]
+                    if charge is not None:
+                        fields["charge"] = charge
                 history.emit("commit", agent=agent, **fields)
             if action.record.state is not AuthorityState.ACTIVE_OWNER:
                 await self.runner.forget(agent)

@@ -161,6 +161,11 @@ class AgentRunner(Protocol):
 
     def ticking(self) -> list[str]: ...
 
+    def charged_without_tick(self, final_digest: bytes) -> int | None:
+        """What a FINAL checkpoint this runner produced at its head's tick charged (the failing
+        tick's fuel and the ticks rolled back with it: they stay paid); None if it did not
+        make that checkpoint that way."""
+
 
 class Gossip(Protocol):
     """Best-effort broadcast on a topic: a message (a msgpack map with a str ``type``) may be

@@ -41,6 +41,9 @@ class OfflineRunner:
     def ticking(self) -> list[str]:
         return sorted(self.owned)
 
+    def charged_without_tick(self, final_digest: bytes) -> int | None:
+        return None  # it never ticks
+
     async def start(self, agent: str, epoch: int) -> None:
         self.owned[agent] = epoch
 

@@ -68,6 +68,9 @@ class SchedulerRunner:
     def ticking(self) -> list[str]:
         return sorted(self.scheduler.agents)
 
+    def charged_without_tick(self, final_digest: bytes) -> int | None:
+        return self.scheduler.final_charges.get(final_digest)
+
     async def start(self, agent: str, epoch: int) -> None:
         held = self.scheduler.held(agent)
         if held is not None and held.epoch == epoch and agent in self.scheduler.agents:

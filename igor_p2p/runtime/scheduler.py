@@ -120,6 +120,9 @@ class TickOutcome:
     suspended: str = ""
     """Why this outcome could not be stored (the node's disk budget); the agent is rolled back
     to its committed head and the scheduler suspends."""
+    final_charge: int | None = None
+    """A FINAL ``checkpoint`` at the head's tick: what it was charged without a committed tick
+    (:func:`_rolled_back_charge`)."""
 
     def report(self) -> BudgetExhausted | TickFailed:
         """The event the authority gate gets for a terminal outcome."""
@@ -193,6 +196,9 @@ class TickScheduler:
         self._log_drops = LogThrottle(60.0)
         self._stopped_agents: dict[str, HostedAgent] = {}
         self._offered: BoundedLRU[str, Checkpoint] = BoundedLRU(OFFERED_KEPT)
+        self.final_charges: BoundedLRU[bytes, int] = BoundedLRU(OFFERED_KEPT)
+        """FINAL checkpoint digest → what it charged without a committed tick (read by the
+        authority gate when it records the checkpoint's commit)."""
         """Agents that stopped on their own, kept (paused) until the gate removes them."""
 
     # ---------------------------------------------------------------- membership
@@ -332,6 +338,8 @@ class TickScheduler:
                 await self._rebuild(outcome.agent)
         for slot, outcome in waiting:
             if outcome.terminal is not None:
+                if outcome.checkpoint is not None and outcome.final_charge is not None:
+                    self.final_charges[outcome.checkpoint.digest()] = outcome.final_charge
                 self._stopped(slot, outcome.report())
         commits = [
             (slot, o) for slot, o in waiting if o.checkpoint is not None and o.terminal is None
@@ -600,6 +608,17 @@ class TickScheduler:
             self.idle.set()
 
 
+def _rolled_back_charge(agent: HostedAgent, checkpoint: Checkpoint) -> int | None:
+    """What a FINAL checkpoint at the committed head's tick charges without a committed tick:
+    the failing tick's fuel (a budget that cannot pay for it, a trap, a timeout) and the ticks
+    rolled back with it stay paid (docs/agent-abi.md), so the budget falls at the same tick.
+    The history says how much (``commit`` ``charge``), so the checker's budget sum closes.
+    None for every other checkpoint."""
+    if checkpoint.kind is not CheckpointKind.FINAL or checkpoint.tick != agent.head.tick:
+        return None
+    return max(0, agent.head.budget - checkpoint.budget - agent.effect_charges)
+
+
 def _emit_inputs(
     history: HistoryWriter | HistoryBatch, inputs: TickInputs | None, agent: HostedAgent
 ) -> None:
@@ -652,6 +671,7 @@ def _final(
     outcome.checkpoint = agent.checkpoint(
         services.key, kind=CheckpointKind.FINAL, state=state, wall_ns=services.clock.wall_ns()
     )
+    outcome.final_charge = _rolled_back_charge(agent, outcome.checkpoint)
     return outcome
 
 

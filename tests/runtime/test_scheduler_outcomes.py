@@ -9,7 +9,10 @@ from igor_p2p.agent.source import load_agent_manifest, load_agent_source
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.runtime import metering, scheduler
 from igor_p2p.runtime.clock import NodeClock
+from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.hosted import AgentEnvironment
+from testnet.checker import build_lineages, check_budget
+from testnet.history import merge, read_history
 
 from .metered import tick_to_end
 
@@ -27,6 +30,18 @@ async def test_a_tick_the_budget_cannot_pay_for_exhausts_the_budget(tmp_path: Pa
     state, _, budget = await _run_spin(tmp_path, budget=5_000)
     assert state is AuthorityState.BUDGET_EXHAUSTED
     assert budget == 0
+
+
+async def test_the_history_of_an_exhausting_tick_closes_the_budget_sum(tmp_path: Path) -> None:
+    # Testnet soak seed 1040: the failing tick burns what is left; its FINAL checkpoint stays
+    # at the committed tick, so the history must say what it charged for the checker to agree.
+    await _run_spin(tmp_path, budget=5_000)
+    history = merge([read_history(DataDir(tmp_path).history, node="n1")])
+    final = [c for c in history.commits if c.kind == "FINAL"]
+    assert len(final) == 1 and final[0].charge is not None and final[0].charge > 0
+    lineages = build_lineages(history, None)
+    outcome = check_budget(history, lineages)
+    assert outcome.checked > 0 and outcome.violations == [], outcome.violations
 
 
 async def test_a_tick_over_the_fuel_cap_halts_and_keeps_the_rest_of_the_budget(

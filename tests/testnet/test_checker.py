@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -244,6 +245,18 @@ def test_budget_drop_that_differs_from_tick_costs_is_a_mismatch():
     (v,) = only(run(*events), BudgetViolation)
     assert v.reason == "cost_mismatch" and v.tick_cost_sum == 5
     assert [t.tick for t in v.counted_ticks] == [2]
+
+
+def test_a_final_checkpoint_at_the_heads_tick_closes_the_sum_with_its_charge():
+    # Testnet soak seed 1040: a tick the remaining budget could not pay for burned it all; the
+    # FINAL checkpoint keeps the committed state and tick, at budget 0.
+    genesis = commit("n1", 1, dg(1), kind="GENESIS", budget=100)
+    final = commit("n1", 5, dg(2), dg(1), kind="FINAL", budget=0)
+    assert only(run(genesis, final), BudgetViolation)[0].reason == "cost_mismatch"
+    paid = replace(final, charge=100)
+    assert run(genesis, paid).ok
+    wrong = replace(final, charge=60)
+    assert only(run(genesis, wrong), BudgetViolation)[0].reason == "cost_mismatch"
 
 
 def test_rolled_back_tick_does_not_count_and_its_replay_does():

@@ -42,7 +42,9 @@ def test_named_scenario_passes_the_checker(name: str) -> None:
 def wandering_testnet() -> Iterator[Testnet]:
     with scratch() as root, running_testnet(root) as tn:
         tn.up(5, node_args_for(1.0))
-        launch_workload(tn, {"a1": "n1", "a2": "n3", "a3": "n5"})
+        # Enough budget for the soak's 200 schedules (about 60 ticks each, 431 µ a tick): an
+        # agent that spends its budget ends, and the schedules after it test nothing.
+        launch_workload(tn, {"a1": "n1", "a2": "n3", "a3": "n5"}, budget=50_000_000)
         yield tn
 
 
