@@ -30,7 +30,7 @@ from typing import Any
 
 from igor_p2p.agent.effects import HttpRequest, HttpResult, PaymentRequest, PaymentResult
 from igor_p2p.agent.environment import LogStream, ResumeReason
-from igor_p2p.agent.errors import SandboxError
+from igor_p2p.agent.errors import OutOfFuel, SandboxError
 from igor_p2p.agent.manifest import Manifest
 from igor_p2p.agent.sandbox import AgentInstance, CompiledModule, Sandbox
 from igor_p2p.effects.observations import (
@@ -41,6 +41,7 @@ from igor_p2p.effects.observations import (
     unpack_effect,
 )
 from igor_p2p.effects.recording import unpack_i32, unpack_i64
+from igor_p2p.errors import IgorError
 from igor_p2p.lineage.effect import EffectPhase, EffectRecord
 from igor_p2p.lineage.entries import Checkpoint, LineageEntry
 from igor_p2p.lineage.envelope import CheckpointKind
@@ -90,6 +91,8 @@ class ReplayReport:
     agent: str
     start_tick: int = 0
     intervals: list[Interval] = field(default_factory=list)
+    fuel_used: int = 0
+    """Fuel the replayed ticks burned together."""
 
     @property
     def ticks_verified(self) -> int:
@@ -252,6 +255,10 @@ def _digest(state: bytes) -> bytes:
     return hashlib.sha256(state).digest()
 
 
+class ReplayOverBudget(IgorError):
+    """The replay needed more fuel than its caller allowed (``replay_lineage(fuel_budget=)``)."""
+
+
 class _Replayer:
     def __init__(
         self,
@@ -259,10 +266,14 @@ class _Replayer:
         module: CompiledModule,
         manifest: Manifest,
         entries: Sequence[LineageEntry],
+        fuel_budget: int | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.module = module
         self.manifest = manifest
+        self.fuel_left = fuel_budget
+        """Fuel the remaining ticks may burn together (None: each tick up to MAX_TICK_FUEL)."""
+        self.fuel_used = 0
         effects = [e for e in entries if isinstance(e, EffectRecord)]
         self.env = ReplayEnvironment(
             {e.key: e for e in effects if e.phase is EffectPhase.OUTCOME},
@@ -291,9 +302,23 @@ class _Replayer:
         instance = self.instance or self.fresh(base)
         for tick in range(base.tick + 1, target.tick + 1):
             self.env.start(log.get(tick, []) if log is not None else [], log is not None)
+            fuel = MAX_TICK_FUEL if self.fuel_left is None else min(MAX_TICK_FUEL, self.fuel_left)
+            if fuel < 1:
+                self.env.finish()
+                self.close()
+                raise ReplayOverBudget(f"the fuel allowed ran out before tick {tick}")
             try:
-                instance.tick(MAX_TICK_FUEL)
+                used = instance.tick(fuel).fuel_used
+                self.fuel_used += used
+                if self.fuel_left is not None:
+                    self.fuel_left -= used
             except SandboxError as exc:
+                if isinstance(exc, OutOfFuel) and fuel < MAX_TICK_FUEL:
+                    self.env.finish()
+                    self.close()
+                    raise ReplayOverBudget(
+                        f"tick {tick} needed more than the {fuel} fuel left"
+                    ) from None
                 failure = self.env.failure
                 self.env.finish()
                 self.close()
@@ -323,13 +348,16 @@ def replay_lineage(
     sandbox: Sandbox,
     *,
     from_tick: int | None = None,
+    fuel_budget: int | None = None,
 ) -> ReplayReport:
-    """Replay a chain-ordered (possibly compacted) lineage; see the module doc."""
+    """Replay a chain-ordered (possibly compacted) lineage; see the module doc. With
+    ``fuel_budget`` the ticks together may burn at most that much fuel, else
+    :class:`ReplayOverBudget` (a node replaying for someone else bounds its own CPU)."""
     checkpoints = [e for e in entries if isinstance(e, Checkpoint)]
     report = ReplayReport(agent=checkpoints[0].agent if checkpoints else "")
     if not checkpoints:
         return report
-    replayer = _Replayer(sandbox, module, manifest, entries)
+    replayer = _Replayer(sandbox, module, manifest, entries, fuel_budget)
     start = 0
     if from_tick is not None:
         for index, ck in enumerate(checkpoints):
@@ -344,6 +372,7 @@ def replay_lineage(
             base = target
     finally:
         replayer.close()
+        report.fuel_used = replayer.fuel_used
     return report
 
 

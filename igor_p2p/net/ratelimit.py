@@ -56,6 +56,16 @@ class TokenBucket:
         self.tokens -= cost
         return True
 
+    def available(self, now: float) -> float:
+        """The tokens the bucket holds now."""
+        self._refill(now)
+        return self.tokens
+
+    def spend(self, now: float, cost: float) -> None:
+        """Spend ``cost`` tokens, as many as there are (a cost known only afterwards)."""
+        self._refill(now)
+        self.tokens = max(0.0, self.tokens - cost)
+
     def retry_after(self, now: float, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens will be there (0 if they are now)."""
         self._refill(now)

@@ -26,15 +26,23 @@ from igor_p2p.effects.arrival import (
     keep_evidence,
     replay_ticks,
 )
-from igor_p2p.effects.replay import replay_lineage
+from igor_p2p.effects.replay import ReplayOverBudget, replay_lineage
 from igor_p2p.errors import IgorError
 from igor_p2p.lineage.envelope import Checkpoint, CheckpointKind
+from igor_p2p.net.ratelimit import TokenBucket
 from igor_p2p.runtime.capacity import ResourceCheck, admit_offer
 from igor_p2p.runtime.hosted import HostedAgent
 from igor_p2p.runtime.loader import check_runnable, compile_module, load_hosted
 from igor_p2p.runtime.scheduler import TickScheduler
 from igor_p2p.runtime.services import NodeServices
 from igor_p2p.wire.messages import Offer, RejectCode
+
+ARRIVAL_REPLAY_FUEL = 2_000_000_000
+"""Most fuel one arrival's replay may burn (about a second of one core): the incoming agent's
+ticks run on this node's CPU for nobody's budget, so the node bounds them."""
+REPLAY_FUEL_PER_S = 250_000_000
+"""Replay fuel this node spends per second on all arrivals together, at most (about a quarter
+of a core); an arrival asking for more while the bucket is low is refused POLICY_DENIED."""
 
 KNOWN_RUNNABLE = 1024
 """Module/manifest pairs remembered as runnable here (the sandbox and its limits are fixed for
@@ -64,6 +72,10 @@ class SchedulerRunner:
         """Ticks of incoming agents re-executed to identical states (replay on arrival)."""
         self.arrival_mismatches = 0
         """Offers refused because a replayed state differed (each kept as evidence)."""
+        self.replay_fuel = TokenBucket(REPLAY_FUEL_PER_S, 2 * ARRIVAL_REPLAY_FUEL)
+        """The node-wide replay fuel (a node replays for someone else on its own CPU)."""
+        self.arrival_replays_refused = 0
+        """Offers refused because their replay would cost more than the node spends."""
 
     def ticking(self) -> list[str]:
         return sorted(self.scheduler.agents)
@@ -135,10 +147,35 @@ class SchedulerRunner:
         except ArrivalRefused as exc:
             raise OfferInvalid(exc.code, exc.reason, exc.replay_ticks) from None
         compiled = await compile_module(services, wasm)
-        # Off the trio thread, as ticks are; each tick under MAX_TICK_FUEL and the watchdog.
-        report = await trio.to_thread.run_sync(
-            partial(replay_lineage, [*entries, checkpoint], compiled, manifest, services.sandbox)
+        now = trio.current_time()
+        allowed = int(min(ARRIVAL_REPLAY_FUEL, self.replay_fuel.available(now)))
+        if allowed < ARRIVAL_REPLAY_FUEL // 4:
+            self.arrival_replays_refused += 1
+            raise OfferInvalid(
+                RejectCode.POLICY_DENIED,
+                "this node is replaying other arrivals at its limit; offer again later",
+            )
+        # Off the trio thread, as ticks are; each tick under MAX_TICK_FUEL and the watchdog,
+        # all of them together under the fuel this node allows one arrival.
+        replay = partial(
+            replay_lineage,
+            [*entries, checkpoint],
+            compiled,
+            manifest,
+            services.sandbox,
+            fuel_budget=allowed,
         )
+        try:
+            report = await trio.to_thread.run_sync(replay)
+        except ReplayOverBudget as exc:
+            self.replay_fuel.spend(trio.current_time(), allowed)
+            self.arrival_replays_refused += 1
+            raise OfferInvalid(
+                RejectCode.POLICY_DENIED,
+                f"replaying {ticks} ticks of this agent takes more than the {allowed:,} fuel "
+                f"this node spends on one arrival ({exc})",
+            ) from None
+        self.replay_fuel.spend(trio.current_time(), report.fuel_used)
         self.arrival_ticks_replayed += report.ticks_verified
         if report.ok:
             return

@@ -16,7 +16,7 @@ import pytest
 from igor_p2p.agent.manifest import parse_manifest
 from igor_p2p.agent.sandbox import Sandbox
 from igor_p2p.effects.observations import Obs, decode_log, encode_log
-from igor_p2p.effects.replay import Verdict, replay_lineage
+from igor_p2p.effects.replay import ReplayOverBudget, Verdict, replay_lineage
 from igor_p2p.lineage.entries import LineageEntry
 from igor_p2p.lineage.inputs import TickInputs, UnsignedTickInputs
 from igor_p2p.lineage.verify import verify_lineage
@@ -90,6 +90,19 @@ async def _replays_and_catches_a_tampered_clock(tmp_path: Path, server: FeedServ
     [bad] = report.mismatches
     assert bad.first_tick <= tick <= bad.last_tick and bad.verdict is Verdict.MISMATCH
     assert report.ticks_verified == n - (bad.last_tick - bad.first_tick + 1)
+
+
+async def test_a_replay_stops_at_its_fuel_budget_with_a_typed_error(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    # A node replaying another node's agent bounds the CPU it spends (replay on arrival).
+    wasm, manifest_bytes, did = await recorded(tmp_path, server, 20)
+    entries = lineage(tmp_path, did)
+    full = replay(entries, wasm, manifest_bytes)
+    assert full.ok and full.fuel_used > 0
+    assert replay(entries, wasm, manifest_bytes, fuel_budget=full.fuel_used).ok
+    with pytest.raises(ReplayOverBudget):
+        replay(entries, wasm, manifest_bytes, fuel_budget=full.fuel_used // 2)
 
 
 async def test_a_thousand_recorded_ticks_replay_to_identical_states_and_tampering_is_found(

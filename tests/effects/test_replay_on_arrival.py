@@ -240,3 +240,21 @@ async def test_a_tampered_recorded_input_is_refused_the_source_ticks_on_and_veri
     [problem] = report["problems"]
     assert problem["code"] == "REPLAY_MISMATCH"
     assert f"ticks {tick}–{tick}" in problem["message"]
+
+
+async def test_a_target_replays_only_as_much_as_its_cpu_limit_allows_and_refuses_the_rest(
+    tmp_path: Path,
+) -> None:
+    # The incoming agent's ticks run on the target's CPU for nobody's budget: one arrival gets
+    # at most ARRIVAL_REPLAY_FUEL, all of them REPLAY_FUEL_PER_S. A target at its limit says so
+    # (POLICY_DENIED, in words) and the source keeps the agent ticking.
+    async with two_nodes(tmp_path, replay_on_arrival=3) as pair:
+        did = await _launch_and_tick(pair.source, _manifest(), TICKS_BEFORE)
+        runner = _runner(pair.target)
+        runner.replay_fuel.tokens = 0.0
+        runner.replay_fuel.updated = trio.current_time()
+        outcome = await pair.source.running.core.migrate(did, bytes(pair.target.running.core.me))
+        assert outcome.result.value == "REJECTED", outcome
+        assert "replaying other arrivals at its limit" in outcome.reason
+        assert runner.arrival_replays_refused == 1 and runner.arrival_ticks_replayed == 0
+        await _ticked(pair.source, did, TICKS_BEFORE + 2)  # still ticking at the source
