@@ -46,7 +46,16 @@ from igor_p2p.lineage.cert import (
 )
 from igor_p2p.lineage.identity import verify_signature
 from igor_p2p.wire.codec import Message
-from igor_p2p.wire.messages import Accept, Accepted, Nack, NackCode, Prepare, Promise
+from igor_p2p.wire.messages import (
+    Accept,
+    Accepted,
+    Nack,
+    NackCode,
+    Prepare,
+    Promise,
+    Refused,
+    RefusedCode,
+)
 
 
 class ClaimPhase(enum.StrEnum):
@@ -201,6 +210,9 @@ class Claim:
             return []
         if isinstance(reply, Nack) and reply.agent == self.agent and reply.slot == self.slot:
             return self._on_nack(node, reply)
+        if isinstance(reply, Refused) and reply.code is RefusedCode.BUSY:
+            # A witness at its quota takes no new agent (it wrote nothing): a refusal, named.
+            return self._refuse(node, "a witness is full (its witness quota)")
         if (
             self.phase is ClaimPhase.PREPARING
             and isinstance(reply, Promise)

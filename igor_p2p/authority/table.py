@@ -1193,12 +1193,20 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
             _take_committed,
         ),
         Rule(
+            _g(
+                "a later epoch, or the next one for another copy, is ours: this copy was restored",
+                lambda v, e: _stale_names_us(v, e) and e.latest.epoch > v.record.epoch,  # type: ignore[attr-defined]
+            ),
+            S.RECOVERY_REQUIRED,
+            (_PERSIST, EnterRecovery),
+            _restored,
+        ),
+        Rule(
             _g("a later epoch, or the next one for another node", _later_than_pending),
             S.RETIRED,
             (_PERSIST,),
             _retire_to,
         ),
-        Rule(OTHERWISE, None, (LogRejected,), _ignore("the pending epoch is not decided yet")),
     ),
     (S.HANDOFF_PENDING, Superseded): (
         Rule(

@@ -360,7 +360,10 @@ class HandoffSource:
             try:
                 outcome, pending = await self._handoff(port, epoch, mid, target, ready)
             except BaseException:
-                if port.machine.run.phase is Phase.HANDING_OFF:
+                # Abort (and tick on) only while no ACCEPT has left: after one, a witness may
+                # hold the transfer and a later claim may choose it, so the agent must stay
+                # stopped until a claim decides (the restart's, or the next one).
+                if port.machine.run.phase is Phase.HANDING_OFF and not ready.claim.accept_sent:
                     with trio.CancelScope(shield=True):
                         await port.handle(HandoffAborted(mid, AbortReason.OPERATOR))
                 raise

@@ -12,7 +12,7 @@ import trio
 from igor_p2p.authority.custody import chain_after
 from igor_p2p.authority.record import ABSENT, Phase
 from igor_p2p.authority.states import AuthorityState
-from igor_p2p.authority.witness import WitnessCore, WitnessStep
+from igor_p2p.authority.witness import WitnessCore, WitnessRecord, WitnessStep
 from igor_p2p.core.gate import Gate
 from igor_p2p.core.ports import AuthorityStore, WitnessUsage, link_bytes
 from igor_p2p.wire.codec import Message
@@ -72,6 +72,9 @@ class WitnessService:
         self.quota = quota
         self._locks: dict[str, trio.Lock] = {}
         self._usage: WitnessUsage | None = None
+        self._admitting = trio.Lock()
+        """Held from a new agent's quota check to its write (two new agents cannot both take
+        the last place)."""
         self.refused_full = 0
         """Requests about new agents refused because the quota was reached."""
 
@@ -105,24 +108,31 @@ class WitnessService:
             else:
                 step = self.core.learn(record, message)
             if step.record is not None or step.learned:
-                if record is None and not await self._fits(step):
-                    self.refused_full += 1
-                    return Refused(
-                        self.core.me,
-                        RefusedCode.BUSY,
-                        "this node witnesses as many agents as its quota allows",
-                    )
-                await self.store.commit_witness(agent, step.record, step.learned)
-                usage = await self.usage()
-                self._usage = WitnessUsage(
-                    usage.agents + (record is None and step.record is not None),
-                    usage.bytes + sum(link_bytes(s) for s in step.learned),
-                )
+                if record is None:
+                    async with self._admitting:
+                        if not await self._fits(step):
+                            self.refused_full += 1
+                            return Refused(
+                                self.core.me,
+                                RefusedCode.BUSY,
+                                "this node witnesses as many agents as its quota allows",
+                            )
+                        await self._commit(agent, record, step)
+                else:
+                    await self._commit(agent, record, step)
             reply = step.reply
             if step.chain_after is not None and isinstance(reply, Nack):
                 after, chain = await self.store.witness_chain(agent, step.chain_after)
                 reply = replace(reply, chain_after=after, chain=chain)
             return reply
+
+    async def _commit(self, agent: str, before: WitnessRecord | None, step: WitnessStep) -> None:
+        await self.store.commit_witness(agent, step.record, step.learned)
+        usage = await self.usage()
+        self._usage = WitnessUsage(
+            usage.agents + (before is None and step.record is not None),
+            usage.bytes + sum(link_bytes(s) for s in step.learned),
+        )
 
     async def status(self, message: Status) -> StatusReply:
         agent = message.agent

@@ -22,7 +22,16 @@ from igor_p2p.lineage.cert import Ballot, WitnessCert, sign_vote
 from igor_p2p.lineage.identity import Keypair
 from igor_p2p.lineage.verify import verify_lineage
 from igor_p2p.wire.codec import Message
-from igor_p2p.wire.messages import Accept, Accepted, Nack, NackCode, Prepare, Promise
+from igor_p2p.wire.messages import (
+    Accept,
+    Accepted,
+    Nack,
+    NackCode,
+    Prepare,
+    Promise,
+    Refused,
+    RefusedCode,
+)
 
 from .chain import (
     AGENT,
@@ -412,6 +421,22 @@ def test_unreachable_witnesses_count_as_refusals() -> None:
     claim.on_unreachable(D.public_key)
     assert isinstance(claim.outcome, Failed)
     assert claim.on_unreachable(C.public_key) == []
+
+
+def test_a_witness_at_its_quota_counts_as_a_refusal_and_is_named() -> None:
+    custody = Custody(A, (B, C, D))
+    claim = _claim(custody)
+    claim.start()
+    full = Refused(B.public_key, RefusedCode.BUSY, "this node witnesses as many agents as …")
+    claim.on_reply(B.public_key, full)
+    claim.on_reply(C.public_key, Refused(C.public_key, RefusedCode.BUSY, "full"))
+    assert isinstance(claim.outcome, Failed)
+    assert "witness is full" in claim.outcome.reason
+    other = _claim(custody)
+    other.start()
+    other.on_reply(B.public_key, Refused(B.public_key, RefusedCode.RATE_LIMITED, "slow down"))
+    other.on_reply(C.public_key, Refused(C.public_key, RefusedCode.RATE_LIMITED, "slow down"))
+    assert other.outcome is None  # a rate limit is not a refusal: asked again in the round
 
 
 def test_refusals_during_accept_fail_only_when_no_joint_quorum_is_left() -> None:

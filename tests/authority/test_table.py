@@ -199,6 +199,16 @@ def test_a_pending_target_told_its_copy_was_chosen_owns_it() -> None:
     assert pending.machine.state is S.ACTIVE_OWNER and pending.ticking
 
 
+def test_a_pending_target_proven_owner_of_its_epoch_for_another_copy_was_restored() -> None:
+    # Its settlement finds the epoch it waits for certified to itself, for a copy it does not
+    # hold: it lost what it committed (a backup restored). Never tick; never wait forever.
+    pending = _pending()
+    actions = pending.feed(ClaimStale(start(3, A, H_ELSE)))
+    assert _types(actions) == [PersistAuthority, EnterRecovery]
+    assert pending.machine.record.reason is RecoveryReason.RESTORED_COPY
+    assert not pending.ticking
+
+
 def test_claim_results_count_only_while_the_node_claims() -> None:
     owner = _owner()  # ticking epoch 1, no claim in progress
     for event in (ClaimResolved(start(2, A, H_OURS)), ClaimStale(start(3, THIRD))):
