@@ -75,6 +75,10 @@ class ExportedToGo(Event):
 class Restarted(Event):
     """The node came back and rebuilt the machine from its durable record."""
 
+    latest: EpochStart | None = None
+    """For a node that retired by handing the agent on: the last custody start it stores (the
+    gate reads it only then), so that a COMMIT a crash cut off is sent again."""
+
 
 @dataclass(frozen=True)
 class ClaimResolved(Event):

@@ -502,6 +502,15 @@ def _commit_late(v: View, e: Event) -> Out:
     return out
 
 
+def _commit_again(v: View, e: Event) -> Out:
+    """A restarted source that retired to its target: send the COMMIT once more (a crash may
+    have cut it off; a target that has it already confirms again)."""
+    assert isinstance(e, Restarted) and e.latest is not None
+    transfer = _our_transfer(v, e.latest)
+    assert transfer is not None
+    return Out(v.record, [SendCommit(transfer.to_node, transfer.migration_id, e.latest)])
+
+
 def _stale_but_ours(v: View, e: Event) -> Out:
     """The next epoch is ours already (proven): record it, then claim one more before ticking."""
     assert isinstance(e, ClaimStale | Superseded)
@@ -1256,7 +1265,18 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
     (S.RETIRED, OfferRefused): _REFUSE_OFFER,
     (S.RETIRED, CommitReceived): _COMMIT_UNKNOWN,
     (S.RETIRED, AbortReceived): _ABORT_IGNORED,
-    (S.RETIRED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
+    (S.RETIRED, Restarted): (
+        Rule(
+            _g(
+                "we handed the agent on: the COMMIT may not have reached the target",
+                lambda v, e: e.latest is not None and _our_transfer(v, e.latest) is not None,  # type: ignore[attr-defined]
+            ),
+            None,
+            (SendCommit,),
+            _commit_again,
+        ),
+        Rule(OTHERWISE, None, (), _nothing),
+    ),
     (S.RETIRED, Superseded): (
         Rule(
             _g("a later epoch than we know", lambda v, e: e.latest.epoch > v.record.fence),  # type: ignore[attr-defined]

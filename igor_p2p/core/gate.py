@@ -326,9 +326,20 @@ class Gate:
 
     async def restart_all(self) -> None:
         """Feed Restarted to every agent the store holds (claims start in the background)."""
-        for agent, _record in await self.store.records():
+        resends = 0
+        for agent, record in await self.store.records():
+            latest = None
+            handed_on = (
+                record.state is AuthorityState.RETIRED
+                and record.successor is not None
+                and record.successor.epoch == record.epoch + 1
+            )
+            if handed_on and resends < MAX_COMMIT_RESENDS:
+                custody = await self.store.custody(agent)
+                latest = custody[-1] if custody else None
+                resends += 1
             try:
-                await self.feed(agent, Restarted())
+                await self.feed(agent, Restarted(latest))
             except IllegalTransition:
                 continue
             except IgorError as exc:
@@ -336,3 +347,7 @@ class Gate:
 
 
 Feeder = Callable[[str, Event], Awaitable[list[Action]]]
+
+MAX_COMMIT_RESENDS = 1000
+"""Retired agents a restarting node reads the custody of, to send a COMMIT a crash cut off
+again (beyond that, their targets settle through the witnesses themselves)."""

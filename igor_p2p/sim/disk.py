@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import trio
@@ -182,6 +182,8 @@ class SimStore:
         self._uniform = rng_uniform
         self._lock = trio.Lock()
         self.alive = True
+        self.crash_after: Callable[[AuthorityRecord], bool] | None = None
+        """A crash point: the process dies right after a record this says yes to is durable."""
 
     def _check(self) -> None:
         if not self.alive:
@@ -231,6 +233,9 @@ class SimStore:
             )
             await self._sync()
             self.disk.write(new)
+            if self.crash_after is not None and self.crash_after(record):
+                self.alive = False
+                raise NodeCrashed()
             return [r.blob for r in data.entries[before:]]
 
     async def append_ticks(self, agent: str, epoch: int, checkpoints: Sequence[Checkpoint]) -> None:

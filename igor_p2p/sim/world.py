@@ -22,7 +22,7 @@ import trio.testing
 
 from igor_p2p.authority.custody import decode_record
 from igor_p2p.authority.events import BudgetExhausted, TickFailed
-from igor_p2p.authority.record import ABSENT, RecoveryReason
+from igor_p2p.authority.record import ABSENT, AuthorityRecord, RecoveryReason
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.authority.witness import WitnessRecord
 from igor_p2p.core.config import CoreConfig
@@ -495,6 +495,10 @@ class World:
             node = nodes[params["node"] % len(nodes)]
             if "after_accepts" in params:
                 await self._accepted_from(node, params["agent"], params["after_accepts"])
+            if "when" in params:
+                await self._durably(node, params["agent"], params["when"])
+            if "at_persist" in params:
+                await self._persisted(node, params["at_persist"])
             self.crash(node)
             await trio.sleep(params["down"])
             await self.restart(node)
@@ -542,16 +546,36 @@ class World:
         while sum(from_node(n.disk.state.witnesses.get(agent)) for n in self.nodes) < count:
             await trio.sleep(0.0001)
 
+    async def _persisted(self, node: SimNode, state: str) -> None:
+        """Arm a crash point in the node's store: the process dies right after it makes a
+        record in ``state`` durable (as ``IGOR_CRASH_AT=<role>:after_persist:<STATE>`` does on a
+        real node); returns once it did."""
+        store = node.store
+        assert store is not None
+        hit = trio.Event()
+
+        def crash_after(record: AuthorityRecord) -> bool:
+            if str(record.state) != state or hit.is_set():
+                return False
+            hit.set()
+            return True
+
+        store.crash_after = crash_after
+        await hit.wait()
+
+    async def _durably(self, node: SimNode, agent_index: int, state: str) -> None:
+        """Wait until the agent's durable record on ``node`` is in ``state``."""
+        agent = self.agents[agent_index]
+        while True:
+            record = node.disk.state.records.get(agent)
+            if record is not None and str(record.state) == state:
+                return
+            await trio.sleep(0.0001)
+
     async def _backup(self, node: SimNode, params: dict[str, Any]) -> None:
         """Copy the node's disk now, or once ``agent`` is in ``state`` there (``when``)."""
-        want = params.get("when")
-        if want is not None:
-            agent = self.agents[params["agent"]]
-            while True:
-                record = node.disk.state.records.get(agent)
-                if record is not None and str(record.state) == want:
-                    break
-                await trio.sleep(0.001)
+        if params.get("when") is not None:
+            await self._durably(node, params["agent"], params["when"])
         self.backups[params["name"]] = len(node.disk.versions) - 1
         self.fault(node.name, "backup", params["name"])
 

@@ -242,12 +242,15 @@ class Driven:
         self.history.append(type(event).__name__)
         return actions
 
-    def crash(self, restore: AuthorityRecord | None = None) -> Driven:
+    def crash(
+        self, restore: AuthorityRecord | None = None, latest: EpochStart | None = None
+    ) -> Driven:
         """The node process dies (and its disk is optionally restored to ``restore``); it comes
-        back and is fed ``Restarted``."""
+        back and is fed ``Restarted`` (with ``latest``, the last custody start it stores, as the
+        gate reads it for a node that handed the agent on)."""
         back = Driven.loaded(self.durable if restore is None else restore)
         back.history = [*self.history, "crash" if restore is None else "restore"]
-        back.feed(Restarted())
+        back.feed(Restarted(latest))
         return back
 
 
@@ -424,14 +427,20 @@ def walk() -> list[Outcome]:
     out: list[Outcome] = []
     for name, build in SITUATIONS.items():
         base = build()
-        restarted = base.copy()
-        key = (restarted.machine.state, Restarted, 0)  # every Restarted pair has one rule
-        try:
-            restarted.crash()
-        except Exception as exc:
-            out.append(Outcome(name, Restarted(), key, exc))
-        else:
-            out.append(Outcome(name, Restarted(), key, None))
+        latest_variants: list[EpochStart | None] = [None]
+        if base.durable.state is S.RETIRED:  # it may have handed the agent on itself
+            latest_variants.append(our_handoff(max(base.durable.epoch, 1) + 1, TARGET))
+        for latest in latest_variants:
+            back = Driven.loaded(base.durable)
+            event = Restarted(latest)
+            hit = back.rule_for(event)
+            key = (back.machine.state, Restarted, hit[0]) if hit else None
+            try:
+                base.copy().crash(latest=latest)
+            except Exception as exc:
+                out.append(Outcome(name, event, key, exc))
+            else:
+                out.append(Outcome(name, event, key, None))
         for event in events_for(base.machine.record):
             d = base.copy()
             hit = d.rule_for(event)

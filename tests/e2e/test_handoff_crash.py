@@ -233,20 +233,31 @@ def test_crash_at_point_settles_to_one_ticking_owner(
     assert scenario.owner in POINTS[point], (point, scenario.owner, scenario.notes)
 
 
-def test_a_source_restarted_after_a_witness_accepted_its_transfer_commits_to_the_target() -> None:
-    """CI, random testnet schedule 8: the source dies once a witness accepted its transfer; on
-    restart its resume claim can only complete that transfer, and it must send the COMMIT the
-    target waits for. The target here would settle by itself only after 15 minutes, so it ticks
-    within the test's bound only if the restarted source tells it."""
+@pytest.mark.parametrize(
+    "point",
+    [
+        # a witness accepted the transfer: the restart's claim can only complete it
+        "claimant:after_send:ACCEPT",
+        # retired durably, the COMMIT never left: the restart sends it again
+        "source:after_persist:RETIRED",
+    ],
+)
+def test_a_source_restarted_after_its_transfer_was_decided_commits_to_the_target(
+    point: str,
+) -> None:
+    """CI, random testnet schedule 8: the source dies once its transfer is (or may be) decided;
+    back up, it must send the COMMIT the target waits for. The target here would settle by
+    itself only after 15 minutes, so it ticks within the test's bound only if the restarted
+    source tells it."""
     with scratch_dir("igor-late-commit-") as root:
-        pair = _pair(root, armed=(SOURCE, "claimant:after_send:ACCEPT"))
+        pair = _pair(root, armed=(SOURCE, point))
         source, target = pair
         target.env["IGOR_HANDOFF_TIMEOUT_S"] = "300"  # settlement after 900 s
         try:
             _start(pair)
             did = launch(source)
             wait_ticks(source, did, 2, 0)
-            scenario = Scenario((SOURCE, "claimant:after_send:ACCEPT"))
+            scenario = Scenario((SOURCE, point))
             mover = threading.Thread(target=_migrate_quietly, args=(source, did, target, scenario))
             mover.start()
             assert source.wait_exit(20) == -signal.SIGKILL

@@ -179,3 +179,15 @@ def owner_cut_off_through_a_long_partition(seed: int = 1) -> Plan:
             (1.5, "partition", {"shape": "isolate", "node": 0, "duration": 60.0}),
         ],
     )
+
+
+def source_restarts_after_it_retired(seed: int = 1) -> Plan:
+    """The source made its retirement durable and died before its COMMIT left: back up, it
+    must send the COMMIT again (its target would otherwise wait for its own settlement)."""
+    return scenario(
+        seed,
+        [
+            (1.0, "migrate", {"agent": 0, "target": 1}),
+            (1.0, "crash", {"node": 0, "at_persist": "RETIRED", "down": 0.3}),
+        ],
+    )

@@ -122,3 +122,17 @@ def test_an_owner_cut_off_through_a_long_partition_ticks_soon_after_a_heal_node_
     opened = [e["node"] for e in _events(out, "fault", fault="open")]
     assert opened[-1] != "n1", opened  # the owner heard of the heal before all links opened
     assert out.ok, out.result.to_text()
+
+
+def test_a_source_that_died_right_after_retiring_sends_the_commit_again_on_restart() -> None:
+    """Its retirement is durable, its COMMIT never left: back up, it sends it again, and the
+    target owns the agent without waiting for its own settlement."""
+    out = run_schedule(scenarios.source_restarts_after_it_retired(), keep_world=True)
+    assert out.ok, out.result.to_text()
+    assert out.world is not None
+    restart = max(e["mono_ns"] for e in _events(out, "fault", fault="restart", node="n1"))
+    prepared = _events(out, "authority", node="n2", to_state="HANDOFF_PENDING")[0]["mono_ns"]
+    [taken] = _events(out, "authority", node="n2", to_state="ACTIVE_OWNER")
+    assert taken["reason"] == "CommitReceived", taken
+    settle_ns = int(out.world.config.settle_after_s * 1e9)
+    assert restart < taken["mono_ns"] < prepared + settle_ns, "the target waited to settle"
