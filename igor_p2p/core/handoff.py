@@ -612,7 +612,7 @@ class HandoffTarget:
         async with ctx.gate.agent(agent) as port:
             held = await ctx.store.custody(agent) if port.record.state is not ABSENT else []
             try:
-                copy = check_offer(offer, sender, held)
+                copy = check_offer(offer, sender, held, stored=port.record.pending is None)
                 self.trace.mark(mid, "offer_checked")
                 wasm = await self._module(offer, sender)
                 self.trace.mark(mid, "module")

@@ -57,7 +57,14 @@ def offered_custody(offer: Offer, held: Sequence[EpochStart]) -> list[EpochStart
         if offer.chain_after == 0:
             if not offer.chain:
                 raise OfferInvalid(RejectCode.BAD_CUSTODY, "the offer carries no custody")
-            starts = chain_from_genesis(offer.chain[0], offer.chain[1:])
+            known = _held_prefix(offer.chain, held)
+            if known:
+                # What this node verified and stored already comes first, byte for byte: only
+                # the epochs after it are checked (an old agent's handoff stays cheap here).
+                base = list(held[:known])
+                starts = base + follow(base[-1], offer.chain[_links(held[:known]) :])
+            else:
+                starts = chain_from_genesis(offer.chain[0], offer.chain[1:])
         else:
             if len(held) < offer.chain_after:
                 raise OfferInvalid(
@@ -79,7 +86,27 @@ def offered_custody(offer: Offer, held: Sequence[EpochStart]) -> list[EpochStart
     return starts
 
 
-def check_offer(offer: Offer, sender: bytes, held: Sequence[EpochStart]) -> PreparedCopy:
+def _links(starts: Sequence[EpochStart]) -> int:
+    return sum(len(s.links()) for s in starts)
+
+
+def _held_prefix(chain: Sequence[bytes], held: Sequence[EpochStart]) -> int:
+    """How many of ``held``'s starts ``chain`` begins with, byte for byte (0: none, or it
+    differs somewhere: then the whole chain is verified and compared as usual)."""
+    at = 0
+    for count, start in enumerate(held):
+        links = start.links()
+        if tuple(chain[at : at + len(links)]) != links:
+            return 0 if count == 0 else count
+        at += len(links)
+    return len(held)
+
+
+def check_offer(
+    offer: Offer, sender: bytes, held: Sequence[EpochStart], *, stored: bool = False
+) -> PreparedCopy:
+    """``stored``: ``held`` stays in this node's store (no pending copy of it is discarded), so
+    the copy's entries leave out what is there already."""
     if offer.sender != sender:
         raise OfferInvalid(RejectCode.WRONG_SENDER, "the offer names another sender")
     custody = offered_custody(offer, held)
@@ -123,7 +150,8 @@ def check_offer(offer: Offer, sender: bytes, held: Sequence[EpochStart]) -> Prep
     if checkpoint.budget <= 0:
         raise OfferInvalid(RejectCode.BUDGET_INSUFFICIENT, "the agent has no budget left")
     entries: list[bytes] = []
-    for start in custody:
+    kept = len(held) if stored and _held_prefix(offer.chain, held) == len(held) else 0
+    for start in custody[kept:]:
         entries.extend(start.links())
     entries.append(offer.checkpoint)
     return PreparedCopy(tuple(custody), checkpoint, tuple(entries))

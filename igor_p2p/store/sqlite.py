@@ -59,6 +59,7 @@ from igor_p2p.store.ops import (
 )
 from igor_p2p.store.records import DamageKind, IntegrityProblem, LineageRow
 from igor_p2p.store.schema import (
+    CERT_KIND,
     CHECKPOINT_KINDS,
     CHECKPOINT_KINDS_SQL,
     CUSTODY_KINDS,
@@ -295,11 +296,14 @@ def _entry_row(entry: LineageEntry, blob: bytes) -> NewEntry:
     return NewEntry(entry.digest(), entry.prev, "CERT", entry.slot, 0, blob)
 
 
-def read_custody(rows: Iterable[tuple[str, bytes]]) -> list[EpochStart]:
+def read_custody(
+    rows: Iterable[tuple[str, bytes]], starts: Sequence[EpochStart] = ()
+) -> list[EpochStart]:
     """The epoch starts proved by an agent's custody rows ``(kind, blob)`` in chain order: the
     first genesis, then each record followed by its certificate. Links that do not verify
-    (signatures are trusted: they were checked when the entries arrived) are left out."""
-    starts: list[EpochStart] = []
+    (signatures are trusted: they were checked when the entries arrived) are left out. With
+    ``starts``, the rows continue that custody (a commit's new rows after the cached ones)."""
+    starts = list(starts)
     pending: bytes | None = None
     for kind, blob in rows:
         if kind in GENESIS_KINDS:
@@ -397,7 +401,7 @@ class Store:
         for agent, ap in plan.agents.items():
             self._views.put(agent, ap.view)
             if ap.custody:
-                self._custody.pop(agent)
+                self._extend_cached_custody(agent, ap)
             known = self._digests.get(agent)
             if known is None:
                 continue
@@ -888,6 +892,19 @@ class Store:
             cached = tuple(read_custody(rows))
             self._custody.put(agent, cached)
         return list(cached)
+
+    def _extend_cached_custody(self, agent: str, ap: _AgentPlan) -> None:
+        """A commit added custody rows: continue the cached custody with them (an old agent's
+        custody is not decoded again after every handoff); anything else drops it."""
+        cached = self._custody.items.get(agent)
+        if cached is None or ap.discard_from is not None or ap.drop:
+            self._custody.pop(agent)
+            return
+        new = [(row[4], row[8]) for row in ap.rows if row[4] in CUSTODY_KINDS]
+        if new and new[0][0] == CERT_KIND:  # its record came in an earlier commit
+            self._custody.pop(agent)
+            return
+        self._custody.put(agent, tuple(read_custody(new, cached)))  # type: ignore[arg-type]
 
     def cached_custody(self, agent: str) -> list[EpochStart] | None:
         """The agent's custody if it is in the cache (no I/O: safe from any thread, and as
