@@ -26,7 +26,6 @@ from .handoff_procs import (
     migrate,
     named,
     now_ns,
-    state,
     ticks,
     wait_state,
     wait_ticks,
@@ -194,8 +193,10 @@ def test_without_witness_claims_the_restored_owner_ticks_and_the_checker_sees_it
         )
         n1 = nodes[0]
         try:
-            wait_until(lambda: len(ticks(n1, did, since_ns=restarted)) >= 3, 30, "stale ticks")
-            assert state(n1, did) == "ACTIVE_OWNER"
+            # It ticks its old epoch at once; how long until a peer's proof retires it is a race
+            # (one tick in some runs), and one stale tick is already a second owner.
+            wait_until(lambda: ticks(n1, did, since_ns=restarted), 30, "a stale tick")
+            assert {t["epoch"] for t in ticks(n1, did, since_ns=restarted)} == {1}
             result = check_nodes(named(nodes))
             assert not result.ok
             assert result.by_check("overlap"), result.to_text()
