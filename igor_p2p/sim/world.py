@@ -570,7 +570,7 @@ class World:
             record = node.disk.state.records.get(agent)
             if record is not None and str(record.state) == state:
                 return
-            await trio.sleep(0.0001)
+            await trio.sleep(0.001)
 
     async def _backup(self, node: SimNode, params: dict[str, Any]) -> None:
         """Copy the node's disk now, or once ``agent`` is in ``state`` there (``when``)."""
