@@ -32,10 +32,13 @@ def _scenario(
     )
 
 
-def _run(nodes: int, *, duration_s: float, heal_wait_s: float, up_limit_s: float) -> None:
+def _run(
+    nodes: int, *, duration_s: float, heal_wait_s: float, up_limit_s: float, wander_s: float = 1.0
+) -> None:
     with scratch() as root:
         outcome = run_scenario(
-            _scenario(nodes, duration_s=duration_s, heal_wait_s=heal_wait_s), root
+            _scenario(nodes, duration_s=duration_s, heal_wait_s=heal_wait_s, wander_s=wander_s),
+            root,
         )
         assert outcome.result.ok, evidence(outcome.result)
         assert not outcome.unmet, outcome.unmet
