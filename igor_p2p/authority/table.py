@@ -795,6 +795,24 @@ def _settle(v: View, e: Event) -> Out:
 
 _PERSIST = PersistAuthority
 _OWN = (_PERSIST, StartTicking, PublishClaim, Learn)
+_SETTLED_FOR_ME = (
+    Rule(
+        _g(
+            "hands our copy to us, this incarnation prepared it",
+            lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
+        ),
+        S.ACTIVE_OWNER,
+        _OWN,
+        _take_committed,
+    ),
+    Rule(
+        _g("hands our copy to us", _settled_for_me),
+        S.ACTIVE_OWNER,
+        (_PERSIST, StartClaim),
+        _take_committed,
+    ),
+)
+"""A proven start (a settle claim's, a proof's) that hands the pending copy to us."""
 _STALE_RULES = (
     Rule(
         _g("the next epoch is ours, for this copy", _stale_is_ours),
@@ -1168,39 +1186,11 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         Rule(OTHERWISE, None, (LogRejected,), _ignore("about another migration")),
     ),
     (S.HANDOFF_PENDING, ClaimResolved): (
-        Rule(
-            _g(
-                "hands our copy to us, this incarnation prepared it",
-                lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
-            ),
-            S.ACTIVE_OWNER,
-            _OWN,
-            _take_committed,
-        ),
-        Rule(
-            _g("hands our copy to us", _settled_for_me),
-            S.ACTIVE_OWNER,
-            (_PERSIST, StartClaim),
-            _take_committed,
-        ),
+        *_SETTLED_FOR_ME,
         Rule(OTHERWISE, S.RETIRED, (_PERSIST,), _retire_to),
     ),
     (S.HANDOFF_PENDING, ClaimStale): (
-        Rule(
-            _g(
-                "hands our copy to us, this incarnation prepared it",
-                lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
-            ),
-            S.ACTIVE_OWNER,
-            _OWN,
-            _take_committed,
-        ),
-        Rule(
-            _g("hands our copy to us", _settled_for_me),
-            S.ACTIVE_OWNER,
-            (_PERSIST, StartClaim),
-            _take_committed,
-        ),
+        *_SETTLED_FOR_ME,
         Rule(
             _g(
                 "a later epoch, or the next one for another copy, is ours: this copy was restored",
@@ -1218,21 +1208,7 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         ),
     ),
     (S.HANDOFF_PENDING, Superseded): (
-        Rule(
-            _g(
-                "hands our copy to us, this incarnation prepared it",
-                lambda v, e: _settled_for_me(v, e) and _fresh(v, e),
-            ),
-            S.ACTIVE_OWNER,
-            _OWN,
-            _take_committed,
-        ),
-        Rule(
-            _g("hands our copy to us", _settled_for_me),
-            S.ACTIVE_OWNER,
-            (_PERSIST, StartClaim),
-            _take_committed,
-        ),
+        *_SETTLED_FOR_ME,
         Rule(
             _g("a later epoch, or the next one for another node", _later_than_pending),
             S.RETIRED,
