@@ -1,14 +1,17 @@
 """Real ``igor node run`` processes on 127.0.0.1, driven through their admin sockets.
 
-Ports are chosen by the test (bind port 0, read it back, release it) and peer IDs are derived
-from the data dir's node key before the process starts, so every bootstrap multiaddr is known
-up front. Waiting is always "poll a condition until a deadline", never a fixed sleep.
+Each node listens on port 0 and the kernel picks its port; the harness reads the bound port
+from the node's status once it is ready and reuses it on restart. (Probing a free port and
+passing it on raced: another xdist worker's node could take it before this one bound it.) Peer
+IDs are derived from the data dir's node key before the process starts. Waiting is always
+"poll a condition until a deadline", never a fixed sleep.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,13 +41,6 @@ STOP_DEADLINE_S = 10.0
 
 class Timeout(AssertionError):
     """A condition did not hold before its deadline."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_accepts(port: int) -> bool:
@@ -81,7 +77,8 @@ class NodeProc:
 
     name: str
     data: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0
+    """The bound TCP port: 0 until the first start is ready (the kernel picks it), then fixed."""
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     launcher: tuple[str, ...] = tuple(IGOR)
@@ -97,6 +94,7 @@ class NodeProc:
 
     @property
     def addr(self) -> str:
+        assert self.port, f"{self.name} has no port yet: start it and wait_ready first"
         return f"{self.listen}/p2p/{self.peer_id}"
 
     @property
@@ -141,7 +139,10 @@ class NodeProc:
                 raise Timeout(f"{self.name} exited with {code}{self.log_tail()}")
             return self.status()
 
-        return wait_until(probe, deadline_s, f"{self.name} ready", self.log_tail)
+        status = wait_until(probe, deadline_s, f"{self.name} ready", self.log_tail)
+        if not self.port:
+            self.port = _bound_port(status["addrs"])
+        return status
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -161,6 +162,15 @@ class NodeProc:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def _bound_port(addrs: Sequence[str]) -> int:
+    """The TCP port of the node's first 127.0.0.1 address."""
+    for addr in addrs:
+        found = re.match(r"/ip4/127\.0\.0\.1/tcp/(\d+)", addr)
+        if found:
+            return int(found.group(1))
+    raise AssertionError(f"no 127.0.0.1 TCP address among {list(addrs)}")
 
 
 @contextmanager
