@@ -614,6 +614,8 @@ class HandoffTarget:
             try:
                 copy = check_offer(offer, sender, held, stored=port.record.pending is None)
                 self.trace.mark(mid, "offer_checked")
+                if not held:  # verified from the genesis (a held prefix is trusted, not checked)
+                    self.runner.custody_verified(copy.epoch_start)
                 wasm = await self._module(offer, sender)
                 self.trace.mark(mid, "module")
                 size = sum(len(b) for b in copy.entries) + len(wasm) + len(offer.manifest)

@@ -159,6 +159,10 @@ class AgentRunner(Protocol):
         :class:`~igor_p2p.core.offer_check.OfferInvalid` to refuse (REPLAY_REQUIRED,
         REPLAY_MISMATCH, …). Returns at once when nothing is asked."""
 
+    def custody_verified(self, start: EpochStart) -> None:
+        """The agent's chain of custody through ``start`` was verified from its genesis in this
+        process (an offer's), so a later start of the agent need not verify it again."""
+
     def ticking(self) -> list[str]: ...
 
     def charged_without_tick(self, final_digest: bytes) -> int | None:

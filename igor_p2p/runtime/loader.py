@@ -6,7 +6,9 @@ for an epoch the gate says this node ticks — after checking what it runs from:
 custody (every signature and certificate, from the genesis) ends at this node for exactly that
 epoch, and the head checkpoint is signed by the owner of its epoch and linked, entry by entry,
 to that chain's end (:func:`verify_for_load`). That costs O(custody hops + state), whatever the
-agent's age: the per-tick checkpoints before the head (compacted or not) are not read. Anything
+agent's age: the per-tick checkpoints before the head (compacted or not) are not read. The first
+load of an agent in a process verifies its custody from the genesis; later ones only the epochs
+after what that process verified before (:mod:`igor_p2p.runtime.verified_custody`). Anything
 else raises a typed error; the gate turns it into RECOVERY_REQUIRED with the reason (never a
 silent fresh start: Go Igor flaw §12a.1).
 """
@@ -23,7 +25,7 @@ from igor_p2p.agent.effect_policy import http_policy, payment_policy
 from igor_p2p.agent.environment import ResumeReason
 from igor_p2p.agent.manifest import Manifest, parse_manifest
 from igor_p2p.agent.sandbox import CompiledModule
-from igor_p2p.authority.custody import EpochStart, chain_from_genesis
+from igor_p2p.authority.custody import EpochStart, chain_from_genesis, follow
 from igor_p2p.authority.states import AuthorityState
 from igor_p2p.core.ports import AuthorityStore
 from igor_p2p.effects.journal import AgentEffects, EffectScan, EffectServices, scan_effects
@@ -133,23 +135,33 @@ def last_checkpoint(entries: list[LineageEntry]) -> Checkpoint:
 
 
 def verify_for_load(
-    did: str, me: bytes, epoch: int, custody: list[EpochStart], tail: list[bytes]
-) -> tuple[Checkpoint, list[LineageEntry]]:
-    """The head checkpoint and the decoded ``tail`` (the head and the entries after it) if the
-    agent may be run here at ``epoch``; :class:`LineageRejected` otherwise. Effect records after
-    the head (effects of ticks no checkpoint covers yet) are allowed, each signed by the owner of
-    its epoch.
+    did: str,
+    me: bytes,
+    epoch: int,
+    custody: list[EpochStart],
+    tail: list[bytes],
+    verified: int = 0,
+) -> tuple[Checkpoint, list[LineageEntry], EpochStart]:
+    """The head checkpoint, the decoded ``tail`` (the head and the entries after it) and the
+    verified start of ``epoch`` if the agent may be run here at that epoch;
+    :class:`LineageRejected` otherwise. Effect records after the head (effects of ticks no
+    checkpoint covers yet) are allowed, each signed by the owner of its epoch.
 
     Verified: the custody from the genesis (signatures and certificates, again: the store keeps
     only links that verified when they arrived, and this checks they still do), that it ends at
     this node for ``epoch``; the head's signature by the owner of its epoch; and that the entries
     after the head are exactly the custody links of the later epochs, each naming the one before.
+    The first ``verified`` starts of ``custody`` were verified so by this process already
+    (:class:`~igor_p2p.runtime.verified_custody.VerifiedCustody`): only the links after them are.
     """
     if not custody or not tail:
         raise AgentNotFound(f"no lineage of {did} is stored here")
     try:
-        links = [blob for start in custody[1:] for blob in start.links()]
-        starts = chain_from_genesis(custody[0].genesis, links)
+        if 1 <= verified <= len(custody):
+            trusted = custody[:verified]
+            starts = [*trusted, *follow(trusted[-1], _links_of(custody[verified:]))]
+        else:
+            starts = chain_from_genesis(custody[0].genesis, _links_of(custody[1:]))
         entries = [decode_entry(blob) for blob in tail]
     except InvalidInput as exc:
         raise LineageRejected(f"the stored custody of {did} does not verify: {exc}") from None
@@ -191,7 +203,11 @@ def verify_for_load(
     for before, entry in itertools.pairwise(entries):
         if entry.prev != before.digest():
             raise LineageRejected(f"the entries after the head of {did} do not link")
-    return head, entries
+    return head, entries, current
+
+
+def _links_of(starts: list[EpochStart]) -> list[bytes]:
+    return [blob for start in starts for blob in start.links()]
 
 
 @dataclass(frozen=True)
@@ -236,8 +252,11 @@ async def load_hosted(
     me = services.key.public_key
     now_ns = services.clock.wall_ns()
 
-    def build() -> tuple[HostedAgent, list[LineageEntry], EffectScan]:
-        head, entries = verify_for_load(did, me, epoch, custody, stored.tail)
+    marks = services.verified_custody
+    verified = marks.verified_prefix(did, custody)
+
+    def build() -> tuple[HostedAgent, list[LineageEntry], EffectScan, EpochStart]:
+        head, entries, current = verify_for_load(did, me, epoch, custody, stored.tail, verified)
         try:
             earlier = [EffectRecord.decode(blob) for blob in stored.effects_before]
         except InvalidInput as exc:
@@ -275,9 +294,10 @@ async def load_hosted(
         if not manifest.declares("wallet") and not _has_effects(manifest, scan):
             wire_basics(services, env)  # no receipts, no effect journal: start it in this hop
             agent.start_instance(services.sandbox)
-        return agent, entries, scan
+        return agent, entries, scan, current
 
-    agent, entries, scan = await trio.to_thread.run_sync(build)
+    agent, entries, scan, current = await trio.to_thread.run_sync(build)
+    marks.remember(current)
     if agent.instance is None:
         await wire_environment(services, agent.env, agent.manifest, entries)  # receipts
         await _wire_effects(services, store, agent, agent.manifest, scan)

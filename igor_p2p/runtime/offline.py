@@ -79,6 +79,9 @@ class OfflineRunner:
     async def final_checkpoint(self, agent: str) -> bytes | None:
         return (await self._resigned(agent, CheckpointKind.FINAL)).encode()
 
+    def custody_verified(self, start: EpochStart) -> None:
+        self.services.verified_custody.remember(start)
+
     async def replay_arrival(
         self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
     ) -> None:

@@ -134,6 +134,9 @@ class SchedulerRunner:
                 return RejectCode.NO_CAPACITY, verdict.reason
         return None
 
+    def custody_verified(self, start: EpochStart) -> None:
+        self.services.verified_custody.remember(start)
+
     async def replay_arrival(
         self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
     ) -> None:

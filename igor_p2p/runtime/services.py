@@ -20,6 +20,7 @@ from igor_p2p.runtime.datadir import DataDir
 from igor_p2p.runtime.lock import DataDirLock
 from igor_p2p.runtime.metering import DEFAULT_PRICE
 from igor_p2p.runtime.ticksink import StoreTickSink
+from igor_p2p.runtime.verified_custody import VerifiedCustody
 from igor_p2p.store.committer import GroupCommitter
 from igor_p2p.store.retention import Retention
 from igor_p2p.store.sqlite import Store
@@ -66,6 +67,8 @@ class NodeServices:
     """Where agents' payments go (``igor.wallet_pay``); the mock settles locally."""
     resolve: Resolver = system_resolve
     """How agents' HTTP requests resolve host names (tests give their own)."""
+    verified_custody: VerifiedCustody = field(default_factory=VerifiedCustody)
+    """The custody each agent's last load in this process verified (bounded, not persisted)."""
 
     @property
     def price(self) -> int:

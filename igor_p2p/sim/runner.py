@@ -212,6 +212,9 @@ class FakeRunner:
         hosted = self.hosted.get(agent)
         return self._checkpoint(hosted, CheckpointKind.FINAL).encode() if hosted else None
 
+    def custody_verified(self, start: EpochStart) -> None:
+        self.cover("custody_verified")  # the simulated runner verifies nothing when it starts
+
     async def replay_arrival(
         self, offer: Offer, custody: Sequence[EpochStart], checkpoint: Checkpoint, wasm: bytes
     ) -> None:

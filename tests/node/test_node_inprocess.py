@@ -2,13 +2,17 @@
 
 import socket
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import trio
 
 from igor_p2p.agent.source import load_agent_manifest, load_agent_source
+from igor_p2p.authority.custody import EpochStart
 from igor_p2p.node.config import NodeConfig
 from igor_p2p.node.node import Node
+from igor_p2p.runtime import loader
 from igor_p2p.runtime.loader import LaunchRequest
 
 
@@ -97,3 +101,38 @@ async def test_metrics_endpoint_serves_the_node_gauges(tmp_path: Path) -> None:
                 await trio.sleep(0.1)
         assert "igor_ticks_total" in body and "igor_peers_up" in body
         node.stop()
+
+
+async def test_a_target_verifies_an_arriving_custody_once_not_again_when_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_genesis: list[int] = []
+    real = loader.chain_from_genesis
+
+    def counting(genesis: bytes, links: Sequence[bytes]) -> list[EpochStart]:
+        from_genesis.append(len(links))
+        return real(genesis, links)
+
+    monkeypatch.setattr(loader, "chain_from_genesis", counting)
+    async with trio.open_nursery() as nursery:
+        a = await nursery.start(Node(_config(tmp_path, "a")).run)
+        boot = ((await a.api.status())["addrs"][0],)
+        b = await nursery.start(Node(_config(tmp_path, "b", bootstrap=boot)).run)
+        did = await _counter(a)
+        await _hosting(a, did)
+        assert from_genesis == [0]  # the launch: the genesis alone
+        for there, to in ((a, b), (b, a), (a, b)):
+            moved = await there.api.migrate(did, to.api.services.peer_id)
+            assert moved["outcome"] == "TRANSFERRED"
+            await _hosting(to, did)
+        # b verified the custody in the first OFFER; a and b then each verify only the epochs
+        # after the ones they verified before: no load goes back to the genesis
+        assert from_genesis == [0]
+        assert (
+            b.api.services.verified_custody.verified_prefix(
+                did, await b.api.services.committer.read(lambda s: s.custody(did))
+            )
+            == 4
+        )
+        for node in (a, b):
+            node.stop()
