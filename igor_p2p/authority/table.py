@@ -285,6 +285,13 @@ def _our_handoff_chosen_late(v: View, e: Event) -> bool:
     return _our_transfer(v, start) is not None
 
 
+def _earlier_handoff_chosen(v: View, e: Event) -> bool:
+    """The next epoch went to a handoff of ours other than the one in progress."""
+    assert isinstance(e, ClaimStale) and v.run.handoff is not None
+    transfer = _our_transfer(v, e.latest)
+    return transfer is not None and transfer.migration_id != v.run.handoff[0]
+
+
 def _stale_is_ours(v: View, e: Event) -> bool:
     """The witnesses' latest epoch is ours, chosen for the very copy this node holds (a claim
     of ours completed by someone else, or by an earlier incarnation before a plain restart)."""
@@ -499,6 +506,26 @@ def _commit_late(v: View, e: Event) -> Out:
     out = _retire_adopted(v, e) if isinstance(e, ClaimResolved) else _retire_to(v, e)
     at = next(i for i, a in enumerate(out.actions) if isinstance(a, PersistAuthority)) + 1
     out.actions.insert(at, SendCommit(transfer.to_node, transfer.migration_id, start))
+    return out
+
+
+def _stale_lost(v: View, e: Event) -> Out:
+    """Handing off, the witnesses proved the next epoch another node's (a restore or a forced
+    recovery won): retire to it, and tell our target to drop the copy it can never own."""
+    assert v.run.handoff is not None
+    mid, target = v.run.handoff
+    out = _retire_to(v, e)
+    out.actions.insert(0, SendAbort(target, mid))
+    return out
+
+
+def _stale_lost_to_earlier(v: View, e: Event) -> Out:
+    """Handing off, the witnesses proved the next epoch an earlier handoff of ours to another
+    target: abort this one, and send the earlier target its COMMIT."""
+    assert v.run.handoff is not None
+    mid, target = v.run.handoff
+    out = _commit_late(v, e)
+    out.actions.insert(0, SendAbort(target, mid))
     return out
 
 
@@ -813,6 +840,13 @@ _SETTLED_FOR_ME = (
     ),
 )
 """A proven start (a settle claim's, a proof's) that hands the pending copy to us."""
+_COMMIT_LATE_RULE = Rule(
+    _g("our own earlier handoff was chosen: tell its target", _our_handoff_chosen_late),
+    S.RETIRED,
+    (_PERSIST, SendCommit),
+    _commit_late,
+)
+_RETIRE_RULE = Rule(OTHERWISE, S.RETIRED, (_PERSIST,), _retire_to)
 _STALE_RULES = (
     Rule(
         _g("the next epoch is ours, for this copy", _stale_is_ours),
@@ -826,13 +860,8 @@ _STALE_RULES = (
         (_PERSIST, EnterRecovery),
         _restored,
     ),
-    Rule(
-        _g("our own earlier handoff was chosen: tell its target", _our_handoff_chosen_late),
-        S.RETIRED,
-        (_PERSIST, SendCommit),
-        _commit_late,
-    ),
-    Rule(OTHERWISE, S.RETIRED, (_PERSIST,), _retire_to),
+    _COMMIT_LATE_RULE,
+    _RETIRE_RULE,
 )
 _CLAIM_RESULT_RULES = (
     Rule(_g("chosen for us, claiming", _resolved_for_me), S.ACTIVE_OWNER, _OWN, _own_chosen),
@@ -1058,7 +1087,16 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         ),
         Rule(
             _g(
-                "claiming or handing off, our own earlier handoff was chosen",
+                "handing off, our own earlier handoff to another target was chosen",
+                lambda v, e: _handing_off(v, e) and _earlier_handoff_chosen(v, e),
+            ),
+            S.RETIRED,
+            (SendAbort, _PERSIST, SendCommit),
+            _stale_lost_to_earlier,
+        ),
+        Rule(
+            _g(
+                "claiming or handing off, our own handoff was chosen",
                 lambda v, e: (
                     (_claiming(v, e) or _handing_off(v, e)) and _our_handoff_chosen_late(v, e)
                 ),
@@ -1068,11 +1106,12 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
             _commit_late,
         ),
         Rule(
-            _g("claiming or handing off", lambda v, e: _claiming(v, e) or _handing_off(v, e)),
+            _g("handing off, another node owns the next epoch", _handing_off),
             S.RETIRED,
-            (_PERSIST,),
-            _retire_to,
+            (SendAbort, _PERSIST),
+            _stale_lost,
         ),
+        Rule(_g("claiming", _claiming), S.RETIRED, (_PERSIST,), _retire_to),
         Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")),
     ),
     (S.ACTIVE_OWNER, BeginHandoff): (
@@ -1282,10 +1321,7 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         Rule(OTHERWISE, None, (StartClaim,), _claim(ClaimPurpose.FORCE)),
     ),
     (S.RECOVERY_REQUIRED, ClaimResolved): _only_claiming(*_CLAIM_RESULT_RULES),
-    (S.RECOVERY_REQUIRED, ClaimStale): (
-        Rule(_g("claiming", _claiming), S.RETIRED, (_PERSIST,), _retire_to),
-        Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")),
-    ),
+    (S.RECOVERY_REQUIRED, ClaimStale): _only_claiming(_COMMIT_LATE_RULE, _RETIRE_RULE),
     (S.RECOVERY_REQUIRED, OfferPrepared): (
         Rule(
             ALWAYS,
@@ -1302,6 +1338,15 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
     (S.RECOVERY_REQUIRED, Superseded): (
         Rule(
             _g(
+                "an epoch beyond the fence, our own earlier handoff's: tell its target",
+                lambda v, e: e.latest.epoch > v.record.fence and _our_handoff_chosen_late(v, e),  # type: ignore[attr-defined]
+            ),
+            S.RETIRED,
+            (_PERSIST, SendCommit),
+            _commit_late,
+        ),
+        Rule(
+            _g(
                 "an epoch beyond the fence, for another node",
                 lambda v, e: e.latest.epoch > v.record.fence and not _stale_names_us(v, e),  # type: ignore[attr-defined]
             ),
@@ -1314,28 +1359,7 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
     # ---- halted by an operator or a failing tick
     (S.HALTED, Resume): (Rule(ALWAYS, None, (StartClaim,), _claim(ClaimPurpose.RESUME)),),
     (S.HALTED, ClaimResolved): _only_claiming(*_CLAIM_RESULT_RULES),
-    (S.HALTED, ClaimStale): (
-        Rule(
-            _g(
-                "claiming, the next epoch is ours for this copy",
-                lambda v, e: _claiming(v, e) and _stale_is_ours(v, e),
-            ),
-            S.ACTIVE_OWNER,
-            (_PERSIST, StartClaim),
-            _stale_but_ours,
-        ),
-        Rule(
-            _g(
-                "claiming, a later epoch is ours",
-                lambda v, e: _claiming(v, e) and _stale_names_us(v, e),
-            ),
-            S.RECOVERY_REQUIRED,
-            (_PERSIST, EnterRecovery),
-            _restored,
-        ),
-        Rule(_g("claiming", _claiming), S.RETIRED, (_PERSIST,), _retire_to),
-        Rule(OTHERWISE, None, (LogRejected,), _ignore("no claim in progress")),
-    ),
+    (S.HALTED, ClaimStale): _only_claiming(*_STALE_RULES),
     (S.HALTED, Restarted): (Rule(ALWAYS, None, (), _nothing),),
     (S.HALTED, OfferPrepared): _OFFER_WHEN_HELD,
     (S.HALTED, OfferRefused): _REFUSE_OFFER,
@@ -1345,6 +1369,15 @@ TRANSITIONS: Mapping[tuple[Holding, type[Event]], tuple[Rule, ...]] = {
         Rule(ALWAYS, S.RECOVERY_REQUIRED, (_PERSIST, EnterRecovery), _integrity),
     ),
     (S.HALTED, Superseded): (
+        Rule(
+            _g(
+                "a later epoch, our own earlier handoff's: tell its target",
+                lambda v, e: _later_epoch(v, e) and _our_handoff_chosen_late(v, e),
+            ),
+            S.RETIRED,
+            (_PERSIST, SendCommit),
+            _commit_late,
+        ),
         Rule(
             _g(
                 "a later epoch for another node",

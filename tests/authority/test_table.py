@@ -192,6 +192,54 @@ def test_a_handoff_adopting_our_earlier_handoff_aborts_its_target_and_commits_th
     assert actions[2] == SendCommit(THIRD.public_key, b"\x07" * 16, earlier)
 
 
+def _handing_off_at(epoch: int) -> Driven:
+    owner = _restarted(S.ACTIVE_OWNER, epoch=epoch - 1)
+    owner.feed(ClaimResolved(start(epoch, A, H_OURS)))  # the restart's claim: ticking now
+    owner.feed(BeginHandoff(TARGET.public_key, M2))
+    return owner
+
+
+def test_a_handoff_proven_stale_for_another_node_retires_and_aborts_its_target() -> None:
+    # A restore or a forced recovery won the next epoch: our target's copy can never be chosen,
+    # so it hears it at once instead of waiting out its own settlement.
+    owner = _handing_off_at(4)
+    actions = owner.feed(ClaimStale(start(5, THIRD, H_ELSE)))
+    assert _types(actions) == [SendAbort, PersistAuthority]
+    assert actions[0] == SendAbort(TARGET.public_key, M2)
+    assert owner.machine.state is S.RETIRED
+    assert owner.machine.record.successor == Successor(5, THIRD.public_key)
+    assert owner.machine.run.handoff is None
+
+
+def test_a_handoff_proven_stale_by_our_earlier_handoff_aborts_it_and_commits_the_earlier() -> None:
+    owner = _handing_off_at(4)
+    earlier = our_handoff(5, THIRD)
+    actions = owner.feed(ClaimStale(earlier))
+    assert _types(actions) == [SendAbort, PersistAuthority, SendCommit]
+    assert actions[0] == SendAbort(TARGET.public_key, M2)
+    assert actions[2] == SendCommit(THIRD.public_key, b"\x07" * 16, earlier)
+    assert owner.machine.record.successor == Successor(5, THIRD.public_key)
+
+
+@pytest.mark.parametrize("state", [S.HALTED, S.RECOVERY_REQUIRED])
+def test_a_halted_or_recovering_node_whose_own_handoff_was_chosen_sends_the_commit(
+    state: AuthorityState,
+) -> None:
+    # It learns by proof (a peer's, or the witnesses' answer to its claim) that the next epoch
+    # is its own earlier transfer, which it never completed: its target still waits.
+    chosen = our_handoff(4, TARGET)
+    told = _loaded(state, 3)
+    actions = told.feed(Superseded(chosen))
+    assert _types(actions) == [PersistAuthority, SendCommit]
+    assert actions[1] == SendCommit(TARGET.public_key, b"\x07" * 16, chosen)
+    assert told.machine.state is S.RETIRED
+    claiming = _loaded(state, 3)
+    claiming.feed(Resume() if state is S.HALTED else ForceRecover("ops"))
+    actions = claiming.feed(ClaimStale(chosen))
+    assert _types(actions) == [PersistAuthority, SendCommit]
+    assert claiming.machine.record.successor == Successor(4, TARGET.public_key)
+
+
 def test_a_pending_target_told_its_copy_was_chosen_owns_it() -> None:
     pending = _pending()
     actions = pending.feed(Superseded(start(3, A, H_OFFER)))
