@@ -9,10 +9,15 @@ peer comes back or a partition heals (the node's discovery and fault gate say so
 wait, so liveness after heal does not depend on how long the partition lasted. A
 request with a long timeout (an OFFER waits up to ``offer_timeout_s`` for its ACK) is sent
 again on a network change too (:meth:`Backoff.request`): its reply may have been lost to
-the partition, and the request is one the peer answers again when repeated.
+the partition, and the request is one the peer answers again when repeated. An OFFER is also
+sent again, beside the first, when its ACK is late (``offer_resend_s``): a message lost on the
+target's side of the network, or a heal there, is not a change this node can see.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import trio
 
@@ -48,34 +53,72 @@ class Backoff:
             await changed.wait()
 
     async def request(
-        self, transport: Transport, peer: bytes, message: Message, timeout: float
+        self,
+        transport: Transport,
+        peer: bytes,
+        message: Message,
+        timeout: float,
+        *,
+        resend_after_s: float | None = None,
+        settles: Callable[[Message], bool] = lambda reply: True,
     ) -> Message:
-        """``transport.request``, sent again at once whenever the network changes before the
-        reply came (only for requests a peer answers the same way when repeated)."""
-        while True:
-            changed = self._changed
-            reply: Message | None = None
-            failure: PeerUnreachable | None = None
-            async with trio.open_nursery() as nursery:
+        """``transport.request`` for a request the peer answers the same way when repeated,
+        sent again — beside the attempts still waiting — whenever the network changes before
+        a reply came and, with ``resend_after_s``, when no reply came for that long (then
+        twice as long, …; at most :data:`MAX_ATTEMPTS` at once): the reply, or the request,
+        may have been lost, and only the peer's side of the network may have changed.
 
-                async def ask() -> None:
-                    nonlocal reply, failure
-                    try:
-                        reply = await transport.request(peer, message, timeout)
-                    except PeerUnreachable as exc:
-                        failure = exc
-                    nursery.cancel_scope.cancel()
+        The first reply that ``settles`` is returned. Others (a repeat the peer refused
+        because it is still busy with the first) count only when no attempt is left: then
+        the last of them is returned, or the last failure raised."""
+        outcomes_in, outcomes = trio.open_memory_channel[Message | PeerUnreachable | None](math.inf)
 
-                async def watch(changed: trio.Event) -> None:
-                    await changed.wait()
-                    nursery.cancel_scope.cancel()
+        async def ask() -> None:
+            try:
+                outcome: Message | PeerUnreachable = await transport.request(peer, message, timeout)
+            except PeerUnreachable as exc:
+                outcome = exc
+            outcomes_in.send_nowait(outcome)
 
-                nursery.start_soon(ask)
-                nursery.start_soon(watch, changed)
-            if reply is not None:
-                return reply
-            if failure is not None:
-                raise failure
+        async def watch_changes() -> None:
+            while True:
+                await self._changed.wait()
+                outcomes_in.send_nowait(None)  # None: the network changed
+
+        answer: Message | None = None
+        failure: PeerUnreachable | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_changes)
+            nursery.start_soon(ask)
+            running, wait = 1, resend_after_s
+            while running:
+                resend_in = wait if wait is not None and running < MAX_ATTEMPTS else math.inf
+                with trio.move_on_after(resend_in) as quiet:
+                    outcome = await outcomes.receive()
+                if quiet.cancelled_caught or (outcome is None and running < MAX_ATTEMPTS):
+                    nursery.start_soon(ask)
+                    running += 1
+                    if quiet.cancelled_caught and wait is not None:
+                        wait *= 2
+                    continue
+                if outcome is None:
+                    continue
+                running -= 1
+                if isinstance(outcome, PeerUnreachable):
+                    failure = outcome
+                    continue
+                answer = outcome
+                if settles(outcome):
+                    break
+            nursery.cancel_scope.cancel()
+        if answer is not None:
+            return answer
+        assert failure is not None
+        raise failure
+
+
+MAX_ATTEMPTS = 4
+"""Most attempts of one request waiting at once (each may carry an agent's whole state)."""
 
 
 AFTER_CHANGE_ATTEMPT = 3

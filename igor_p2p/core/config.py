@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+RESEND_BYTES_PER_S = 8 << 20
+"""A slow link's rate, for the time an OFFER may take to arrive and be verified before its
+ACK can be called late (a 64 MiB state: 8 s more)."""
+
 
 @dataclass(frozen=True)
 class CoreConfig:
@@ -11,6 +15,10 @@ class CoreConfig:
     """One request to a peer (witness or handoff counterpart), without a big payload."""
     offer_timeout_s: float = 20.0
     """An OFFER (it carries the agent's state and may wait for the target's fsync)."""
+    offer_resend_s: float = 1.5
+    """An OFFER whose ACK has not come this long after it was sent (plus its transfer time at
+    :data:`RESEND_BYTES_PER_S`) is sent again beside it, then after twice as long, …: a lost
+    ACK costs about this much, not ``offer_timeout_s``."""
     handoff_deadline_s: float = 30.0
     """A source gives up a handoff it has not started to decide by then (and ticks on)."""
     settle_after_s: float = 15.0
@@ -37,6 +45,10 @@ class CoreConfig:
     """TEST ONLY (refused outside tests, see node/config.py): a restarted owner ticks its old
     epoch again without a claim — the bug witness claims prevent; e2e negative controls use it
     to show the checker catches the second owner it makes."""
+
+    def offer_resend_after(self, offer_bytes: int) -> float:
+        """Seconds without an ACK before an OFFER of ``offer_bytes`` is sent again."""
+        return self.offer_resend_s + offer_bytes / RESEND_BYTES_PER_S
 
     def backoff(self, attempt: int, jitter: float) -> float:
         """Seconds to wait before retry ``attempt`` (0-based); ``jitter`` in [0, 1)."""

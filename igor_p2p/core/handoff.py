@@ -298,14 +298,22 @@ class HandoffSource:
         node at a bounded rate (REFUSED RATE_LIMITED) is asked again after a backoff, and one
         that replays arrivals (REJECT REPLAY_REQUIRED) gets the same offer once more with the
         ticks it asks for; an OFFER whose ACK has not come when the network changes (a heal:
-        the ACK may be lost) is sent again at once. The caller bounds the whole exchange
-        (``handoff_deadline_s``)."""
+        the ACK may be lost) is sent again at once, and one whose ACK is late is sent again
+        beside it. The caller bounds the whole exchange (``handoff_deadline_s``)."""
         ctx = self.ctx
         retries = ctx.backoff.retries()
         while True:
+            # The same OFFER again after a heal, or when its ACK is late: the target acks a
+            # repeat again; a repeat that finds the target still busy with the first does not
+            # end the wait for the first.
             reply = await ctx.backoff.request(
-                ctx.transport, target, offer, ctx.config.offer_timeout_s
-            )  # the same OFFER again after a heal: the target acks a repeat again
+                ctx.transport,
+                target,
+                offer,
+                ctx.config.offer_timeout_s,
+                resend_after_s=ctx.config.offer_resend_after(_offer_bytes(offer)),
+                settles=lambda r: not (isinstance(r, Reject) and r.code is RejectCode.BUSY),
+            )
             if isinstance(reply, Refused) and reply.code is RefusedCode.RATE_LIMITED:
                 await retries.wait()
                 continue
@@ -709,3 +717,15 @@ class HandoffTarget:
                 return Done(self.me, abort.agent)
             actions = await port.handle(AbortReceived(abort.migration_id))
             return replies(actions, self.me, abort.agent)
+
+
+def _offer_bytes(offer: Offer) -> int:
+    """About how many bytes ``offer`` carries (its custody, checkpoint, manifest and window)."""
+    replay = offer.replay or ()
+    return (
+        sum(len(b) for b in offer.chain)
+        + len(offer.checkpoint)
+        + len(offer.manifest)
+        + sum(len(b) for b in replay)
+        + len(offer.wasm or b"")
+    )

@@ -126,6 +126,7 @@ class World:
         self.config = config or CoreConfig(
             request_timeout_s=1.0,
             offer_timeout_s=2.0,
+            offer_resend_s=0.5,
             handoff_deadline_s=4.0,
             settle_after_s=3.0,
             claim_round_s=1.5,

@@ -9,10 +9,11 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from igor_p2p.core.backoff import AFTER_CHANGE_ATTEMPT, Backoff
+from igor_p2p.core.backoff import AFTER_CHANGE_ATTEMPT, MAX_ATTEMPTS, Backoff
 from igor_p2p.core.config import CoreConfig
 from igor_p2p.core.handoff import Messenger
 from igor_p2p.core.ports import PeerUnreachable
@@ -153,3 +154,81 @@ async def test_a_request_waiting_for_a_lost_reply_is_sent_again_when_the_network
         await trio.sleep(3.0)  # the reply is lost; without a change it would wait 17 s more
         backoff.network_changed()
     assert answers == [commit] and peer.sent == [0.0, 3.0]
+
+
+async def test_a_request_whose_reply_is_late_is_sent_again_beside_the_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The reply was lost on the peer's side of the network: no change this node can see.
+    backoff = _backoff()
+    peer = LostFirstReply()
+    commit = Commit(b"\x02" * 32, "agent", b"\x07" * 16, b"record", b"cert")
+    answer = await backoff.request(peer, b"\x01" * 32, commit, 20.0, resend_after_s=1.5)
+    assert answer == commit and peer.sent == [0.0, 1.5]
+    assert trio.current_time() == 1.5  # not the 20 s timeout of the first
+
+
+class BusyWithTheFirst:
+    """A peer that answers the first request after ``work_s`` and refuses every repeat that
+    comes while it is still at it."""
+
+    def __init__(self, answer: Message, busy: Message, work_s: float) -> None:
+        self.answer, self.busy, self.work_s = answer, busy, work_s
+        self.sent: list[float] = []
+
+    async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
+        self.sent.append(trio.current_time())
+        if len(self.sent) == 1:
+            await trio.sleep(self.work_s)
+            return self.answer
+        return self.busy
+
+
+async def test_a_repeat_the_peer_refuses_as_busy_does_not_end_the_wait_for_the_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backoff = _backoff()
+    commit = Commit(b"\x02" * 32, "agent", b"\x07" * 16, b"record", b"cert")
+    busy = Confirm(b"\x03" * 32, "agent", b"\x07" * 16, 2)
+    peer = BusyWithTheFirst(commit, busy, work_s=5.0)
+    answer = await backoff.request(
+        peer, b"\x01" * 32, commit, 20.0, resend_after_s=1.0, settles=lambda r: r is not busy
+    )
+    assert answer is commit and trio.current_time() == 5.0
+    assert peer.sent == [0.0, 1.0, 3.0]  # repeats after 1 s, then 2 s more
+    # When the only answers are refusals, the last one is the answer.
+    only_busy = BusyWithTheFirst(busy, busy, work_s=0.5)
+    assert (
+        await backoff.request(
+            only_busy, b"\x01" * 32, commit, 20.0, resend_after_s=1.0, settles=lambda r: False
+        )
+        is busy
+    )
+
+
+class NeverAnswers:
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+
+    async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
+        self.sent.append(trio.current_time())
+        await trio.sleep(timeout)
+        raise PeerUnreachable("no reply within the timeout")
+
+
+async def test_a_request_never_has_more_than_a_few_attempts_waiting_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backoff = _backoff()
+    peer = NeverAnswers()
+    commit = Commit(b"\x02" * 32, "agent", b"\x07" * 16, b"record", b"cert")
+    with pytest.raises(PeerUnreachable):
+        await backoff.request(peer, b"\x01" * 32, commit, 100.0, resend_after_s=1.0)
+    assert peer.sent == [0.0, 1.0, 3.0, 7.0]  # MAX_ATTEMPTS, each as long as the first
+    assert len(peer.sent) == MAX_ATTEMPTS and trio.current_time() == 107.0
+
+
+def test_an_offers_resend_wait_grows_with_what_it_carries() -> None:
+    config = CoreConfig()
+    assert config.offer_resend_after(0) == config.offer_resend_s
+    assert config.offer_resend_after(64 << 20) == config.offer_resend_s + 8.0

@@ -182,6 +182,35 @@ def test_second_migration_in_flight_is_refused_and_duplicates_never_make_two_own
         checker_passes(nodes)
 
 
+def test_an_offer_whose_ack_is_lost_on_the_targets_side_is_sent_again() -> None:
+    # Soak seed 1028: the target's reply was lost to message faults on the target's side, then
+    # those faults were lifted. The source sees no network change, so only its own timer can
+    # tell it the ACK is late; waiting out the OFFER's timeout broke liveness after heal.
+    with (
+        scratch_dir() as root,
+        # An OFFER waits 4 × 60 s for its ACK here: only a resend can finish in time.
+        handoff_cluster(root, ["a", "b", "c", "d"], IGOR_HANDOFF_TIMEOUT_S="60") as nodes,
+    ):
+        a, b, *_ = nodes  # c and d: a witness quorum without b
+        launch(b)  # b holds the module already: it need not ask a for it while cut off
+        did = launch(a)
+        wait_ticks(a, did, 2, 0)
+        b.admin("message_faults", drop=1.0, peers=[a.peer_id])  # every frame b sends a: lost
+        results: list[str] = []
+        moving = threading.Thread(target=lambda: results.append(migrate(a, did, b.peer_id)))
+        moving.start()
+        wait_state(b, did, "HANDOFF_PENDING")  # b took the OFFER and acked; a never hears it
+        assert b.admin("faults")["stats"]["drop"] >= 1
+        b.admin("message_faults", clear=True)  # healed on b's side only
+        moving.join(60)
+        assert results == ["TRANSFERRED"], results
+        offers = [e for e in handoff_steps(a, did) if e["step"] == "begin"]
+        assert len(offers) == 1  # one migration, its OFFER sent again: not a second attempt
+        assert wait_until(lambda: _settled(nodes, did), 20, "settled") == "b"
+        _stop_all(nodes)
+        checker_passes(nodes)
+
+
 def _history(node: NodeProc) -> list[dict]:
     from .node_procs import history
 

@@ -118,7 +118,7 @@ def lie_matrix(kind: str, field: str, variant: int = 0, seed: int = 1) -> Plan:
             (2.5, "backup", {"node": 2, "agent": 0, "when": "HANDOFF_PENDING", "name": "n3"}),
             (3.0, "migrate", {"agent": 0, "target": 2}),
             (5.0, "migrate", {"agent": 0, "target": 1}),
-            (6.9, "clog", {"node": 3, "duration": 3.0}),
+            (6.9, "clog", {"node": 3, "duration": 4.5}),  # past the handoff deadline: ABORT
             (7.0, "migrate", {"agent": 0, "target": 3}),
             (10.5, "halt_resume", {"agent": 1, "pause": 0.5}),
             (12.0, "restore", {"node": 2, "backup": "n3", "down": 0.5}),
