@@ -120,6 +120,8 @@ class Claim:
     promises: dict[bytes, Promise] = field(default_factory=dict)
     votes: dict[bytes, Vote] = field(default_factory=dict)
     refused: set[bytes] = field(default_factory=set)
+    full: set[bytes] = field(default_factory=set)
+    """Witnesses that refused as full (their witness quota): new witness sets avoid them."""
     caught_up: set[bytes] = field(default_factory=set)
     highest_round: int = 0
     adopted: bool = False
@@ -212,6 +214,7 @@ class Claim:
             return self._on_nack(node, reply)
         if isinstance(reply, Refused) and reply.code is RefusedCode.BUSY:
             # A witness at its quota takes no new agent (it wrote nothing): a refusal, named.
+            self.full.add(node)
             return self._refuse(node, "a witness is full (its witness quota)")
         if (
             self.phase is ClaimPhase.PREPARING

@@ -10,7 +10,8 @@ enough nodes, so that a restored owner never votes for itself (witness-notes §5
 - four or more: three nodes, keeping the previous members unless they are known to be down
   (a node that just restarted has not heard its peers yet: it keeps the set), without the new
   owner, topped up in a seeded random order, avoiding the node making the claim where possible
-  (its own vote does not count, so with it inside every other member would be needed).
+  (its own vote does not count, so with it inside every other member would be needed), and
+  nodes that lately refused a new agent because their witness quota is full.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ def choose_witnesses(
     k: int = DEFAULT_WITNESSES,
     proposer: bytes | None = None,
     down: Iterable[bytes] = (),
+    avoid: Iterable[bytes] = (),
 ) -> tuple[bytes, ...]:
-    """The witness set for the epoch ``new_owner`` is about to own (sorted node keys)."""
+    """The witness set for the epoch ``new_owner`` is about to own (sorted node keys).
+
+    ``avoid``: nodes that lately refused a new agent as full; they join a set only when too few
+    other nodes are up (members of the previous set are kept all the same)."""
     gone = set(down)
     kept = {w for w in previous if w not in gone}
     pool = sorted(set(candidates) | kept | {new_owner} | ({proposer} if proposer else set()))
@@ -43,6 +48,8 @@ def choose_witnesses(
     keep = [w for w in sorted(kept) if w in others][:k]
     spare = [w for w in others if w not in keep]
     rng.shuffle(spare)
+    shunned = set(avoid)
+    spare.sort(key=lambda w: w in shunned)  # stable: the shuffled order within each group
     chosen = keep + spare[: k - len(keep)]
     if len(chosen) < k and proposer is not None and proposer != new_owner:
         chosen.append(proposer)

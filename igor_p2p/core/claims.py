@@ -35,6 +35,7 @@ from igor_p2p.authority.table import IllegalTransition
 from igor_p2p.authority.witness_choice import choose_witnesses
 from igor_p2p.core.backoff import Backoff
 from igor_p2p.core.config import CoreConfig
+from igor_p2p.core.full_witnesses import FullWitnesses
 from igor_p2p.core.gate import Gate
 from igor_p2p.core.ports import AuthorityStore, Env, Membership, PeerUnreachable, Transport
 from igor_p2p.errors import IgorError
@@ -48,9 +49,15 @@ log = get_logger(__name__)
 
 
 async def drive(
-    transport: Transport, claim: Claim, sends: Sequence[SendTo], timeout: float
+    transport: Transport,
+    claim: Claim,
+    sends: Sequence[SendTo],
+    timeout: float,
+    *,
+    full: FullWitnesses | None = None,
 ) -> None:
-    """Run ``sends`` and every follow-up until the claim is done or waits for a value."""
+    """Run ``sends`` and every follow-up until the claim is done or waits for a value; the
+    witnesses that refused as full are noted in ``full``."""
     done = trio.Event()
     retry_after = max(timeout / 3, 0.05)
 
@@ -81,6 +88,8 @@ async def drive(
         with trio.move_on_after(timeout):
             await done.wait()
         nursery.cancel_scope.cancel()
+    if full is not None and claim.full:
+        full.note(claim.full, trio.current_time())
 
 
 def _spawn(nursery: trio.Nursery | None, fn, *args) -> None:  # type: ignore[no-untyped-def]
@@ -121,6 +130,8 @@ class ClaimContext:
     ballots: Ballots
     backoff: Backoff
     """How retries wait (a network change ends every wait)."""
+    full_witnesses: FullWitnesses
+    """Witnesses that lately refused a new agent as full: new witness sets avoid them."""
 
 
 class Claimant:
@@ -167,7 +178,13 @@ class Claimant:
                 ctx.ballots.next(above),
                 first.own_value,
             )
-            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+            await drive(
+                ctx.transport,
+                claim,
+                claim.start(),
+                ctx.config.claim_round_s,
+                full=ctx.full_witnesses,
+            )
             outcome = claim.outcome
             if isinstance(outcome, Chosen):
                 await self._feed(agent, ClaimResolved(outcome.start, checkpoint))
@@ -271,7 +288,13 @@ class Claimant:
         elif purpose is ClaimPurpose.FORCE:
             value = await self._forced_record(agent, previous, operator)
         claim = Claim(agent, slot, previous, custody, ctx.ballots.next(above), value)
-        await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+        await drive(
+            ctx.transport,
+            claim,
+            claim.start(),
+            ctx.config.claim_round_s,
+            full=ctx.full_witnesses,
+        )
         return claim.outcome if claim.outcome is not None else Failed(claim.missing(), above)
 
     def _witnesses_for(self, previous: EpochStart, new_owner: bytes) -> tuple[bytes, ...]:
@@ -283,6 +306,7 @@ class Claimant:
             down=ctx.membership.down_nodes(),
             rng=ctx.env.rng,
             k=ctx.config.witnesses,
+            avoid=ctx.full_witnesses.current(trio.current_time()),
         )
 
     async def _resume_record(self, agent: str, previous: EpochStart) -> bytes:
@@ -367,7 +391,13 @@ class Claimant:
             return Stale(tuple(proven))
         if adoptable:
             claim = Claim(agent, previous.epoch + 1, previous, custody, ctx.ballots.next(above))
-            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+            await drive(
+                ctx.transport,
+                claim,
+                claim.start(),
+                ctx.config.claim_round_s,
+                full=ctx.full_witnesses,
+            )
             if claim.outcome is not None:
                 return claim.outcome
             return Failed(claim.missing() or "nothing accepted to complete", claim.highest_round)

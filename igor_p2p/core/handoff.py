@@ -417,7 +417,13 @@ class HandoffSource:
                 if node != ctx.key.public_key:
                     claim.presume_behind(node)
         with trio.move_on_after(ctx.config.handoff_deadline_s):
-            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+            await drive(
+                ctx.transport,
+                claim,
+                claim.start(),
+                ctx.config.claim_round_s,
+                full=ctx.full_witnesses,
+            )
         self.trace.mark(mid, "promised")
         if (
             claim.outcome is None
@@ -461,7 +467,13 @@ class HandoffSource:
                 witnesses=previous.witnesses,
             ).sign(ctx.key)
             claim = Claim(agent, epoch + 1, previous, custody, ctx.ballots.next(), record.encode())
-            await drive(ctx.transport, claim, claim.start(), ctx.config.claim_round_s)
+            await drive(
+                ctx.transport,
+                claim,
+                claim.start(),
+                ctx.config.claim_round_s,
+                full=ctx.full_witnesses,
+            )
             outcome = claim.outcome
             if isinstance(outcome, Chosen):
                 await port.handle(ClaimResolved(outcome.start, checkpoint.encode()))
@@ -546,6 +558,7 @@ class HandoffSource:
                     rng=ctx.env.rng,
                     k=ctx.config.witnesses,
                     proposer=ctx.key.public_key,
+                    avoid=ctx.full_witnesses.current(trio.current_time()),
                 ),
             ).sign(ctx.key)
             witnessed = {w for start in ready.custody for w in start.witnesses}
@@ -555,7 +568,13 @@ class HandoffSource:
             self.trace.mark(mid, "accept_sent")
             if claim.phase is ClaimPhase.ACCEPTING:
                 with trio.move_on_after(ctx.config.handoff_deadline_s):
-                    await drive(ctx.transport, claim, sends, ctx.config.claim_round_s)
+                    await drive(
+                        ctx.transport,
+                        claim,
+                        sends,
+                        ctx.config.claim_round_s,
+                        full=ctx.full_witnesses,
+                    )
         outcome = claim.outcome
         if isinstance(outcome, Chosen):
             self.trace.mark(mid, "chosen")

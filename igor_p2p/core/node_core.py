@@ -36,6 +36,7 @@ from igor_p2p.authority.witness_choice import choose_witnesses
 from igor_p2p.core.backoff import Backoff
 from igor_p2p.core.claims import Ballots, Claimant, ClaimContext
 from igor_p2p.core.config import CoreConfig
+from igor_p2p.core.full_witnesses import FullWitnesses
 from igor_p2p.core.gate import Effects, Gate
 from igor_p2p.core.handoff import HandoffSource, HandoffTarget, Messenger, MigrationOutcome
 from igor_p2p.core.ports import AgentRunner, AuthorityStore, Env, Membership, Transport
@@ -99,6 +100,7 @@ class NodeCore:
         )
         self.gate.unsafe_resume = self.config.test_unsafe_resume
         self.backoff = Backoff(self.config, ports.env)
+        self.full_witnesses = FullWitnesses()
         """How this node's retries wait (discovery and the fault gate end the waits)."""
         ctx = ClaimContext(
             key=key,
@@ -110,6 +112,7 @@ class NodeCore:
             membership=ports.membership,
             ballots=Ballots(self.me, ports.env.token(8)),
             backoff=self.backoff,
+            full_witnesses=self.full_witnesses,
         )
         self._claimant = Claimant(ctx)
         self.messenger = Messenger(ctx)
@@ -191,6 +194,7 @@ class NodeCore:
             down=self.ports.membership.down_nodes(),
             rng=self.ports.env.rng,
             k=self.config.witnesses,
+            avoid=self.full_witnesses.current(trio.current_time()),
         )
 
     async def launched(

@@ -432,6 +432,7 @@ def test_a_witness_at_its_quota_counts_as_a_refusal_and_is_named() -> None:
     claim.on_reply(C.public_key, Refused(C.public_key, RefusedCode.BUSY, "full"))
     assert isinstance(claim.outcome, Failed)
     assert "witness is full" in claim.outcome.reason
+    assert claim.full == {B.public_key, C.public_key}  # the next witness sets avoid them
     other = _claim(custody)
     other.start()
     other.on_reply(B.public_key, Refused(B.public_key, RefusedCode.RATE_LIMITED, "slow down"))

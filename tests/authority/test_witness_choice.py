@@ -42,6 +42,25 @@ def test_previous_members_are_kept_unless_known_down() -> None:
     assert {N2, N3} <= set(chosen) and N9 not in chosen and len(chosen) == 3
 
 
+def test_nodes_that_refused_as_full_are_left_out_when_others_can_serve() -> None:
+    for seed in range(20):
+        chosen = choose_witnesses(
+            previous=[],
+            new_owner=N1,
+            candidates=[N2, N3, N4, N5, N6],
+            rng=random.Random(seed),
+            avoid=[N2, N3],
+        )
+        assert set(chosen) == {N4, N5, N6}
+
+
+def test_full_nodes_still_fill_a_set_nobody_else_can_and_stay_where_they_witness() -> None:
+    chosen = _choose([], N1, [N2, N3, N4, N5], avoid=[N2, N3])
+    assert {N4, N5} <= set(chosen) and len(chosen) == 3  # one full node: nobody else is left
+    kept = _choose([N2, N3, N4], N1, [N2, N3, N4, N5, N6], avoid=[N2])
+    assert kept == (N2, N3, N4)  # a full member serves the agents it witnesses already
+
+
 def test_a_previous_member_not_heard_from_yet_is_kept() -> None:
     # A node that just restarted has not heard its peers: absence is not "down".
     chosen = _choose([N2, N3, N9], N1, [N2, N3, N4, N5, N6])

@@ -22,8 +22,10 @@ def test_a_handoff_failing_after_its_accepts_left_never_ticks_on(
     stopped until a claim decides."""
     real_drive = handoff.drive
 
-    async def drive_then_fail(transport: Any, claim: Any, sends: Any, timeout: float) -> None:
-        await real_drive(transport, claim, sends, timeout)
+    async def drive_then_fail(
+        transport: Any, claim: Any, sends: Any, timeout: float, **more: Any
+    ) -> None:
+        await real_drive(transport, claim, sends, timeout, **more)
         if claim.accept_sent:
             raise RuntimeError("a bug after the ACCEPTs went out")
 
