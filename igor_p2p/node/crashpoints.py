@@ -17,10 +17,13 @@ the authority protocols passes a named point:
 
 When ``IGOR_CRASH_AT`` (a comma-separated list, read when the node starts) names the point the
 process sends itself SIGKILL on the spot — exactly what ``kill -9`` at that moment would do.
-``NAME@N`` fires the N-th time the point is reached instead of the first. ``IGOR_CRASH_TRACE=
-FILE`` appends every point reached to FILE, one name a line, so a test can enumerate the points
-a run passes. Both are test switches: read only with ``IGOR_ALLOW_TEST_SWITCHES=1`` (which only
-the test harness sets); otherwise, or unset, the ports are not wrapped at all.
+``IGOR_FAIL_AT`` names points (same form) where instead the code raises :class:`InjectedFailure`,
+an error no port promises: the bug-shaped failure the core must survive without ticking where
+it may not. ``NAME@N`` fires the N-th time the point is reached instead of the first.
+``IGOR_CRASH_TRACE=FILE`` appends every point reached to FILE, one name a line, so a test can
+enumerate the points a run passes. All are test switches: read only with
+``IGOR_ALLOW_TEST_SWITCHES=1`` (which only the test harness sets); otherwise, or unset, the
+ports are not wrapped at all.
 """
 
 from __future__ import annotations
@@ -44,36 +47,53 @@ _REQUESTER = {**dict.fromkeys(_SOURCE_REQUESTS, "source"), GetModule.TYPE: "targ
 _REPLIER = {**dict.fromkeys(_SOURCE_REQUESTS, "target"), GetModule.TYPE: "source"}
 
 
-class CrashPoints:
-    """The armed points (``IGOR_CRASH_AT``) and the trace file (``IGOR_CRASH_TRACE``)."""
+class InjectedFailure(RuntimeError):
+    """A test-only failure at a named point (``IGOR_FAIL_AT``); deliberately no ``IgorError``."""
 
-    def __init__(self, armed: Mapping[str, int], trace: str | None) -> None:
+
+def _points(raw: str) -> dict[str, int]:
+    armed: dict[str, int] = {}
+    for item in (p.strip() for p in raw.split(",")):
+        if item:
+            name, _, nth = item.partition("@")
+            armed[name] = int(nth) if nth.isdigit() and int(nth) > 0 else 1
+    return armed
+
+
+class CrashPoints:
+    """The armed points (``IGOR_CRASH_AT``, ``IGOR_FAIL_AT``) and the trace file
+    (``IGOR_CRASH_TRACE``)."""
+
+    def __init__(
+        self, armed: Mapping[str, int], trace: str | None, failing: Mapping[str, int] | None = None
+    ) -> None:
         self.armed = dict(armed)
+        self.failing = dict(failing or {})
         self.trace = trace
         self._reached: dict[str, int] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> CrashPoints | None:
         raw = environ.get("IGOR_CRASH_AT", "")
+        failing = environ.get("IGOR_FAIL_AT", "")
         trace = environ.get("IGOR_CRASH_TRACE") or None
-        if environ.get(TEST_SWITCHES_ENV) != "1" or (not raw.strip() and trace is None):
+        if environ.get(TEST_SWITCHES_ENV) != "1" or (
+            not raw.strip() and not failing.strip() and trace is None
+        ):
             return None
-        armed: dict[str, int] = {}
-        for item in (p.strip() for p in raw.split(",")):
-            if item:
-                name, _, nth = item.partition("@")
-                armed[name] = int(nth) if nth.isdigit() and int(nth) > 0 else 1
-        return cls(armed, trace)
+        return cls(_points(raw), trace, _points(failing))
 
     def point(self, name: str) -> None:
         if self.trace is not None:
             with open(self.trace, "a") as trace:
                 trace.write(name + "\n")
-        nth = self.armed.get(name)
-        if nth is not None:
-            self._reached[name] = self._reached.get(name, 0) + 1
-            if self._reached[name] == nth:
-                os.kill(os.getpid(), signal.SIGKILL)
+        if name not in self.armed and name not in self.failing:
+            return
+        self._reached[name] = self._reached.get(name, 0) + 1
+        if self._reached[name] == self.armed.get(name):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self._reached[name] == self.failing.get(name):
+            raise InjectedFailure(f"injected failure at {name}")
 
 
 def _persist_role(before: AuthorityState | None, after: AuthorityState) -> str:

@@ -277,3 +277,40 @@ def test_a_source_restarted_after_its_transfer_was_decided_commits_to_the_target
             checker_passes(pair)
         finally:
             _kill_all(pair)
+
+
+def test_a_source_whose_handoff_fails_after_an_accept_left_never_ticks_on() -> None:
+    """Not a crash: the handoff code itself fails (an error no port promises) right after a
+    witness accepted the transfer. That witness may hand the transfer to any later claim, so a
+    source that aborted and ticked on would be a second owner. It stays stopped, the node keeps
+    running, and the witnesses settle the agent on the target (MC-8)."""
+    with scratch_dir("igor-fail-") as root:
+        pair = _pair(root)
+        source, target = pair
+        source.env["IGOR_FAIL_AT"] = "claimant:after_send:ACCEPT"
+        try:
+            _start(pair)
+            did = launch(source)
+            wait_ticks(source, did, 2, 0)
+            with pytest.raises(IgorError):
+                migrate(source, did, target.peer_id)
+            failed_ns = time.monotonic_ns()
+            owner = wait_until(
+                lambda: _ticking_owner(target, did), SETTLE_S, "the target owns it", target.log_tail
+            )
+            assert owner["epoch"] == 2
+            assert source.alive() and source.status()
+            assert not ticks(source, did, failed_ns), "the source ticked after its handoff failed"
+            wait_until(
+                lambda: (r := row(source, did)) is not None and r["state"] == "RETIRED",
+                SETTLE_S,
+                "the source retired",
+                source.log_tail,
+            )
+            for node in pair:
+                node.admin("stop")
+                node.wait_exit()
+            assert not ticks(source, did, failed_ns), "the source ticked after its handoff failed"
+            checker_passes(pair)
+        finally:
+            _kill_all(pair)

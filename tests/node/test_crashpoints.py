@@ -11,6 +11,7 @@ import pytest
 
 from igor_p2p.authority.record import ABSENT, AuthorityRecord
 from igor_p2p.authority.states import AuthorityState
+from igor_p2p.errors import IgorError
 from igor_p2p.lineage.cert import Ballot
 from igor_p2p.node import crashpoints
 from igor_p2p.node.crashpoints import CrashPoints, with_crash_points
@@ -70,6 +71,20 @@ def test_a_point_kills_the_process_the_nth_time_it_is_reached(kills: list[int]) 
     with pytest.raises(_Killed):
         points.point("x")
     assert kills == [crashpoints.signal.SIGKILL]
+
+
+def test_a_failure_point_raises_an_unexpected_error_the_nth_time_instead(
+    kills: list[int],
+) -> None:
+    assert CrashPoints.from_env({"IGOR_FAIL_AT": "a:b:C"}) is None  # a test switch too
+    points = CrashPoints.from_env({**ALLOWED, "IGOR_FAIL_AT": "x@2"})
+    assert points is not None and points.failing == {"x": 2} and points.armed == {}
+    points.point("x")
+    with pytest.raises(crashpoints.InjectedFailure):
+        points.point("x")
+    points.point("x")  # once only
+    assert kills == []
+    assert not issubclass(crashpoints.InjectedFailure, IgorError)
 
 
 def test_the_trace_names_every_point_in_order(tmp_path: Path) -> None:
