@@ -207,6 +207,18 @@ class Messenger:
                     )
                 except PeerUnreachable:
                     await retries.wait()
+                    continue
+                if _commit_again_later(reply):  # not refused by the target's table: try again
+                    log.info(
+                        "commit not taken yet",
+                        agent=agent,
+                        peer=target.hex()[:16],
+                        step=_why(reply),
+                    )
+                    reply = None
+                    await retries.wait()
+        if reply is not None and not isinstance(reply, Confirm):
+            log.info("commit refused", agent=agent, peer=target.hex()[:16], step=_why(reply))
         if isinstance(reply, Confirm) and reply.migration_id == mid:
             self.confirmation(mid).set()
             ctx.env.history.emit(
@@ -748,3 +760,17 @@ def _offer_bytes(offer: Offer) -> int:
         + sum(len(b) for b in replay)
         + len(offer.wasm or b"")
     )
+
+
+def _commit_again_later(reply: Message) -> bool:
+    """A reply to COMMIT that is no answer of the target's authority table (refused by its
+    transport or limits, or busy with the agent): the same COMMIT is sent again."""
+    return isinstance(reply, Refused) or (
+        isinstance(reply, Reject) and reply.code is RejectCode.BUSY
+    )
+
+
+def _why(reply: Message) -> str:
+    code = getattr(reply, "code", None)
+    reason = getattr(reply, "reason", "") or ""
+    return f"{reply.TYPE} {code.value if code is not None else ''} {reason}".strip()[:200]

@@ -16,7 +16,8 @@ from typing import Any
 SIM_VERSION = 7
 """3: every node runs the authority-claim gossip (``ClaimGossip``); claim forgers. 6: heals
 open node by node (``World._open_node_by_node``) and retries back off up to 30 s, as a node's.
-7: an OFFER whose ACK is late is sent again beside the first (``offer_resend_s``)."""
+7: an OFFER whose ACK is late is sent again beside the first (``offer_resend_s``); a COMMIT the
+target's transport refused is sent again."""
 
 LIAR_SHARE = 0.15
 """Share of random plans in which one node lies (sim/lies.py): in every message it sends, or

@@ -18,7 +18,7 @@ from igor_p2p.core.config import CoreConfig
 from igor_p2p.core.handoff import Messenger
 from igor_p2p.core.ports import PeerUnreachable
 from igor_p2p.wire.codec import Message
-from igor_p2p.wire.messages import Commit, Confirm
+from igor_p2p.wire.messages import Commit, Confirm, Refused, RefusedCode
 
 
 def _backoff() -> Backoff:
@@ -232,3 +232,42 @@ def test_an_offers_resend_wait_grows_with_what_it_carries() -> None:
     config = CoreConfig()
     assert config.offer_resend_after(0) == config.offer_resend_s
     assert config.offer_resend_after(64 << 20) == config.offer_resend_s + 8.0
+
+
+class RefusingFirst:
+    """A target whose transport refuses the first COMMIT (rate, a full queue, …) and whose
+    table confirms the next one."""
+
+    me = b"\x01" * 32
+
+    def __init__(self) -> None:
+        self.commits: list[float] = []
+
+    async def request(self, peer: bytes, message: Message, timeout: float) -> Message:
+        assert isinstance(message, Commit)
+        self.commits.append(trio.current_time())
+        if len(self.commits) == 1:
+            return Refused(peer, RefusedCode.RATE_LIMITED, "slow down")
+        return Confirm(peer, message.agent, message.migration_id, epoch=2)
+
+
+async def test_a_commit_the_targets_transport_refused_is_sent_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Only an answer of the target's table ends the COMMIT's retries: a refusal of its
+    # transport would leave the target waiting for its own settlement (15 s).
+    target = RefusingFirst()
+    history: Any = SimpleNamespace(emit=lambda *args, **kwargs: None)
+    ctx: Any = SimpleNamespace(
+        key=SimpleNamespace(public_key=b"\x02" * 32),
+        transport=target,
+        config=CoreConfig(),
+        env=SimpleNamespace(rng=random.Random(1), history=history),
+        backoff=_backoff(),
+    )
+    messenger = Messenger(ctx)
+    start: Any = SimpleNamespace(record=b"record", cert=b"cert", epoch=2)
+    mid = b"\x07" * 16
+    await messenger._commit("agent", target.me, mid, start)
+    assert len(target.commits) == 2 and target.commits[1] < 1.0
+    assert messenger.confirmation(mid).is_set()
